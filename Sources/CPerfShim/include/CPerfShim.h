@@ -1,0 +1,25 @@
+#ifndef RAPL_CPERFSHIM_H
+#define RAPL_CPERFSHIM_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+// Why this shim exists: perf_event_open(2) has no glibc wrapper and syscall(2) is variadic, which Swift
+// cannot call; struct perf_event_attr is a bitfield-heavy kernel struct best filled in C. The MSR read is
+// here too so that every register access goes through one audited 8-byte pread.
+// Every function returns a non-negative result or -errno; none of them touches errno's global state
+// in a way the caller must read.
+
+/// Opens a CPU-wide counting event: perf_event_open(attr{type, config}, pid = -1, cpu, group = -1,
+/// PERF_FLAG_FD_CLOEXEC). Returns the file descriptor, or -errno.
+int rapl_perf_open_counter(uint32_t type, uint64_t config, int cpu);
+
+/// Reads the 64-bit count of a perf counting fd with read(2).
+/// Returns 8 on success, the short byte count, or -errno.
+ssize_t rapl_perf_read_counter(int fd, uint64_t *value);
+
+/// Reads the 8-byte model-specific register `reg` from an open /dev/cpu/N/msr fd: pread(2) at offset `reg`.
+/// Returns 8 on success, the short byte count (0 past the end of a file), or -errno.
+ssize_t rapl_msr_read(int fd, uint32_t reg, uint64_t *value);
+
+#endif

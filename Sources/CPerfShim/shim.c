@@ -1,0 +1,30 @@
+#define _GNU_SOURCE
+#include "CPerfShim.h"
+
+#include <errno.h>
+#include <linux/perf_event.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int rapl_perf_open_counter(uint32_t type, uint64_t config, int cpu) {
+    struct perf_event_attr attr;
+    memset(&attr, 0, sizeof(attr));
+    attr.size = sizeof(attr);
+    attr.type = type;
+    attr.config = config;
+    long fd = syscall(SYS_perf_event_open, &attr, (pid_t)-1, cpu, -1, PERF_FLAG_FD_CLOEXEC);
+    return fd < 0 ? -errno : (int)fd;
+}
+
+ssize_t rapl_perf_read_counter(int fd, uint64_t *value) {
+    ssize_t n;
+    do { n = read(fd, value, sizeof(*value)); } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
+ssize_t rapl_msr_read(int fd, uint32_t reg, uint64_t *value) {
+    ssize_t n;
+    do { n = pread(fd, value, sizeof(*value), (off_t)reg); } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}

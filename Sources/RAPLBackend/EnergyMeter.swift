@@ -1,0 +1,191 @@
+import Logging
+
+/// The state of one domain after a read.
+public enum DomainStatus: Sendable, Equatable {
+    /// Read this time and moving.
+    case ok
+    /// Read this time, but the value has not changed for at least `stuckAfter`: this is probably not
+    /// real zero power (a VM's placeholder counter, a domain the firmware does not update).
+    case stuck
+    /// Not read this time (or never yet): the message says why. The energy used meanwhile is not
+    /// lost: it appears in the first successful read after.
+    case failed(String)
+}
+
+/// Owns counter deltas, wraparound and unit conversion for every backend.
+///
+/// For each raw counter it keeps the last raw value and the running raw total since the first read
+/// (widened to 128 bits: wrapping subtraction modulo the counter's range handles 32-bit MSRs, 64-bit
+/// perf counts and sysfs's `max_energy_range_uj`). The µJ total of a counter is the exact conversion
+/// of its raw total, and a domain's total is the sum over its counters. Totals only go up, so the
+/// energy of a window (end total minus start total) is exact and windows add up to the run.
+///
+/// Not thread-safe: one sampler owns a meter.
+public final class EnergyMeter {
+    public let backend: any EnergyBackend
+    /// The domains, in a stable order (sorted); `totals` and `statuses` use the same indices.
+    public private(set) var domains: [Domain] = []
+    /// Cumulative µJ per domain since the meter first read it.
+    public private(set) var totals: [UInt64] = []
+    public private(set) var statuses: [DomainStatus] = []
+    /// Failed reads per domain since start.
+    public private(set) var readErrors: [UInt64] = []
+
+    /// A domain whose total has not changed for this long is reported as stuck.
+    public let stuckAfter: Duration
+    /// After a failed read, a counter is not tried again before this much time has passed, so a
+    /// missing device costs one syscall per second, not one per sample.
+    public let retryAfter: Duration
+    private let logger: Logger
+
+    private struct CounterState {
+        var domainIndex: Int
+        var last: UInt64 = 0
+        var rawTotal: UInt128 = 0
+        var microjoules: UInt64 = 0
+        var primed = false
+        var failing: String?
+        var retryAt: ContinuousClock.Instant?
+        var failures: UInt64 = 0
+    }
+
+    private var counters: [CounterState] = []
+    private var lastChange: [ContinuousClock.Instant?] = []
+    private var reportedStuck: [Bool] = []
+    private var domainFailure: [String?] = []
+    /// Per-domain sums of the current read, reused so that a read allocates nothing.
+    private var scratch: [UInt64] = []
+
+    public init(
+        backend: any EnergyBackend,
+        stuckAfter: Duration = .seconds(5),
+        retryAfter: Duration = .seconds(1),
+        logger: Logger = Logger(label: "rapl-exporter.meter")
+    ) {
+        self.backend = backend
+        self.stuckAfter = stuckAfter
+        self.retryAfter = retryAfter
+        self.logger = logger
+        adoptNewCounters()
+    }
+
+    /// Index of `domain` in `domains`.
+    public func index(of domain: Domain) -> Int? { domains.firstIndex(of: domain) }
+
+    /// Asks the backend to retry failed discovery and takes in any counters it found.
+    public func refresh() {
+        for message in backend.refresh() { logger.warning("\(message)") }
+        adoptNewCounters()
+    }
+
+    private func adoptNewCounters() {
+        let specs = backend.counters
+        guard specs.count > counters.count else { return }
+        for spec in specs[counters.count...] where !domains.contains(spec.domain) {
+            domains.append(spec.domain)
+        }
+        // Keep domains sorted; remap existing per-domain state.
+        let old = domains
+        let sorted = old.sorted()
+        if sorted != old {
+            func remap<T>(_ values: [T], fill: T) -> [T] {
+                sorted.map { d in
+                    let i = old.firstIndex(of: d)!
+                    return i < values.count ? values[i] : fill
+                }
+            }
+            totals = remap(totals, fill: 0)
+            statuses = remap(statuses, fill: .failed("not read yet"))
+            readErrors = remap(readErrors, fill: 0)
+            lastChange = remap(lastChange, fill: nil)
+            reportedStuck = remap(reportedStuck, fill: false)
+            domainFailure = remap(domainFailure, fill: nil)
+            domains = sorted
+            for i in counters.indices {
+                counters[i].domainIndex = sorted.firstIndex(of: specs[i].domain)!
+            }
+        }
+        while totals.count < domains.count {
+            totals.append(0)
+            statuses.append(.failed("not read yet"))
+            readErrors.append(0)
+            lastChange.append(nil)
+            reportedStuck.append(false)
+            domainFailure.append(nil)
+            scratch.append(0)
+        }
+        for spec in specs[counters.count...] {
+            counters.append(CounterState(domainIndex: domains.firstIndex(of: spec.domain)!))
+        }
+    }
+
+    /// Reads every counter once and updates `totals` and `statuses`. Never throws: a counter that
+    /// cannot be read marks its domain failed for this read, is logged once, and is retried later.
+    public func read(now: ContinuousClock.Instant = .now) {
+        for d in domainFailure.indices { domainFailure[d] = nil }
+        let specs = backend.counters
+        for i in counters.indices {
+            let d = counters[i].domainIndex
+            if let retryAt = counters[i].retryAt, now < retryAt {
+                domainFailure[d] = counters[i].failing ?? "waiting to retry"
+                continue
+            }
+            do {
+                let raw = try backend.read(i)
+                if counters[i].primed {
+                    // Wrapping subtraction modulo the counter's range.
+                    let last = UInt128(counters[i].last)
+                    let value = UInt128(raw.value)
+                    let delta = value >= last ? value - last : raw.modulus - last + value
+                    counters[i].rawTotal &+= delta
+                    counters[i].microjoules = specs[i].unit.microjoules(counters[i].rawTotal)
+                } else {
+                    counters[i].primed = true
+                }
+                counters[i].last = raw.value
+                if let failing = counters[i].failing {
+                    logger.notice("\(specs[i].source): readable again after \(counters[i].failures) failed reads (\(failing))")
+                    counters[i].failing = nil
+                }
+                counters[i].retryAt = nil
+            } catch {
+                counters[i].failures += 1
+                readErrors[d] += 1
+                if counters[i].failing == nil {
+                    logger.warning("\(specs[i].domain.component()) (socket \(specs[i].domain.socket)): \(error); skipped, retrying every \(retryAfter)")
+                }
+                counters[i].failing = error.description
+                counters[i].retryAt = now + retryAfter
+                domainFailure[d] = error.description
+            }
+        }
+        for d in scratch.indices { scratch[d] = 0 }
+        for c in counters { scratch[c.domainIndex] &+= c.microjoules }
+        for d in domains.indices {
+            let total = scratch[d]
+            if let failure = domainFailure[d] {
+                statuses[d] = .failed(failure)
+                continue
+            }
+            if total != totals[d] || lastChange[d] == nil {
+                if total != totals[d], reportedStuck[d] {
+                    logger.notice("\(domains[d].component()) (socket \(domains[d].socket)): counter moves again")
+                    reportedStuck[d] = false
+                }
+                totals[d] = total
+                lastChange[d] = now
+                statuses[d] = .ok
+            } else if let since = lastChange[d], now - since >= stuckAfter {
+                statuses[d] = .stuck
+                if !reportedStuck[d] {
+                    reportedStuck[d] = true
+                    logger.warning(
+                        "\(domains[d].component()) (socket \(domains[d].socket)) via \(backend.kind): counter has not changed for \(stuckAfter); it reads as zero power, which is probably not real (a VM or firmware that does not update this RAPL domain). Values are still exported."
+                    )
+                }
+            } else {
+                statuses[d] = .ok
+            }
+        }
+    }
+}

@@ -1,0 +1,170 @@
+// The one Swift file that calls C: the perf/MSR shim, libcap, and the few libc calls swift-system lacks
+// (directory listing). Everything else in RAPLBackend goes through the functions here, so every
+// failure carries the call that failed, the path it failed on, and the errno.
+
+import CLibcap
+import CPerfShim
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// A failed system call: which call, on which path, and the `Errno` it returned.
+public struct KernelError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var call: String
+    public var path: String
+    public var errno: Errno
+
+    public var description: String { "\(call) \(path): \(errno)" }
+
+    /// True for EACCES and EPERM: a capability or file-mode problem rather than a missing file.
+    public var isPermission: Bool { errno == .permissionDenied || errno == .notPermitted }
+}
+
+/// Owns a set of open file descriptors and closes each exactly once when it goes away.
+///
+/// Backends keep their counter files open for the life of the process and re-read them with
+/// `pread(2)`, so the hot path is one syscall per counter. A descriptor slot is `-1` when closed.
+struct DescriptorTable: ~Copyable {
+    private var fds: [CInt]
+
+    init(count: Int) { fds = Array(repeating: -1, count: count) }
+
+    deinit {
+        for fd in fds where fd >= 0 { _ = Glibc.close(fd) }
+    }
+
+    var count: Int { fds.count }
+
+    subscript(index: Int) -> CInt? { fds[index] >= 0 ? fds[index] : nil }
+
+    mutating func append() -> Int {
+        fds.append(-1)
+        return fds.count - 1
+    }
+
+    /// Stores `fd` in `index`, closing what was there.
+    mutating func set(_ index: Int, _ fd: CInt) {
+        close(index)
+        fds[index] = fd
+    }
+
+    mutating func close(_ index: Int) {
+        if fds[index] >= 0 { _ = Glibc.close(fds[index]) }
+        fds[index] = -1
+    }
+}
+
+enum Kernel {
+    /// `open(2)` read-only with `O_CLOEXEC`.
+    static func openReadOnly(_ path: String) throws(KernelError) -> CInt {
+        do {
+            return try FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec]).rawValue
+        } catch {
+            throw KernelError(call: "open", path: path, errno: error as? Errno ?? .ioError)
+        }
+    }
+
+    /// `pread(2)` at offset 0 into `buffer`; returns the byte count.
+    static func preadStart(_ fd: CInt, _ buffer: UnsafeMutableRawBufferPointer, path: String) throws(KernelError) -> Int {
+        do {
+            return try FileDescriptor(rawValue: fd).read(fromAbsoluteOffset: 0, into: buffer, retryOnInterrupt: true)
+        } catch {
+            throw KernelError(call: "pread", path: path, errno: error as? Errno ?? .ioError)
+        }
+    }
+
+    /// Reads a whole small text file (sysfs attribute, procfs file), at most `limit` bytes.
+    static func readText(_ path: String, limit: Int = 64 * 1024) throws(KernelError) -> String {
+        let fd = try openReadOnly(path)
+        defer { _ = Glibc.close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while bytes.count < limit {
+            let n: Int
+            do {
+                n = try chunk.withUnsafeMutableBytes { buf in
+                    try FileDescriptor(rawValue: fd).read(into: buf, retryOnInterrupt: true)
+                }
+            } catch {
+                throw KernelError(call: "read", path: path, errno: error as? Errno ?? .ioError)
+            }
+            if n == 0 { break }
+            bytes.append(contentsOf: chunk[0..<n])
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// `access(2)`-free existence check: `stat(2)` succeeds (follows symlinks).
+    static func exists(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0
+    }
+
+    /// Names in a directory (`opendir(3)`/`readdir(3)`), without "." and "..", sorted.
+    static func listDirectory(_ path: String) throws(KernelError) -> [String] {
+        guard let dir = opendir(path) else {
+            throw KernelError(call: "opendir", path: path, errno: Errno(rawValue: Glibc.errno))
+        }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    static func close(_ fd: CInt) { _ = Glibc.close(fd) }
+
+    // MARK: perf
+
+    /// `perf_event_open(2)` for a CPU-wide counting event, through CPerfShim.
+    static func perfOpen(type: UInt32, config: UInt64, cpu: Int, path: String) throws(KernelError) -> CInt {
+        let fd = rapl_perf_open_counter(type, config, CInt(cpu))
+        if fd < 0 { throw KernelError(call: "perf_event_open", path: path, errno: Errno(rawValue: -fd)) }
+        return fd
+    }
+
+    /// `read(2)` of a perf counting fd's 64-bit count.
+    static func perfRead(_ fd: CInt, path: String) throws(KernelError) -> UInt64 {
+        var value: UInt64 = 0
+        let n = rapl_perf_read_counter(fd, &value)
+        if n < 0 { throw KernelError(call: "read", path: path, errno: Errno(rawValue: CInt(-n))) }
+        if n != 8 { throw KernelError(call: "read", path: path, errno: .ioError) }
+        return value
+    }
+
+    // MARK: MSR
+
+    /// Reads MSR `register` from an open `/dev/cpu/N/msr` (`pread(2)` of 8 bytes at offset `register`).
+    /// A short read (a file that ends before the register) is reported as `ENODATA`.
+    static func msrRead(_ fd: CInt, register: UInt32, path: String) throws(KernelError) -> UInt64 {
+        var value: UInt64 = 0
+        let n = rapl_msr_read(fd, register, &value)
+        if n < 0 { throw KernelError(call: "pread", path: path, errno: Errno(rawValue: CInt(-n))) }
+        if n != 8 { throw KernelError(call: "pread", path: path, errno: Errno(rawValue: ENODATA)) }
+        return value
+    }
+
+    // MARK: capabilities
+
+    /// The effective capabilities of this process that matter here, through libcap's `cap_get_proc(3)`.
+    static func effectiveCapabilities() -> CapabilitySet {
+        guard let caps = cap_get_proc() else { return [] }
+        defer { cap_free(UnsafeMutableRawPointer(caps)) }
+        var result: CapabilitySet = []
+        for (cap, flag) in CapabilitySet.mapping {
+            var value = CAP_CLEAR
+            if cap_get_flag(caps, cap_value_t(cap), CAP_EFFECTIVE, &value) == 0, value == CAP_SET {
+                result.insert(flag)
+            }
+        }
+        return result
+    }
+}
