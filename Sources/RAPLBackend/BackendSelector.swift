@@ -32,17 +32,21 @@ public struct BackendSelector {
     public var facts: SystemFacts
     /// How long to watch a backend's counters for movement before accepting it.
     public var moveCheck: Duration
+    /// Waits between the two snapshots of the move check; tests inject one that advances counters.
+    public var wait: @Sendable (Duration) async -> Void
     public var logger: Logger
 
     public init(
         paths: HardwarePaths,
         facts: SystemFacts,
         moveCheck: Duration = .milliseconds(100),
+        wait: @escaping @Sendable (Duration) async -> Void = { try? await Task.sleep(for: $0) },
         logger: Logger = Logger(label: "rapl-exporter.backend")
     ) {
         self.paths = paths
         self.facts = facts
         self.moveCheck = moveCheck
+        self.wait = wait
         self.logger = logger
     }
 
@@ -106,7 +110,7 @@ public struct BackendSelector {
                 logger.info("backend \(kind): rejected: \(why.reason) — fix: \(why.fix)")
             case .success(let backend):
                 let before = Self.snapshot(backend)
-                if moveCheck > .zero { try? await Task.sleep(for: moveCheck) }
+                await wait(moveCheck)
                 let after = Self.snapshot(backend)
                 let moving = zip(before, after).contains { b, a in b != nil && a != nil && b != a }
                 if moving {

@@ -81,41 +81,25 @@ public final class EnergyMeter {
     private func adoptNewCounters() {
         let specs = backend.counters
         guard specs.count > counters.count else { return }
-        for spec in specs[counters.count...] where !domains.contains(spec.domain) {
-            domains.append(spec.domain)
-        }
-        // Keep domains sorted; remap existing per-domain state.
         let old = domains
-        let sorted = old.sorted()
-        if sorted != old {
-            func remap<T>(_ values: [T], fill: T) -> [T] {
-                sorted.map { d in
-                    let i = old.firstIndex(of: d)!
-                    return i < values.count ? values[i] : fill
-                }
-            }
-            totals = remap(totals, fill: 0)
-            statuses = remap(statuses, fill: .failed("not read yet"))
-            readErrors = remap(readErrors, fill: 0)
-            lastChange = remap(lastChange, fill: nil)
-            reportedStuck = remap(reportedStuck, fill: false)
-            domainFailure = remap(domainFailure, fill: nil)
-            domains = sorted
-            for i in counters.indices {
-                counters[i].domainIndex = sorted.firstIndex(of: specs[i].domain)!
-            }
+        var all = domains
+        for spec in specs[counters.count...] where !all.contains(spec.domain) { all.append(spec.domain) }
+        // Domains stay sorted; per-domain state follows its domain.
+        let sorted = all.sorted()
+        func remap<T>(_ values: [T], fill: T) -> [T] {
+            sorted.map { d in old.firstIndex(of: d).map { values[$0] } ?? fill }
         }
-        while totals.count < domains.count {
-            totals.append(0)
-            statuses.append(.failed("not read yet"))
-            readErrors.append(0)
-            lastChange.append(nil)
-            reportedStuck.append(false)
-            domainFailure.append(nil)
-            scratch.append(0)
-        }
+        totals = remap(totals, fill: 0)
+        statuses = remap(statuses, fill: .failed("not read yet"))
+        readErrors = remap(readErrors, fill: 0)
+        lastChange = remap(lastChange, fill: nil)
+        reportedStuck = remap(reportedStuck, fill: false)
+        domainFailure = remap(domainFailure, fill: nil)
+        scratch = Array(repeating: 0, count: sorted.count)
+        domains = sorted
+        for i in counters.indices { counters[i].domainIndex = sorted.firstIndex(of: specs[i].domain)! }
         for spec in specs[counters.count...] {
-            counters.append(CounterState(domainIndex: domains.firstIndex(of: spec.domain)!))
+            counters.append(CounterState(domainIndex: sorted.firstIndex(of: spec.domain)!))
         }
     }
 

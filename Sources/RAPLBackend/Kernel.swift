@@ -62,7 +62,9 @@ enum Kernel {
     /// `open(2)` read-only with `O_CLOEXEC`.
     static func openReadOnly(_ path: String) throws(KernelError) -> CInt {
         do {
-            return try FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec]).rawValue
+            // Through the C-string overload: FilePath's separator normalisation trapped on "//" in a
+            // debug build of swift-system 1.8.1, and a user-supplied root may well contain one.
+            return try path.withCString { try FileDescriptor.open($0, .readOnly, options: [.closeOnExec]).rawValue }
         } catch {
             throw KernelError(call: "open", path: path, errno: error as? Errno ?? .ioError)
         }

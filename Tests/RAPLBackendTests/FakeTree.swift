@@ -1,0 +1,182 @@
+import Foundation
+@testable import RAPLBackend
+
+/// A fake machine in a temp dir, in the kernel's real layout: `sys/` (powercap zones as symlinks from
+/// `class/powercap` into `devices/virtual/powercap`, CPU topology, perf PMUs), `dev/cpu/N/msr` as sparse
+/// files written at the register offset, and `proc/` (cpuinfo, perf_event_paranoid).
+///
+/// Counters are rewritten in place (same inode), because the sysfs backend keeps files open.
+final class FakeTree: @unchecked Sendable {
+    let root: String
+    var sys: String { root + "/sys" }
+    var dev: String { root + "/dev" }
+    var proc: String { root + "/proc" }
+    var paths: HardwarePaths { HardwarePaths(sysfsRoot: sys, devRoot: dev, procRoot: proc) }
+
+    init() {
+        var template = Array("/tmp/rapl-fake-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        precondition(made != nil, "mkdtemp failed")
+        root = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        // Readable by an unprivileged child (permission tests drop to nobody).
+        chmod(root, 0o755)
+        try! FileManager.default.createDirectory(atPath: sys + "/class/powercap", withIntermediateDirectories: true)
+        write("proc/sys/kernel/perf_event_paranoid", "2\n")
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: root) }
+
+    func mkdir(_ relative: String) {
+        try! FileManager.default.createDirectory(atPath: root + "/" + relative, withIntermediateDirectories: true)
+    }
+
+    /// Writes `content` at `relative`, in place when the file exists (keeps its inode).
+    func write(_ relative: String, _ content: String, mode: mode_t = 0o444) {
+        let path = root + "/" + relative
+        mkdir((relative as NSString).deletingLastPathComponent)
+        let fd = open(path, O_WRONLY | O_CREAT, mode)
+        precondition(fd >= 0, "open \(path): \(errno)")
+        defer { close(fd) }
+        let bytes = Array(content.utf8)
+        precondition(ftruncate(fd, 0) == 0)
+        let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        precondition(n == bytes.count)
+        fchmod(fd, mode)
+    }
+
+    func remove(_ relative: String) { try? FileManager.default.removeItem(atPath: root + "/" + relative) }
+
+    func symlink(_ relative: String, to target: String) {
+        mkdir((relative as NSString).deletingLastPathComponent)
+        precondition(Foundation.symlink(target, root + "/" + relative) == 0)
+    }
+
+    // MARK: CPUs
+
+    func cpu(_ n: Int, package: Int, die: Int = 0, core: Int? = nil) {
+        let dir = "sys/devices/system/cpu/cpu\(n)/topology"
+        write(dir + "/physical_package_id", "\(package)\n")
+        write(dir + "/die_id", "\(die)\n")
+        write(dir + "/core_id", "\(core ?? n)\n")
+    }
+
+    func cpuinfo(vendor: String, family: Int, model: Int) {
+        write("proc/cpuinfo", """
+        processor\t: 0
+        vendor_id\t: \(vendor)
+        cpu family\t: \(family)
+        model\t\t: \(model)
+        model name\t: Fake CPU
+
+        processor\t: 1
+        vendor_id\t: \(vendor)
+
+        """)
+    }
+
+    // MARK: powercap
+
+    /// Creates zone `id` ("intel-rapl:0", "intel-rapl:0:1", "intel-rapl-mmio:0") with its class symlink.
+    func zone(_ id: String, name: String?, energy: UInt64, max: UInt64 = 262_143_328_850) {
+        let control = id.hasPrefix("intel-rapl-mmio") ? "intel-rapl-mmio" : "intel-rapl"
+        let parts = id.split(separator: ":")
+        let deviceDir: String
+        if parts.count == 3 {
+            deviceDir = "devices/virtual/powercap/\(control)/\(parts[0]):\(parts[1])/\(id)"
+        } else {
+            deviceDir = "devices/virtual/powercap/\(control)/\(id)"
+        }
+        if let name { write("sys/" + deviceDir + "/name", name + "\n") }
+        write("sys/" + deviceDir + "/energy_uj", "\(energy)\n", mode: 0o400)
+        write("sys/" + deviceDir + "/max_energy_range_uj", "\(max)\n")
+        write("sys/" + deviceDir + "/enabled", "1\n")
+        if !FileManager.default.fileExists(atPath: sys + "/class/powercap/" + control) {
+            symlink("sys/class/powercap/" + control, to: "../../devices/virtual/powercap/" + control)
+        }
+        symlink("sys/class/powercap/" + id, to: "../../" + deviceDir)
+    }
+
+    /// Rewrites a zone's energy_uj in place.
+    func setEnergy(_ id: String, _ value: UInt64) {
+        write("sys/class/powercap/\(id)/energy_uj", "\(value)\n", mode: 0o400)
+    }
+
+    func setZoneFile(_ id: String, _ file: String, _ content: String) {
+        write("sys/class/powercap/\(id)/\(file)", content)
+    }
+
+    // MARK: MSR
+
+    /// Writes the 8-byte register `register` of CPU `cpu` (pwrite at offset = register; the file is sparse).
+    func msr(cpu: Int, _ register: UInt32, _ value: UInt64) {
+        let path = dev + "/cpu/\(cpu)/msr"
+        mkdir("dev/cpu/\(cpu)")
+        let fd = open(path, O_WRONLY | O_CREAT, 0o600)
+        precondition(fd >= 0)
+        defer { close(fd) }
+        var v = value.littleEndian
+        let n = withUnsafeBytes(of: &v) { pwrite(fd, $0.baseAddress, 8, off_t(register)) }
+        precondition(n == 8)
+    }
+
+    /// Reads 8 bytes at offset `register` of CPU `cpu`'s fake msr file (zero where unwritten).
+    func readMSR(cpu: Int, _ register: UInt32) -> UInt64 {
+        let fd = open(dev + "/cpu/\(cpu)/msr", O_RDONLY)
+        precondition(fd >= 0)
+        defer { close(fd) }
+        var v: UInt64 = 0
+        _ = withUnsafeMutableBytes(of: &v) { pread(fd, $0.baseAddress, 8, off_t(register)) }
+        return UInt64(littleEndian: v)
+    }
+
+    // MARK: perf
+
+    /// A perf PMU directory named `power` whose events map to (name, config, scale).
+    func perfPMU(type: UInt32, cpumask: String, events: [(String, String, String)]) {
+        let dir = "sys/bus/event_source/devices/power"
+        write(dir + "/type", "\(type)\n")
+        write(dir + "/cpumask", cpumask + "\n")
+        for (name, config, scale) in events {
+            write(dir + "/events/" + name, config + "\n")
+            write(dir + "/events/" + name + ".scale", scale + "\n")
+            write(dir + "/events/" + name + ".unit", "Joules\n")
+        }
+    }
+
+    /// The type number of a real PMU on this machine (`software` always exists).
+    static func realPMUType(_ name: String) -> UInt32? {
+        guard let text = try? String(contentsOfFile: "/sys/bus/event_source/devices/\(name)/type", encoding: .utf8) else { return nil }
+        return UInt32(text.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+}
+
+/// All capabilities, paranoid 2: what root has here.
+let rootFacts = SystemFacts(
+    capabilities: [.perfmon, .sysAdmin, .sysRawio, .dacOverride, .dacReadSearch],
+    perfParanoid: 2,
+    identity: CPUIdentity(vendor: .intel, family: 6, model: 0x8C)
+)
+
+/// A backend whose raw values a test sets directly.
+final class ScriptedBackend: EnergyBackend {
+    let kind = BackendKind.sysfs
+    var counters: [CounterSpec]
+    var notes: [String] = []
+    var values: [Result<UInt64, CounterReadError>]
+    var modulus: UInt128
+    var reads = 0
+
+    init(_ counters: [CounterSpec], modulus: UInt128) {
+        self.counters = counters
+        self.values = counters.map { _ in .success(0) }
+        self.modulus = modulus
+    }
+
+    func read(_ index: Int) throws(CounterReadError) -> RawCount {
+        reads += 1
+        switch values[index] {
+        case .success(let v): return RawCount(value: v, modulus: modulus)
+        case .failure(let e): throw e
+        }
+    }
+}

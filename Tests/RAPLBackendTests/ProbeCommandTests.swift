@@ -1,0 +1,112 @@
+import Foundation
+import Testing
+@testable import RAPLBackend
+
+/// Runs the real `rapl-exporter` binary (built next to the test bundle).
+enum Binary {
+    static var path: String {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return (exe as NSString).deletingLastPathComponent + "/rapl-exporter"
+    }
+
+    struct Output {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// Runs `arguments` (the binary, or `setpriv … binary` for a dropped-privilege child).
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Output {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        process.environment = env
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Output(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+    }
+}
+
+@Suite struct ProbeCommandTests {
+    func tree() throws -> FakeTree {
+        let tree = FakeTree()
+        tree.cpu(0, package: 0)
+        tree.cpuinfo(vendor: "GenuineIntel", family: 6, model: 0x8C)
+        tree.perfPMU(type: try #require(FakeTree.realPMUType("software")), cpumask: "0", events: [("energy-pkg", "event=0x00", "1e-9")])
+        tree.msr(cpu: 0, MSRBackend.Register.intelPowerUnit, 0x000A_0E03)
+        tree.msr(cpu: 0, MSRBackend.Register.intelPackage, 5)
+        tree.zone("intel-rapl:0", name: "package-0", energy: 5)
+        tree.zone("intel-rapl:1", name: "psys", energy: 0)
+        return tree
+    }
+
+    func roots(_ tree: FakeTree) -> [String] {
+        ["--sysfs-root", tree.sys, "--dev-root", tree.dev, "--proc-root", tree.proc]
+    }
+
+    func backends(_ json: String) throws -> [String: [String: Any]] {
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        let list = try #require(object["backends"] as? [[String: Any]])
+        return Dictionary(uniqueKeysWithValues: list.map { ($0["backend"] as! String, $0) })
+    }
+
+    @Test func asRootEveryBackendWorksAndStaticCountersAreFlaggedStuck() throws {
+        let tree = try tree()
+        let result = try Binary.run(Binary.path, ["probe", "--json", "--interval", "0.05"] + roots(tree))
+        #expect(result.status == 0, "\(result.stderr)")
+        let report = try backends(result.stdout)
+        #expect(report["perf"]?["available"] as? Bool == true)
+        #expect(report["msr"]?["available"] as? Bool == true)
+        let sysfsDomains = try #require(report["sysfs"]?["domains"] as? [[String: Any]])
+        #expect(sysfsDomains.map { $0["component"] as? String } == ["package-0", "psys"])
+        // The fake counters do not move during the probe: reported as stuck, never as plain 0 W.
+        #expect(sysfsDomains.allSatisfy { $0["status"] as? String == "stuck" })
+        let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        #expect(object?["auto_choice"] as? String == "perf")
+    }
+
+    @Test func textReportAndPyJoulesNames() throws {
+        let tree = try tree()
+        let result = try Binary.run(Binary.path, ["probe", "--backend", "sysfs", "--component-names", "pyjoules", "--interval", "0.05"] + roots(tree))
+        #expect(result.status == 0)
+        #expect(result.stdout.contains("backend sysfs: available"))
+        #expect(result.stdout.contains("package_0 (socket 0): STUCK"))
+        #expect(!result.stdout.contains("backend perf"))
+    }
+
+    @Test func badOptionsExitTwoWithOneLine() throws {
+        let bad = try Binary.run(Binary.path, ["probe", "--backend", "gpu"])
+        #expect(bad.status == 2)
+        #expect(bad.stderr.contains("invalid backend 'gpu'"))
+        let env = try Binary.run(Binary.path, ["probe"], environment: ["LOG_LEVEL": "loud"])
+        #expect(env.status == 2)
+        #expect(env.stderr.contains("invalid log level 'loud'"))
+    }
+
+    /// Root ignores file modes, so permissions are tested in a child that drops to `nobody` with no
+    /// capabilities (setpriv): every backend must be refused with the reason and the fix.
+    @Test(.enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"), "needs root and setpriv"))
+    func droppedPrivilegesGiveReasonsAndFixes() throws {
+        let tree = try tree()
+        let result = try Binary.run(
+            "/usr/bin/setpriv",
+            ["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--",
+             Binary.path, "probe", "--json", "--interval", "0.05"] + roots(tree)
+        )
+        #expect(result.status == 1, "\(result.stdout)\(result.stderr)")
+        let report = try backends(result.stdout)
+        #expect((report["perf"]?["reason"] as? String)?.contains("neither CAP_PERFMON nor CAP_SYS_ADMIN") == true)
+        #expect((report["msr"]?["reason"] as? String)?.contains("lacks CAP_SYS_RAWIO") == true)
+        let sysfsReason = try #require(report["sysfs"]?["reason"] as? String)
+        #expect(sysfsReason.contains("intel-rapl:0/energy_uj"))
+        #expect(sysfsReason.contains("Permission denied"))
+        #expect((report["sysfs"]?["fix"] as? String)?.contains("root only since Linux 5.10") == true)
+    }
+}
