@@ -45,12 +45,12 @@ public final class EnergyMeter {
         var microjoules: UInt64 = 0
         var primed = false
         var failing: String?
-        var retryAt: ContinuousClock.Instant?
+        var retryAt: Duration?
         var failures: UInt64 = 0
     }
 
     private var counters: [CounterState] = []
-    private var lastChange: [ContinuousClock.Instant?] = []
+    private var lastChange: [Duration?] = []
     private var reportedStuck: [Bool] = []
     private var domainFailure: [String?] = []
     /// Per-domain sums of the current read, reused so that a read allocates nothing.
@@ -105,7 +105,9 @@ public final class EnergyMeter {
 
     /// Reads every counter once and updates `totals` and `statuses`. Never throws: a counter that
     /// cannot be read marks its domain failed for this read, is logged once, and is retried later.
-    public func read(now: ContinuousClock.Instant = .now) {
+    /// - Parameter now: monotonic time since any fixed origin (the sampler's clock), for retry and
+    ///   stuck timing.
+    public func read(now: Duration) {
         for d in domainFailure.indices { domainFailure[d] = nil }
         let specs = backend.counters
         for i in counters.indices {

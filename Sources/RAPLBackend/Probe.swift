@@ -47,7 +47,7 @@ public struct ProbeReport: Sendable {
         let start = ContinuousClock.now
         for case (let kind, .success(let backend)) in opened {
             let meter = EnergyMeter(backend: backend, stuckAfter: interval, retryAfter: .zero, logger: selector.logger)
-            meter.read(now: start)
+            meter.read(now: .zero)
             meters[kind] = meter
         }
         await sleep(interval)
@@ -64,7 +64,7 @@ public struct ProbeReport: Sendable {
                 let meter = meters[kind]!
                 let before = meter.totals
                 let beforeDomains = meter.domains
-                meter.read(now: max(end, simulated))
+                meter.read(now: max(end, simulated) - start)
                 var domains: [DomainResult] = []
                 for (i, domain) in meter.domains.enumerated() {
                     let b = beforeDomains.firstIndex(of: domain).map { before[$0] } ?? 0

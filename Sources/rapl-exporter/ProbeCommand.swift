@@ -1,5 +1,6 @@
 import ArgumentParser
 import Logging
+import Exporter
 import RAPLBackend
 
 struct ProbeCommand: AsyncParsableCommand {
@@ -45,11 +46,8 @@ struct RAPLExporter: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rapl-exporter",
         abstract: "Reads CPU energy counters (Intel/AMD RAPL) and pushes them to Prometheus with remote write.",
-        version: RAPLExporterVersion.current,
-        subcommands: [ProbeCommand.self]
+        version: ExporterVersion.current,
+        subcommands: [RunCommand.self, ProbeCommand.self],
+        defaultSubcommand: RunCommand.self
     )
-}
-
-enum RAPLExporterVersion {
-    static let current = "0.1.0"
 }

@@ -69,7 +69,7 @@ import Testing
         tree.zone("intel-rapl:0", name: "package-0", energy: 999_000, max: 999_999)
         let backend = try SysfsBackend(paths: tree.paths)
         let meter = EnergyMeter(backend: backend)
-        let t0 = ContinuousClock.now
+        let t0 = Duration.zero
         meter.read(now: t0)
         tree.setEnergy("intel-rapl:0", 999_900)
         meter.read(now: t0 + .milliseconds(100))
@@ -101,7 +101,7 @@ import Testing
 
         // Through the meter: the good domain keeps working; the bad ones recover once fixed.
         let meter = EnergyMeter(backend: backend, retryAfter: .zero)
-        let t0 = ContinuousClock.now
+        let t0 = Duration.zero
         meter.read(now: t0)
         #expect(meter.statuses.filter { $0 == .ok }.count == 1)
         tree.write("sys/class/powercap/intel-rapl:0:0/energy_uj", "20\n")

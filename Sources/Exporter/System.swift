@@ -42,3 +42,42 @@ public enum Snappy {
         return status == SNAPPY_OK ? output : nil
     }
 }
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Wall-clock time for sample timestamps. Windows are *timed* on a monotonic clock; only their labels
+/// come from the wall clock. Injected in tests.
+public protocol WallClock: Sendable {
+    /// Microseconds since the Unix epoch.
+    func nowMicroseconds() -> Int64
+}
+
+/// `clock_gettime(CLOCK_REALTIME)`.
+public struct SystemWallClock: WallClock {
+    public init() {}
+    public func nowMicroseconds() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1000
+    }
+}
+
+/// Writes to standard output with `write(2)`, whole lines at once (no stdio buffering to lose at exit).
+enum StandardOutput {
+    static func write(_ text: String) {
+        var t = text
+        t.withUTF8 { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let n = Glibc.write(1, buffer.baseAddress! + offset, buffer.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return
+                }
+                offset += n
+            }
+        }
+    }
+}

@@ -1,0 +1,153 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// Remote write over HTTP/1.1 with SwiftNIO: one connection per request (a push every few seconds does
+/// not need pooling), the whole exchange — connect, send, response — bounded by the request timeout, so
+/// a hanging receiver cannot stall the queue.
+public struct HTTPTransport: RemoteWriteTransport {
+    public let endpoint: RemoteWriteEndpoint
+    public let headers: [(String, String)]
+    private let group: any EventLoopGroup
+
+    public static let userAgent = "rapl-exporter/\(ExporterVersion.current)"
+
+    /// The remote-write 1.0 headers plus `extraHeaders`.
+    public init(endpoint: RemoteWriteEndpoint, extraHeaders: [(String, String)] = [], group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+        self.endpoint = endpoint
+        self.group = group
+        self.headers = [
+            ("Host", endpoint.hostHeader),
+            ("Content-Encoding", "snappy"),
+            ("Content-Type", "application/x-protobuf"),
+            ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+            ("User-Agent", Self.userAgent),
+            ("Connection", "close"),
+        ] + extraHeaders
+    }
+
+    public func send(_ body: [UInt8], timeout: Duration) async -> TransportResult {
+        if endpoint.tls {
+            return .failure("https is not supported by this build (no TLS); use http:// or a local TLS-terminating proxy")
+        }
+        let nanoseconds = max(Int64(1), Int64(timeout.seconds * 1e9))
+        let deadline = NIODeadline.now() + .nanoseconds(nanoseconds)
+        let promise = group.next().makePromise(of: TransportResult.self)
+        var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: endpoint.target)
+        for (name, value) in headers { head.headers.add(name: name, value: value) }
+        head.headers.add(name: "Content-Length", value: String(body.count))
+        let request = head
+        let bootstrap = ClientBootstrap(group: group)
+            .connectTimeout(.nanoseconds(nanoseconds))
+            .channelInitializer { channel in
+                do {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(
+                        ExchangeHandler(request: request, body: body, deadline: deadline, timeout: timeout, promise: promise)
+                    )
+                    return channel.eventLoop.makeSucceededVoidFuture()
+                } catch {
+                    return channel.eventLoop.makeFailedFuture(error)
+                }
+            }
+        do {
+            let channel = try await bootstrap.connect(host: endpoint.host, port: endpoint.port).get()
+            let result = try await promise.futureResult.get()
+            channel.close(promise: nil)
+            return result
+        } catch {
+            promise.fail(error)  // no-op when the exchange already completed it
+            return .failure("\(endpoint.host):\(endpoint.port): \(Self.describe(error))")
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let e = error as? ExchangeError { return e.description }
+        if error is ChannelError, case ChannelError.connectTimeout = error as! ChannelError { return "connect timed out" }
+        return "\(error)"
+    }
+}
+
+struct ExchangeError: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// Writes the request when the connection is up, collects the response, and completes the promise
+/// exactly once: on the response's end, on an error, on the connection closing early, or at the deadline.
+private final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    private let request: HTTPRequestHead
+    private let body: [UInt8]
+    private let deadline: NIODeadline
+    private let timeout: Duration
+    private let promise: EventLoopPromise<TransportResult>
+    private var status = 0
+    private var headers: [(String, String)] = []
+    private var responseBody: [UInt8] = []
+    private var completed = false
+    private var timer: Scheduled<Void>?
+
+    /// Response bodies are kept for the log only; this much is plenty.
+    private static let bodyLimit = 64 * 1024
+
+    init(request: HTTPRequestHead, body: [UInt8], deadline: NIODeadline, timeout: Duration, promise: EventLoopPromise<TransportResult>) {
+        self.request = request
+        self.body = body
+        self.deadline = deadline
+        self.timeout = timeout
+        self.promise = promise
+    }
+
+    private func complete(_ result: Result<TransportResult, any Error>, context: ChannelHandlerContext) {
+        guard !completed else { return }
+        completed = true
+        timer?.cancel()
+        promise.completeWith(result)
+        context.close(promise: nil)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(deadline: deadline) {
+            let (handler, context) = loopBound.value
+            handler.complete(.failure(ExchangeError(description: "no complete response within \(handler.timeout) (request timeout)")), context: context)
+        }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.write(wrapOutboundOut(.head(request)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            status = Int(head.status.code)
+            headers = head.headers.map { ($0.name, $0.value) }
+        case .body(var buffer):
+            let room = Self.bodyLimit - responseBody.count
+            if room > 0, let bytes = buffer.readBytes(length: min(room, buffer.readableBytes)) {
+                responseBody.append(contentsOf: bytes)
+            }
+        case .end:
+            complete(.success(.response(status: status, headers: headers, body: responseBody)), context: context)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        complete(.failure(ExchangeError(description: "connection closed before a complete response")), context: context)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        complete(.failure(error), context: context)
+    }
+}
+
+public enum ExporterVersion {
+    public static let current = "0.1.0"
+}

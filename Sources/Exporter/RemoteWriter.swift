@@ -1,0 +1,275 @@
+import Logging
+import RAPLBackend
+import ServiceLifecycle
+
+/// Batches windows into remote-write requests and delivers them in order, with retry.
+///
+/// - Every `pushInterval` the pending samples become a batch (split when larger than
+///   `maxSamplesPerRequest`), with the self-metrics appended.
+/// - Batches go out strictly in order, one at a time, so a series never goes backwards.
+/// - Network errors, 5xx and 429 are retried with exponential backoff and jitter, honouring
+///   `Retry-After`; other 4xx are dropped, counted and logged with the response body.
+/// - At most `maxQueuedBatches` batches wait; beyond that the oldest is dropped and counted.
+/// - Samples older than `maxSampleAge` are dropped rather than retried forever.
+/// - On graceful shutdown, what is pending is pushed within `shutdownTimeout`; what cannot be is
+///   counted as dropped and logged.
+///
+/// Generic over `Clock` (push ticks, backoff) so tests drive it with a manual clock.
+public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Duration {
+    public enum DropReason: String, Sendable, CaseIterable {
+        /// The receiver answered a 4xx other than 429: retrying cannot help.
+        case rejected
+        /// More than `maxQueuedBatches` batches were waiting.
+        case queueFull = "queue_full"
+        /// Older than `maxSampleAge`.
+        case tooOld = "too_old"
+        /// Still pending when the shutdown deadline passed.
+        case shutdown
+    }
+
+    public struct Statistics: Sendable, Equatable {
+        /// Samples (energy and self-metrics) the receiver accepted.
+        public var sent: UInt64 = 0
+        /// Samples in requests that failed with a retryable error (each failed attempt counts).
+        public var failed: UInt64 = 0
+        /// Samples sent again after a failure.
+        public var retried: UInt64 = 0
+        public var dropped: [DropReason: UInt64] = Dictionary(uniqueKeysWithValues: DropReason.allCases.map { ($0, 0) })
+        /// Requests by outcome.
+        public var requests: UInt64 = 0
+        public var lastPushDuration: Duration = .zero
+
+        public var totalDropped: UInt64 { dropped.values.reduce(0, +) }
+    }
+
+    struct Batch {
+        var samples: [PendingSample]
+        var attempts = 0
+        var retryAt: C.Instant?
+    }
+
+    private struct DomainSeries {
+        var energy: Int
+        var cumulative: Int?
+        var readErrors: Int
+        var stuck: Int
+        var total: UInt64 = 0
+    }
+
+    private let settings: RemoteWriteSettings
+    private let transport: any RemoteWriteTransport
+    private let clock: C
+    private let wallClock: any WallClock
+    private let random: @Sendable () -> Double
+    private let logger: Logger
+
+    private var table = SeriesTable()
+    private var domainSeries: [Domain: DomainSeries] = [:]
+    private var pending: [PendingSample] = []
+    private var batches: [Batch] = []
+    private var lastTimestamp: Int64 = .min
+    private var lastWindow: EnergyWindow?
+    private var selfSeries: [String: Int] = [:]
+    public private(set) var statistics = Statistics()
+
+    public init(
+        settings: RemoteWriteSettings,
+        transport: any RemoteWriteTransport,
+        clock: C,
+        wallClock: any WallClock = SystemWallClock(),
+        random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
+        logger: Logger = Logger(label: "rapl-exporter.remote-write")
+    ) {
+        self.settings = settings
+        self.transport = transport
+        self.clock = clock
+        self.wallClock = wallClock
+        self.random = random
+        self.logger = logger
+    }
+
+    /// Samples not yet delivered: pending plus queued batches.
+    public var pendingSamples: Int { pending.count + batches.reduce(0) { $0 + $1.samples.count } }
+    public var queuedBatches: Int { batches.count }
+
+    /// A strictly increasing ms timestamp: two windows closing within one millisecond (1 kHz sampling)
+    /// must not produce two samples with one timestamp, which receivers reject.
+    private func timestamp(_ microseconds: Int64) -> Int64 {
+        let ms = microseconds / 1000
+        lastTimestamp = ms > lastTimestamp ? ms : lastTimestamp + 1
+        return lastTimestamp
+    }
+
+    private func series(for domain: Domain) -> DomainSeries {
+        if let s = domainSeries[domain] { return s }
+        let labels = SeriesTable.domainLabels(domain, settings.labels)
+        let s = DomainSeries(
+            energy: table.series(settings.labels.metricName, labels),
+            cumulative: settings.labels.cumulative ? table.series(SeriesLabels.cumulativeMetricName, labels) : nil,
+            readErrors: table.series("rapl_exporter_read_errors_total", labels),
+            stuck: table.series("rapl_exporter_domain_stuck", labels)
+        )
+        domainSeries[domain] = s
+        return s
+    }
+
+    public func accept(_ window: EnergyWindow) {
+        let ts = timestamp(window.endMicroseconds)
+        for (i, domain) in window.domains.enumerated() {
+            var s = series(for: domain)
+            guard let energy = window.energy[i] else { continue }
+            pending.append(PendingSample(series: s.energy, value: Double(energy), timestamp: ts))
+            if let cumulative = s.cumulative {
+                s.total &+= energy
+                domainSeries[domain] = s
+                pending.append(PendingSample(series: cumulative, value: Double(s.total) / 1e6, timestamp: ts))
+            }
+        }
+        lastWindow = window
+    }
+
+    private func selfMetric(_ name: String, _ extra: [(String, String)] = []) -> Int {
+        let key = name + extra.map { "|\($0.0)=\($0.1)" }.joined()
+        if let i = selfSeries[key] { return i }
+        let i = table.series(name, extra + [("source", settings.labels.source)])
+        selfSeries[key] = i
+        return i
+    }
+
+    /// Appends the self-metrics, stamped now.
+    private func appendSelfMetrics(to samples: inout [PendingSample]) {
+        let ts = timestamp(wallClock.nowMicroseconds())
+        func add(_ name: String, _ value: Double, _ extra: [(String, String)] = []) {
+            samples.append(PendingSample(series: selfMetric(name, extra), value: value, timestamp: ts))
+        }
+        let stats = statistics
+        add("rapl_exporter_samples_sent_total", Double(stats.sent))
+        add("rapl_exporter_samples_failed_total", Double(stats.failed))
+        add("rapl_exporter_samples_retried_total", Double(stats.retried))
+        for reason in DropReason.allCases {
+            add("rapl_exporter_samples_dropped_total", Double(stats.dropped[reason] ?? 0), [("reason", reason.rawValue)])
+        }
+        add("rapl_exporter_samples_pending", Double(pendingSamples))
+        add("rapl_exporter_push_duration_seconds", stats.lastPushDuration.seconds)
+        if let window = lastWindow {
+            add("rapl_exporter_windows_late_total", Double(window.lateWindows))
+            add("rapl_exporter_windows_missed_total", Double(window.missedWindows))
+            for (i, domain) in window.domains.enumerated() {
+                let s = series(for: domain)
+                samples.append(PendingSample(series: s.readErrors, value: Double(window.readErrors[i]), timestamp: ts))
+                samples.append(PendingSample(series: s.stuck, value: window.stuck[i] ? 1 : 0, timestamp: ts))
+            }
+        }
+    }
+
+    /// Turns what is pending into batches (with the self-metrics) and enforces the queue bound.
+    func cutBatch() {
+        var samples = pending
+        pending.removeAll(keepingCapacity: true)
+        appendSelfMetrics(to: &samples)
+        var start = 0
+        while start < samples.count {
+            let end = min(start + settings.maxSamplesPerRequest, samples.count)
+            batches.append(Batch(samples: Array(samples[start..<end])))
+            start = end
+        }
+        while batches.count > settings.maxQueuedBatches {
+            let dropped = batches.removeFirst()
+            statistics.dropped[.queueFull, default: 0] += UInt64(dropped.samples.count)
+            logger.error(
+                "queue full (\(settings.maxQueuedBatches) batches, MAX_RETRY_BATCHES): dropped the oldest batch of \(dropped.samples.count) samples; total dropped \(statistics.totalDropped)"
+            )
+        }
+    }
+
+    public func run() async throws {
+        var nextPush = clock.now.advanced(by: settings.pushInterval)
+        while true {
+            var wakeAt = nextPush
+            if let retryAt = batches.first?.retryAt, retryAt < wakeAt { wakeAt = retryAt }
+            let wake = wakeAt
+            do {
+                try await cancelWhenGracefulShutdown {
+                    try await self.clock.sleep(until: wake, tolerance: nil)
+                }
+            } catch {
+                break
+            }
+            let now = clock.now
+            if now >= nextPush {
+                cutBatch()
+                while nextPush <= now { nextPush = nextPush.advanced(by: settings.pushInterval) }
+            }
+            await drain(until: nil)
+        }
+        await flush()
+    }
+
+    /// Shutdown: push everything within `shutdownTimeout`; count and log what is left.
+    public func flush() async {
+        cutBatch()
+        await drain(until: clock.now.advanced(by: settings.shutdownTimeout))
+        let left = batches.reduce(0) { $0 + $1.samples.count }
+        if left > 0 {
+            statistics.dropped[.shutdown, default: 0] += UInt64(left)
+            batches.removeAll()
+            logger.error("shutdown: \(left) samples could not be delivered within \(settings.shutdownTimeout) and are dropped")
+        } else {
+            logger.info("shutdown: everything delivered (\(statistics.sent) samples sent, \(statistics.totalDropped) dropped in all)")
+        }
+    }
+
+    /// Sends queued batches in order. Without a deadline it returns when the head batch must wait for
+    /// a retry; with one (shutdown) it waits for retries that fall before the deadline.
+    func drain(until deadline: C.Instant?) async {
+        while !batches.isEmpty {
+            let now = clock.now
+            if let deadline, now >= deadline { return }
+            if let retryAt = batches[0].retryAt, retryAt > now {
+                guard let deadline, retryAt < deadline else { return }
+                try? await clock.sleep(until: retryAt, tolerance: nil)
+                continue
+            }
+            let cutoff = wallClock.nowMicroseconds() / 1000 - Int64(settings.maxSampleAge.seconds * 1000)
+            let before = batches[0].samples.count
+            batches[0].samples.removeAll { $0.timestamp < cutoff }
+            let old = before - batches[0].samples.count
+            if old > 0 {
+                statistics.dropped[.tooOld, default: 0] += UInt64(old)
+                logger.error("dropped \(old) samples older than \(settings.maxSampleAge) (max sample age) instead of retrying them")
+            }
+            if batches[0].samples.isEmpty {
+                batches.removeFirst()
+                continue
+            }
+            var timeout = settings.requestTimeout
+            if let deadline { timeout = min(timeout, now.duration(to: deadline)) }
+            let count = UInt64(batches[0].samples.count)
+            let attempts = batches[0].attempts
+            if attempts > 0 { statistics.retried += count }
+            let body = table.encode(batches[0].samples[...])
+            let start = clock.now
+            let result = await transport.send(body, timeout: timeout)
+            statistics.lastPushDuration = start.duration(to: clock.now)
+            statistics.requests += 1
+            switch PushDecision.decide(result, nowSeconds: wallClock.nowMicroseconds() / 1_000_000) {
+            case .delivered:
+                statistics.sent += count
+                batches.removeFirst()
+                if attempts > 0 { logger.notice("delivered \(count) samples after \(attempts) failed attempts") }
+            case .retry(let retryAfter, let reason):
+                statistics.failed += count
+                batches[0].attempts += 1
+                let delay = settings.retry.delay(attempt: batches[0].attempts, retryAfter: retryAfter, random: random())
+                batches[0].retryAt = clock.now.advanced(by: delay)
+                logger.warning(
+                    "push of \(count) samples to \(settings.endpoint) failed (\(reason)); retry \(batches[0].attempts) in \(delay)\(retryAfter != nil ? " (Retry-After)" : ""); \(batches.count) batches waiting"
+                )
+            case .reject(let reason):
+                statistics.dropped[.rejected, default: 0] += count
+                batches.removeFirst()
+                logger.error("receiver rejected \(count) samples, dropped (not retried): \(reason)")
+            }
+        }
+    }
+}

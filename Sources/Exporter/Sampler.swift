@@ -1,0 +1,174 @@
+import Logging
+import RAPLBackend
+import ServiceLifecycle
+import Synchronization
+
+/// One measurement window: the energy each domain used between two consecutive reads.
+public struct EnergyWindow: Sendable {
+    /// Wall-clock start and end, µs since the epoch. Remote write stamps samples with the end.
+    public var startMicroseconds: Int64
+    public var endMicroseconds: Int64
+    /// Monotonic length of the window.
+    public var duration: Duration
+    public var domains: [Domain]
+    /// µJ per domain (same order as `domains`); nil where the domain could not be read at the end of
+    /// this window (its energy then appears in its next readable window, so none is lost).
+    public var energy: [UInt64?]
+    /// True for domains whose counter has not changed for a while (see `EnergyMeter.stuckAfter`).
+    public var stuck: [Bool]
+    /// Cumulative read failures per domain.
+    public var readErrors: [UInt64]
+    /// Cumulative scheduling figures.
+    public var lateWindows: UInt64
+    public var missedWindows: UInt64
+    /// The last window, closed by shutdown.
+    public var isFinal: Bool
+}
+
+/// Receives windows: the remote writer, the stdout printer.
+public protocol WindowSink: Sendable {
+    func accept(_ window: EnergyWindow) async
+}
+
+/// Decides, from a wake-up time, how late a window is and which deadline comes next.
+/// Deadlines are absolute (`origin + k × interval`), so sampling never drifts.
+public struct WindowSchedule: Sendable, Equatable {
+    public let interval: Duration
+    /// A wake-up later than this after its deadline counts as late.
+    public let lateThreshold: Duration
+    /// Index of the next deadline.
+    public private(set) var next: Int64 = 1
+    public private(set) var late: UInt64 = 0
+    public private(set) var missed: UInt64 = 0
+    public private(set) var maxLateness: Duration = .zero
+
+    public init(interval: Duration, lateThreshold: Duration? = nil) {
+        self.interval = interval
+        self.lateThreshold = lateThreshold ?? min(interval / 10, .milliseconds(5))
+    }
+
+    /// The offset from the origin of the next deadline.
+    public var nextDeadline: Duration { interval * next }
+
+    /// Records a wake-up at `elapsed` (since the origin) for the current deadline and moves to the next
+    /// one. A wake-up past later deadlines skips them: they are counted as missed, and the window simply
+    /// lasts longer — its energy is still exact.
+    public mutating func wokeUp(at elapsed: Duration) {
+        let lateness = elapsed - nextDeadline
+        if lateness > lateThreshold { late += 1 }
+        if lateness > maxLateness { maxLateness = lateness }
+        var skip: Int64 = 0
+        if lateness >= interval {
+            skip = Int64(lateness / interval)
+            missed += UInt64(skip)
+        }
+        next += 1 + skip
+    }
+}
+
+/// Reads the meter at the end of every window, back to back on a monotonic clock, and hands each
+/// window to a sink. Generic over `Clock` so tests drive it with a manual clock.
+///
+/// Window k's energy is the meter's total at its end minus the total at its start, so the windows of a
+/// run add up to the counters' change exactly. On graceful shutdown (SIGTERM/SIGINT, or `--duration`)
+/// the current window is closed early and sent as the final one.
+public final class Sampler<C: Clock>: Service where C.Duration == Duration {
+    /// The meter is not Sendable: it is handed over once to the task that runs the sampler.
+    private let meter: Mutex<EnergyMeter?>
+    private let clock: C
+    private let wallClock: any WallClock
+    private let interval: Duration
+    private let sink: any WindowSink
+    private let refreshInterval: Duration
+    private let logger: Logger
+
+    public init(
+        meter: sending EnergyMeter,
+        interval: Duration,
+        sink: any WindowSink,
+        clock: C,
+        wallClock: any WallClock = SystemWallClock(),
+        refreshInterval: Duration = .seconds(10),
+        logger: Logger = Logger(label: "rapl-exporter.sampler")
+    ) {
+        self.meter = Mutex(meter)
+        self.clock = clock
+        self.wallClock = wallClock
+        self.interval = interval
+        self.sink = sink
+        self.refreshInterval = refreshInterval
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        guard let meter = meter.withLock({ $0.take() }) else { return }
+        let origin = clock.now
+        meter.read(now: .zero)
+        var schedule = WindowSchedule(interval: interval)
+        var previousDomains = meter.domains
+        var previousTotals = meter.totals
+        var windowStart = Duration.zero
+        var windowStartWall = wallClock.nowMicroseconds()
+        var lastRefresh = Duration.zero
+        logger.info("sampling every \(interval) over \(meter.domains.count) domains with \(meter.backend.kind)")
+        var energy: [UInt64?] = []
+        while true {
+            let deadline = origin.advanced(by: schedule.nextDeadline)
+            var final = false
+            do {
+                try await cancelWhenGracefulShutdown {
+                    try await self.clock.sleep(until: deadline, tolerance: nil)
+                }
+            } catch {
+                final = true
+            }
+            let elapsed = origin.duration(to: clock.now)
+            let endWall = wallClock.nowMicroseconds()
+            meter.read(now: elapsed)
+            if !final { schedule.wokeUp(at: elapsed) }
+
+            if meter.domains != previousDomains {
+                // A domain found by refresh(): its window starts now.
+                previousTotals = meter.domains.map { d in previousDomains.firstIndex(of: d).map { previousTotals[$0] } ?? 0 }
+                previousDomains = meter.domains
+            }
+            energy.removeAll(keepingCapacity: true)
+            var stuck: [Bool] = []
+            stuck.reserveCapacity(meter.domains.count)
+            for i in meter.domains.indices {
+                switch meter.statuses[i] {
+                case .failed:
+                    energy.append(nil)
+                    stuck.append(false)
+                case .ok, .stuck:
+                    energy.append(meter.totals[i] &- previousTotals[i])
+                    previousTotals[i] = meter.totals[i]
+                    stuck.append(meter.statuses[i] == .stuck)
+                }
+            }
+            let window = EnergyWindow(
+                startMicroseconds: windowStartWall,
+                endMicroseconds: endWall,
+                duration: elapsed - windowStart,
+                domains: meter.domains,
+                energy: energy,
+                stuck: stuck,
+                readErrors: meter.readErrors,
+                lateWindows: schedule.late,
+                missedWindows: schedule.missed,
+                isFinal: final
+            )
+            await sink.accept(window)
+            windowStart = elapsed
+            windowStartWall = endWall
+            if final {
+                logger.info("sampling stopped: \(schedule.late) late and \(schedule.missed) missed windows, worst wake-up \(schedule.maxLateness) late")
+                return
+            }
+            if elapsed - lastRefresh >= refreshInterval {
+                lastRefresh = elapsed
+                meter.refresh()
+            }
+        }
+    }
+}

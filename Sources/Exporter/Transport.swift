@@ -1,0 +1,81 @@
+/// What one POST came back with.
+public enum TransportResult: Sendable, Equatable {
+    case response(status: Int, headers: [(String, String)], body: [UInt8])
+    /// No HTTP response: connection refused or reset, DNS failure, timeout.
+    case failure(String)
+
+    public static func == (a: TransportResult, b: TransportResult) -> Bool {
+        switch (a, b) {
+        case let (.response(s1, h1, b1), .response(s2, h2, b2)):
+            s1 == s2 && b1 == b2 && h1.map { "\($0.0):\($0.1)" } == h2.map { "\($0.0):\($0.1)" }
+        case let (.failure(x), .failure(y)): x == y
+        default: false
+        }
+    }
+
+    func header(_ name: String) -> String? {
+        guard case .response(_, let headers, _) = self else { return nil }
+        return headers.first { $0.0.lowercased() == name.lowercased() }?.1
+    }
+}
+
+/// Sends one remote-write request body (already protobuf-encoded and snappy-compressed).
+public protocol RemoteWriteTransport: Sendable {
+    func send(_ body: [UInt8], timeout: Duration) async -> TransportResult
+}
+
+/// What to do with a batch after a send.
+public enum PushDecision: Sendable, Equatable {
+    case delivered
+    /// Network error, 5xx or 429: retry after the policy's backoff, or after `retryAfter` if given.
+    case retry(retryAfter: Duration?, reason: String)
+    /// Another 4xx (or an unexpected status): retrying cannot help; drop and count.
+    case reject(reason: String)
+
+    /// The retry decision per status code. `nowSeconds` (wall clock) converts an HTTP-date Retry-After.
+    public static func decide(_ result: TransportResult, nowSeconds: Int64) -> PushDecision {
+        switch result {
+        case .failure(let why):
+            return .retry(retryAfter: nil, reason: why)
+        case .response(let status, _, let body):
+            let text = Self.excerpt(body)
+            switch status {
+            case 200..<300:
+                return .delivered
+            case 429, 500..<600:
+                let retryAfter = result.header("Retry-After").flatMap { Self.parseRetryAfter($0, nowSeconds: nowSeconds) }
+                return .retry(retryAfter: retryAfter, reason: "HTTP \(status)\(text.isEmpty ? "" : ": \(text)")")
+            case 300..<400:
+                return .reject(reason: "HTTP \(status) (redirects are not followed: fix the URL)\(text.isEmpty ? "" : ": \(text)")")
+            default:
+                return .reject(reason: "HTTP \(status)\(text.isEmpty ? "" : ": \(text)")")
+            }
+        }
+    }
+
+    /// `Retry-After` as seconds (`120`) or an HTTP date; nil when it is neither.
+    public static func parseRetryAfter(_ value: String, nowSeconds: Int64) -> Duration? {
+        let v = value.trimmingCharacters()
+        if let seconds = Int64(v), seconds >= 0 { return .seconds(seconds) }
+        if let date = CivilTime.parseHTTPDate(v) { return .seconds(max(0, date - nowSeconds)) }
+        return nil
+    }
+
+    /// The first 256 bytes of a response body, printable, for the log.
+    static func excerpt(_ body: [UInt8]) -> String {
+        let limit = 256
+        var text = String(decoding: body.prefix(limit), as: UTF8.self)
+        text = String(text.unicodeScalars.map { $0.value < 0x20 ? " " : Character($0) })
+        text = text.trimmingCharacters()
+        return body.count > limit ? text + "… (\(body.count) bytes)" : text
+    }
+}
+
+extension String {
+    func trimmingCharacters() -> String {
+        var s = Substring(self)
+        while let f = s.first, f.isWhitespace { s.removeFirst() }
+        while let l = s.last, l.isWhitespace { s.removeLast() }
+        return String(s)
+    }
+}

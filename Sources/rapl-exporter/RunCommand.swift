@@ -1,0 +1,208 @@
+import ArgumentParser
+import Exporter
+import Logging
+import RAPLBackend
+import ServiceLifecycle
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Sample the energy counters and push them with remote write (or print them). The default command.",
+        discussion: """
+        Every option falls back to the environment variable in parentheses, then to the default; a flag beats
+        its variable. With no REMOTE_WRITE_URL, windows are printed to stdout as JSON lines.
+        Invalid values exit with status 2 before anything starts. See docs/configuration.md.
+        """
+    )
+
+    @OptionGroup var reading: ReadingOptions
+
+    @Option(help: ArgumentHelp("Remote-write endpoint, http(s)://host:port/path (REMOTE_WRITE_URL).", valueName: "url"))
+    var remoteWriteURL: String?
+
+    @Option(help: ArgumentHelp("Seconds per measurement window (SCRAPE_INTERVAL_S; default 0.1).", valueName: "seconds"))
+    var scrapeInterval: String?
+
+    @Option(help: ArgumentHelp("Seconds between remote-write batches (PUSH_INTERVAL_S; default 4).", valueName: "seconds"))
+    var pushInterval: String?
+
+    @Option(help: ArgumentHelp("Batches that may wait for delivery; beyond it the oldest is dropped (MAX_RETRY_BATCHES; default 5).", valueName: "n"))
+    var maxRetryBatches: String?
+
+    @Option(help: ArgumentHelp("Value of the source label (SERVICE_LABEL; default cpu-pyjoules).", valueName: "name"))
+    var serviceLabel: String?
+
+    @Option(help: ArgumentHelp("Name of the per-window energy metric (METRIC_DEFAULT; default pyjoules_remote_write_energy_uj).", valueName: "name"))
+    var metricName: String?
+
+    @Flag(help: "Also write the cumulative counter rapl_energy_joules_total, for rate() (EXPORT_CUMULATIVE=true).")
+    var cumulative = false
+
+    @Option(help: ArgumentHelp("remote-write or stdout (OUTPUT; default remote-write when a URL is set, else stdout).", valueName: "kind"))
+    var output: String?
+
+    @Option(help: ArgumentHelp("Run this many seconds, then stop exactly as on SIGTERM.", valueName: "seconds"))
+    var duration: String?
+
+    @Option(help: ArgumentHelp("Drop samples older than this instead of retrying them (MAX_SAMPLE_AGE_S; default 1800).", valueName: "seconds"))
+    var maxSampleAge: String?
+
+    @Option(help: ArgumentHelp("Bound on one remote-write request, connect to response (REQUEST_TIMEOUT_S; default 10).", valueName: "seconds"))
+    var requestTimeout: String?
+
+    @Option(help: ArgumentHelp("Time allowed at shutdown to push what is pending (SHUTDOWN_TIMEOUT_S; default 10).", valueName: "seconds"))
+    var shutdownTimeout: String?
+
+    @Option(help: ArgumentHelp("Largest request; bigger batches are split (MAX_SAMPLES_PER_REQUEST; default 2000).", valueName: "n"))
+    var maxSamplesPerRequest: String?
+
+    @Option(help: ArgumentHelp("Warn when a counter has not changed for this long (STUCK_AFTER_S; default 5).", valueName: "seconds"))
+    var stuckAfter: String?
+
+    enum Output: String { case remoteWrite = "remote-write", stdout }
+
+    struct Resolved {
+        var preference: BackendPreference
+        var style: NameStyle
+        var scrape: Duration
+        var output: Output
+        var settings: RemoteWriteSettings?
+        var duration: Duration?
+        var stuckAfter: Duration
+    }
+
+    /// A positive, finite number of seconds from a flag, its variable, or the default.
+    func seconds(_ flag: String?, _ variable: String, _ name: String, default fallback: Double?, max limit: Double = 86400 * 365) throws -> Double? {
+        guard let text = flag ?? environment(variable) else { return fallback }
+        guard let value = Double(text), value.isFinite, value > 0, value <= limit else {
+            throw ConfigurationError(description: "invalid \(name) '\(text)' (--\(name) or \(variable)): expected a number of seconds > 0")
+        }
+        return value
+    }
+
+    func count(_ flag: String?, _ variable: String, _ name: String, default fallback: Int) throws -> Int {
+        guard let text = flag ?? environment(variable) else { return fallback }
+        guard let value = Int(text), value >= 1 else {
+            throw ConfigurationError(description: "invalid \(name) '\(text)' (--\(name) or \(variable)): expected a whole number ≥ 1")
+        }
+        return value
+    }
+
+    func resolve() throws -> Resolved {
+        let scrape = try seconds(scrapeInterval, "SCRAPE_INTERVAL_S", "scrape-interval", default: 0.1)!
+        guard scrape >= 0.0001 else {
+            throw ConfigurationError(description: "invalid scrape-interval \(scrape): the shortest supported window is 0.0001 s (RAPL itself updates about every 1 ms)")
+        }
+        let push = try seconds(pushInterval, "PUSH_INTERVAL_S", "push-interval", default: 4)!
+        guard push >= scrape else {
+            throw ConfigurationError(description: "invalid push-interval \(push) s: it is shorter than the scrape interval \(scrape) s (PUSH_INTERVAL_S must be ≥ SCRAPE_INTERVAL_S)")
+        }
+        let batches = try count(maxRetryBatches, "MAX_RETRY_BATCHES", "max-retry-batches", default: 5)
+        let perRequest = try count(maxSamplesPerRequest, "MAX_SAMPLES_PER_REQUEST", "max-samples-per-request", default: 2000)
+        let age = try seconds(maxSampleAge, "MAX_SAMPLE_AGE_S", "max-sample-age", default: 1800)!
+        let timeout = try seconds(requestTimeout, "REQUEST_TIMEOUT_S", "request-timeout", default: 10)!
+        let shutdown = try seconds(shutdownTimeout, "SHUTDOWN_TIMEOUT_S", "shutdown-timeout", default: 10)!
+        let stuck = try seconds(stuckAfter, "STUCK_AFTER_S", "stuck-after", default: 5)!
+        let runFor = try seconds(duration, "RUN_DURATION_S", "duration", default: nil)
+        let url = remoteWriteURL ?? environment("REMOTE_WRITE_URL")
+        let outputText = output ?? environment("OUTPUT") ?? (url == nil ? "stdout" : "remote-write")
+        guard let out = Output(rawValue: outputText.lowercased()) else {
+            throw ConfigurationError(description: "invalid output '\(outputText)' (--output or OUTPUT): expected remote-write or stdout")
+        }
+        let label = serviceLabel ?? environment("SERVICE_LABEL") ?? "cpu-pyjoules"
+        let metric = metricName ?? environment("METRIC_DEFAULT") ?? "pyjoules_remote_write_energy_uj"
+        guard Self.isValidMetricName(metric) else {
+            throw ConfigurationError(description: "invalid metric name '\(metric)' (--metric-name or METRIC_DEFAULT): expected [a-zA-Z_:][a-zA-Z0-9_:]*")
+        }
+        guard !label.isEmpty else {
+            throw ConfigurationError(description: "invalid service label: SERVICE_LABEL must not be empty")
+        }
+        let cumulativeEnv = environment("EXPORT_CUMULATIVE").map { ["1", "true", "yes", "on"].contains($0.lowercased()) } ?? false
+        let style = try reading.resolvedNameStyle()
+        var settings: RemoteWriteSettings?
+        if out == .remoteWrite {
+            guard let url else {
+                throw ConfigurationError(description: "output remote-write needs REMOTE_WRITE_URL (or --remote-write-url)")
+            }
+            guard let endpoint = RemoteWriteEndpoint(url) else {
+                throw ConfigurationError(description: "invalid remote-write URL '\(url)' (--remote-write-url or REMOTE_WRITE_URL): expected http://host[:port]/path or https://…")
+            }
+            if endpoint.tls {
+                throw ConfigurationError(description: "https remote-write URL '\(url)': this build has no TLS support yet; use http:// (for example through a local TLS-terminating proxy)")
+            }
+            settings = RemoteWriteSettings(
+                endpoint: endpoint,
+                pushInterval: Duration(secondsValue: push),
+                maxQueuedBatches: batches,
+                maxSamplesPerRequest: perRequest,
+                maxSampleAge: Duration(secondsValue: age),
+                requestTimeout: Duration(secondsValue: timeout),
+                shutdownTimeout: Duration(secondsValue: shutdown),
+                labels: SeriesLabels(metricName: metric, source: label, nameStyle: style, cumulative: cumulative || cumulativeEnv)
+            )
+        }
+        return Resolved(
+            preference: try reading.resolvedBackend(),
+            style: style,
+            scrape: Duration(secondsValue: scrape),
+            output: out,
+            settings: settings,
+            duration: runFor.map { Duration(secondsValue: $0) },
+            stuckAfter: Duration(secondsValue: stuck)
+        )
+    }
+
+    static func isValidMetricName(_ name: String) -> Bool {
+        guard let first = name.unicodeScalars.first, !name.isEmpty else { return false }
+        func ok(_ c: Unicode.Scalar, first: Bool) -> Bool {
+            (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || c == "_" || c == ":" || (!first && c >= "0" && c <= "9")
+        }
+        return ok(first, first: true) && name.unicodeScalars.dropFirst().allSatisfy { ok($0, first: false) }
+    }
+
+    func run() async throws {
+        let config = try withConfiguration {
+            let resolved = try resolve()
+            try reading.bootstrapLogging()
+            return resolved
+        }
+        let logger = Logger(label: "rapl-exporter")
+        let paths = reading.paths
+        let selector = BackendSelector(paths: paths, facts: .current(paths: paths), logger: Logger(label: "rapl-exporter.backend"))
+        let selection = await selector.select(config.preference)
+        guard let backend = selection.backend else {
+            logger.critical("no backend can read RAPL counters here; run 'rapl-exporter probe' for the reasons and fixes")
+            throw ExitCode(1)
+        }
+        let meter = EnergyMeter(backend: backend, stuckAfter: config.stuckAfter)
+        let clock = ContinuousClock()
+        var services: [any Service] = []
+        let sink: any WindowSink
+        if let settings = config.settings {
+            let writer = RemoteWriter(settings: settings, transport: HTTPTransport(endpoint: settings.endpoint), clock: clock)
+            services.append(writer)
+            sink = writer
+            logger.info("pushing to \(settings.endpoint) every \(settings.pushInterval), source=\(settings.labels.source), metric \(settings.labels.metricName)")
+        } else {
+            sink = StdoutSink(style: config.style)
+            logger.info("printing one JSON line per window to stdout")
+        }
+        // Shut down in reverse order: the sampler closes its window first, then the writer flushes.
+        services.append(Sampler(meter: meter, interval: config.scrape, sink: sink, clock: clock))
+        let shutdownGrace = (config.settings?.shutdownTimeout ?? .zero) + .seconds(5)
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: Logger(label: "rapl-exporter.lifecycle")
+        )
+        groupConfiguration.maximumGracefulShutdownDuration = shutdownGrace
+        let group = ServiceGroup(configuration: groupConfiguration)
+        if let runFor = config.duration {
+            Task {
+                try? await Task.sleep(for: runFor)
+                await group.triggerGracefulShutdown()
+            }
+        }
+        try await group.run()
+    }
+}
