@@ -42,10 +42,15 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         public var totalDropped: UInt64 { dropped.values.reduce(0, +) }
     }
 
+    /// One push's samples. Sent in requests of at most `maxSamplesPerRequest`; `delivered` counts the
+    /// samples already accepted (or rejected), so a retry re-sends only the request that failed.
     struct Batch {
         var samples: [PendingSample]
+        var delivered = 0
         var attempts = 0
         var retryAt: C.Instant?
+
+        var remaining: Int { samples.count - delivered }
     }
 
     private struct DomainSeries {
@@ -89,7 +94,7 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
     }
 
     /// Samples not yet delivered: pending plus queued batches.
-    public var pendingSamples: Int { pending.count + batches.reduce(0) { $0 + $1.samples.count } }
+    public var pendingSamples: Int { pending.count + batches.reduce(0) { $0 + $1.remaining } }
     public var queuedBatches: Int { batches.count }
 
     /// A strictly increasing ms timestamp: two windows closing within one millisecond (1 kHz sampling)
@@ -162,22 +167,17 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         }
     }
 
-    /// Turns what is pending into batches (with the self-metrics) and enforces the queue bound.
+    /// Turns what is pending into a batch (with the self-metrics) and enforces the queue bound.
     func cutBatch() {
         var samples = pending
         pending.removeAll(keepingCapacity: true)
         appendSelfMetrics(to: &samples)
-        var start = 0
-        while start < samples.count {
-            let end = min(start + settings.maxSamplesPerRequest, samples.count)
-            batches.append(Batch(samples: Array(samples[start..<end])))
-            start = end
-        }
+        batches.append(Batch(samples: samples))
         while batches.count > settings.maxQueuedBatches {
             let dropped = batches.removeFirst()
-            statistics.dropped[.queueFull, default: 0] += UInt64(dropped.samples.count)
+            statistics.dropped[.queueFull, default: 0] += UInt64(dropped.remaining)
             logger.error(
-                "queue full (\(settings.maxQueuedBatches) batches, MAX_RETRY_BATCHES): dropped the oldest batch of \(dropped.samples.count) samples; total dropped \(statistics.totalDropped)"
+                "queue full (\(settings.maxQueuedBatches) batches, MAX_RETRY_BATCHES): dropped the oldest batch of \(dropped.remaining) samples; total dropped \(statistics.totalDropped)"
             )
         }
     }
@@ -209,7 +209,7 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
     public func flush() async {
         cutBatch()
         await drain(until: clock.now.advanced(by: settings.shutdownTimeout))
-        let left = batches.reduce(0) { $0 + $1.samples.count }
+        let left = batches.reduce(0) { $0 + $1.remaining }
         if left > 0 {
             statistics.dropped[.shutdown, default: 0] += UInt64(left)
             batches.removeAll()
@@ -219,8 +219,9 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         }
     }
 
-    /// Sends queued batches in order. Without a deadline it returns when the head batch must wait for
-    /// a retry; with one (shutdown) it waits for retries that fall before the deadline.
+    /// Sends queued batches in order, each in requests of at most `maxSamplesPerRequest`. Without a
+    /// deadline it returns when the head batch must wait for a retry; with one (shutdown) it waits for
+    /// retries that fall before the deadline.
     func drain(until deadline: C.Instant?) async {
         while !batches.isEmpty {
             let now = clock.now
@@ -230,24 +231,19 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
                 try? await clock.sleep(until: retryAt, tolerance: nil)
                 continue
             }
-            let cutoff = wallClock.nowMicroseconds() / 1000 - Int64(settings.maxSampleAge.seconds * 1000)
-            let before = batches[0].samples.count
-            batches[0].samples.removeAll { $0.timestamp < cutoff }
-            let old = before - batches[0].samples.count
-            if old > 0 {
-                statistics.dropped[.tooOld, default: 0] += UInt64(old)
-                logger.error("dropped \(old) samples older than \(settings.maxSampleAge) (max sample age) instead of retrying them")
-            }
-            if batches[0].samples.isEmpty {
+            dropTooOld()
+            if batches[0].remaining == 0 {
                 batches.removeFirst()
                 continue
             }
             var timeout = settings.requestTimeout
             if let deadline { timeout = min(timeout, now.duration(to: deadline)) }
-            let count = UInt64(batches[0].samples.count)
+            let from = batches[0].delivered
+            let to = min(from + settings.maxSamplesPerRequest, batches[0].samples.count)
+            let count = UInt64(to - from)
             let attempts = batches[0].attempts
             if attempts > 0 { statistics.retried += count }
-            let body = table.encode(batches[0].samples[...])
+            let body = table.encode(batches[0].samples[from..<to])
             let start = clock.now
             let result = await transport.send(body, timeout: timeout)
             statistics.lastPushDuration = start.duration(to: clock.now)
@@ -255,7 +251,7 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
             switch PushDecision.decide(result, nowSeconds: wallClock.nowMicroseconds() / 1_000_000) {
             case .delivered:
                 statistics.sent += count
-                batches.removeFirst()
+                finishRequest(upTo: to)
                 if attempts > 0 { logger.notice("delivered \(count) samples after \(attempts) failed attempts") }
             case .retry(let retryAfter, let reason):
                 statistics.failed += count
@@ -267,9 +263,31 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
                 )
             case .reject(let reason):
                 statistics.dropped[.rejected, default: 0] += count
-                batches.removeFirst()
+                finishRequest(upTo: to)
                 logger.error("receiver rejected \(count) samples, dropped (not retried): \(reason)")
             }
         }
+    }
+
+    /// The head batch's request ending at `to` is done (accepted or rejected).
+    private func finishRequest(upTo to: Int) {
+        batches[0].delivered = to
+        batches[0].attempts = 0
+        batches[0].retryAt = nil
+        if batches[0].remaining == 0 { batches.removeFirst() }
+    }
+
+    /// Drops the head batch's undelivered samples that are older than `maxSampleAge`.
+    private func dropTooOld() {
+        let cutoff = wallClock.nowMicroseconds() / 1000 - Int64(settings.maxSampleAge.seconds * 1000)
+        let from = batches[0].delivered
+        let before = batches[0].samples.count
+        var kept = Array(batches[0].samples[..<from])
+        kept.append(contentsOf: batches[0].samples[from...].lazy.filter { $0.timestamp >= cutoff })
+        let old = before - kept.count
+        guard old > 0 else { return }
+        batches[0].samples = kept
+        statistics.dropped[.tooOld, default: 0] += UInt64(old)
+        logger.error("dropped \(old) samples older than \(settings.maxSampleAge) (max sample age) instead of retrying them")
     }
 }

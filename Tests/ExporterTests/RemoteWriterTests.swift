@@ -1,0 +1,299 @@
+import Foundation
+import Testing
+import RAPLBackend
+@testable import Exporter
+
+@Suite struct PushDecisionTests {
+    @Test(arguments: [200, 204])
+    func successIsDelivered(_ status: Int) {
+        #expect(PushDecision.decide(.response(status: status, headers: [], body: []), nowSeconds: 0) == .delivered)
+    }
+
+    @Test(arguments: [429, 500, 502, 503, 504])
+    func serverErrorsAndTooManyRequestsAreRetried(_ status: Int) {
+        guard case .retry(nil, _) = PushDecision.decide(.response(status: status, headers: [], body: []), nowSeconds: 0) else {
+            Issue.record("\(status) should be retried")
+            return
+        }
+    }
+
+    @Test(arguments: [400, 401, 403, 404, 409, 413, 301])
+    func otherStatusesAreRejected(_ status: Int) {
+        guard case .reject(let reason) = PushDecision.decide(.response(status: status, headers: [], body: Array("out of order sample".utf8)), nowSeconds: 0) else {
+            Issue.record("\(status) should not be retried")
+            return
+        }
+        #expect(reason.contains("HTTP \(status)"))
+        #expect(reason.contains("out of order sample"))
+    }
+
+    @Test func networkFailuresAreRetried() {
+        #expect(PushDecision.decide(.failure("connection refused"), nowSeconds: 0) == .retry(retryAfter: nil, reason: "connection refused"))
+    }
+
+    @Test func retryAfterSecondsAndHTTPDate() {
+        let now: Int64 = 784_111_777  // Sun, 06 Nov 1994 08:49:37 GMT
+        #expect(PushDecision.parseRetryAfter("120", nowSeconds: now) == .seconds(120))
+        #expect(PushDecision.parseRetryAfter("Sun, 06 Nov 1994 08:49:47 GMT", nowSeconds: now) == .seconds(10))
+        #expect(PushDecision.parseRetryAfter("Sun, 06 Nov 1994 08:49:00 GMT", nowSeconds: now) == .zero)
+        #expect(PushDecision.parseRetryAfter("soon", nowSeconds: now) == nil)
+        let result = TransportResult.response(status: 429, headers: [("retry-after", "7")], body: [])
+        #expect(PushDecision.decide(result, nowSeconds: now) == .retry(retryAfter: .seconds(7), reason: "HTTP 429"))
+    }
+
+    @Test func longBodiesAreTruncatedForTheLog() {
+        let body = Array(repeating: UInt8(ascii: "x"), count: 1000)
+        guard case .reject(let reason) = PushDecision.decide(.response(status: 400, headers: [], body: body), nowSeconds: 0) else { return }
+        #expect(reason.count < 300)
+        #expect(reason.hasSuffix("… (1000 bytes)"))
+    }
+}
+
+@Suite struct RetryPolicyTests {
+    @Test func exponentialWithJitterAndCap() {
+        let policy = RetryPolicy(initialBackoff: .milliseconds(500), maximumBackoff: .seconds(30), multiplier: 2, jitter: 0.2)
+        #expect(policy.delay(attempt: 1, retryAfter: nil, random: 0.5) == .milliseconds(500))
+        #expect(policy.delay(attempt: 2, retryAfter: nil, random: 0.5) == .seconds(1))
+        #expect(policy.delay(attempt: 4, retryAfter: nil, random: 0.5) == .seconds(4))
+        #expect(policy.delay(attempt: 20, retryAfter: nil, random: 0.5) == .seconds(30))
+        #expect(policy.delay(attempt: 1, retryAfter: nil, random: 0) == .milliseconds(400))
+        #expect(policy.delay(attempt: 1, retryAfter: nil, random: 0.999_999) > .milliseconds(599))
+    }
+
+    @Test func retryAfterReplacesBackoffAndIsCapped() {
+        let policy = RetryPolicy(maximumRetryAfter: .seconds(300))
+        #expect(policy.delay(attempt: 1, retryAfter: .seconds(42), random: 0.9) == .seconds(42))
+        #expect(policy.delay(attempt: 1, retryAfter: .seconds(86400), random: 0.9) == .seconds(300))
+    }
+}
+
+@Suite struct RemoteWriterTests {
+    let endpoint = RemoteWriteEndpoint("http://127.0.0.1:9/api/v1/write")!
+
+    func writer(
+        _ transport: RecordingTransport,
+        clock: TestClock = TestClock(),
+        wall: TestWallClock = TestWallClock(),
+        logger: LogCapture = LogCapture(),
+        configure: (inout RemoteWriteSettings) -> Void = { _ in }
+    ) -> RemoteWriter<TestClock> {
+        var settings = RemoteWriteSettings(endpoint: endpoint, pushInterval: .seconds(4))
+        configure(&settings)
+        return RemoteWriter(settings: settings, transport: transport, clock: clock, wallClock: wall, random: { 0.5 }, logger: logger.logger)
+    }
+
+    @Test func oneBatchCarriesEveryWindowInOrderWithSortedLabels() async throws {
+        let transport = RecordingTransport()
+        let w = writer(transport) { $0.labels.source = "lab-7" }
+        let t = Int64(1_800_000_000_000_000)
+        await w.accept(window([100, 40], endMicros: t + 100_000))
+        await w.accept(window([101, nil], endMicros: t + 200_000))
+        await w.accept(window([102, 42], endMicros: t + 300_000))
+        await w.cutBatch()
+        await w.drain(until: nil)
+        let requests = transport.requests
+        #expect(requests.count == 1)
+        #expect(energy(requests).map(\.1) == [100, 101, 102])
+        #expect(energy(requests).map(\.0) == [1_800_000_000_100, 1_800_000_000_200, 1_800_000_000_300])
+        // The unreadable window of `core` is absent, not a zero.
+        #expect(energy(requests, component: "core").map(\.1) == [40, 42])
+        for series in requests[0].timeseries {
+            let names = series.labels.map(\.name)
+            #expect(names == names.sorted())
+            #expect(names.first == "__name__")
+            #expect(series.labels.allSatisfy { !$0.value.isEmpty })
+        }
+        let pkg = try #require(requests[0].timeseries.first { $0.labels.contains { $0.value == "package-0" } })
+        #expect(pkg.labels.map { "\($0.name)=\($0.value)" } == [
+            "__name__=pyjoules_remote_write_energy_uj", "component=package-0", "socket=0", "source=lab-7",
+        ])
+        // Self-metrics ride along.
+        #expect(!requests[0].samples(["__name__": "rapl_exporter_samples_sent_total", "source": "lab-7"]).isEmpty)
+        #expect(await w.statistics.sent == UInt64(requests[0].timeseries.reduce(0) { $0 + $1.samples.count }))
+    }
+
+    @Test func windowsWithinOneMillisecondGetDistinctTimestamps() async {
+        let transport = RecordingTransport()
+        let w = writer(transport)
+        let t = Int64(1_800_000_000_000_000)
+        await w.accept(window([1], endMicros: t + 1_100))
+        await w.accept(window([2], endMicros: t + 1_900))
+        await w.accept(window([3], endMicros: t + 3_000))
+        await w.cutBatch()
+        await w.drain(until: nil)
+        #expect(energy(transport.requests).map(\.0) == [1_800_000_000_001, 1_800_000_000_002, 1_800_000_000_003])
+    }
+
+    @Test func largeBatchesAreSplitAndStayInOrder() async {
+        let transport = RecordingTransport()
+        let w = writer(transport) { $0.maxSamplesPerRequest = 4 }
+        let t = Int64(1_800_000_000_000_000)
+        for i in 0..<10 { await w.accept(window([UInt64(i)], endMicros: t + Int64(i) * 100_000)) }
+        await w.cutBatch()
+        await w.drain(until: nil)
+        let requests = transport.requests
+        #expect(requests.count >= 3)
+        #expect(requests.allSatisfy { $0.timeseries.reduce(0) { $0 + $1.samples.count } <= 4 })
+        #expect(energy(requests).map(\.1) == (0..<10).map(Double.init))
+    }
+
+    @Test func serverErrorIsRetriedWithTheSameBatchThenDelivered() async {
+        let transport = RecordingTransport([.response(status: 500, headers: [], body: Array("busy".utf8))])
+        let clock = TestClock()
+        let w = writer(transport, clock: clock)
+        await w.accept(window([7], endMicros: 1_800_000_000_000_000))
+        await w.cutBatch()
+        await w.drain(until: nil)
+        #expect(transport.bodies.count == 1)
+        #expect(await w.queuedBatches == 1)
+        // Backoff 0.5 s (random 0.5 = no jitter): not before.
+        clock.advance(by: .milliseconds(499))
+        await w.drain(until: nil)
+        #expect(transport.bodies.count == 1)
+        clock.advance(by: .milliseconds(1))
+        await w.drain(until: nil)
+        #expect(transport.bodies.count == 2)
+        #expect(transport.bodies[0] == transport.bodies[1])
+        let stats = await w.statistics
+        #expect(stats.failed == stats.retried)
+        #expect(stats.sent == stats.retried)
+        #expect(stats.totalDropped == 0)
+        #expect(await w.queuedBatches == 0)
+    }
+
+    @Test func tooManyRequestsHonoursRetryAfter() async {
+        let transport = RecordingTransport([.response(status: 429, headers: [("Retry-After", "7")], body: [])])
+        let clock = TestClock()
+        let w = writer(transport, clock: clock)
+        await w.accept(window([7], endMicros: 1_800_000_000_000_000))
+        await w.cutBatch()
+        await w.drain(until: nil)
+        clock.advance(by: .milliseconds(6999))
+        await w.drain(until: nil)
+        #expect(transport.bodies.count == 1)
+        clock.advance(by: .milliseconds(1))
+        await w.drain(until: nil)
+        #expect(transport.bodies.count == 2)
+        #expect(await w.statistics.totalDropped == 0)
+    }
+
+    @Test func badRequestIsDroppedCountedAndLoggedNotRetried() async {
+        let log = LogCapture()
+        let transport = RecordingTransport([.response(status: 400, headers: [], body: Array("out of order sample".utf8))])
+        let w = writer(transport, logger: log)
+        await w.accept(window([7], endMicros: 1_800_000_000_000_000))
+        await w.cutBatch()
+        let batchSize = await w.pendingSamples
+        await w.drain(until: nil)
+        await w.accept(window([8], endMicros: 1_800_000_000_100_000))
+        await w.cutBatch()
+        await w.drain(until: nil)
+        #expect(transport.bodies.count == 2)
+        #expect(energy([transport.requests[1]]).map(\.1) == [8])
+        let stats = await w.statistics
+        #expect(stats.dropped[.rejected] == UInt64(batchSize))
+        #expect(stats.retried == 0)
+        #expect(log.contains("receiver rejected \(batchSize) samples, dropped (not retried): HTTP 400: out of order sample"))
+    }
+
+    @Test func queueBoundDropsTheOldestBatch() async {
+        let transport = RecordingTransport(Array(repeating: .failure("connection refused"), count: 100))
+        let clock = TestClock()
+        let w = writer(transport, clock: clock) { $0.maxQueuedBatches = 2 }
+        var sizes: [Int] = []
+        for i in 0..<4 {
+            let before = await w.pendingSamples
+            await w.accept(window([UInt64(i)], endMicros: 1_800_000_000_000_000 + Int64(i) * 4_000_000))
+            await w.cutBatch()
+            sizes.append(await w.pendingSamples - before)
+            await w.drain(until: nil)
+        }
+        #expect(await w.queuedBatches == 2)
+        // Two batches were dropped: the first two, whose sizes we recorded.
+        let stats = await w.statistics
+        #expect(stats.dropped[.queueFull] == UInt64(sizes[0] + sizes[1]))
+        // The survivors are the newest two, still in order: let the receiver recover.
+        transport.script([])
+        clock.advance(by: .seconds(60))
+        let sentBefore = transport.bodies.count
+        await w.drain(until: nil)
+        let delivered = Array(transport.requests.suffix(from: sentBefore))
+        #expect(energy(delivered).map(\.1) == [2, 3])
+        #expect(await w.queuedBatches == 0)
+    }
+
+    @Test func samplesOlderThanTheAgeCapAreDropped() async {
+        let transport = RecordingTransport([.failure("connection refused")])
+        let clock = TestClock()
+        let wall = TestWallClock()
+        let w = writer(transport, clock: clock, wall: wall) { $0.maxSampleAge = .seconds(60) }
+        let t = wall.nowMicroseconds()
+        await w.accept(window([7], endMicros: t))
+        await w.cutBatch()
+        await w.drain(until: nil)  // fails, retry in 0.5 s
+        wall.advance(by: .seconds(61))
+        clock.advance(by: .seconds(1))
+        await w.accept(window([8], endMicros: wall.nowMicroseconds()))
+        await w.cutBatch()
+        await w.drain(until: nil)
+        let stats = await w.statistics
+        // Everything of the first batch (window and self-metrics) was too old.
+        #expect(stats.dropped[.tooOld] ?? 0 >= 1)
+        #expect(energy(transport.requests).map(\.1) == [7, 8])  // 7 was in the failed attempt only
+        #expect(energy(Array(transport.requests.suffix(1))).map(\.1) == [8])
+    }
+
+    @Test func shutdownFlushWaitsForARetryWithinTheDeadline() async {
+        let transport = RecordingTransport([.response(status: 503, headers: [("Retry-After", "2")], body: [])])
+        let clock = TestClock()
+        let w = writer(transport, clock: clock) { $0.shutdownTimeout = .seconds(10) }
+        await w.accept(window([5], endMicros: 1_800_000_000_000_000))
+        let flush = Task { await w.flush() }
+        await clock.waitForSleepers()
+        #expect(transport.bodies.count == 1)
+        clock.advance(by: .seconds(2))
+        await flush.value
+        #expect(transport.bodies.count == 2)
+        let stats = await w.statistics
+        #expect(stats.totalDropped == 0)
+        #expect(energy(Array(transport.requests.suffix(1))).map(\.1) == [5])
+    }
+
+    @Test func shutdownGivesUpAtTheDeadlineAndCountsTheLoss() async {
+        let log = LogCapture()
+        let transport = RecordingTransport([.response(status: 503, headers: [("Retry-After", "60")], body: [])])
+        let w = writer(transport, logger: log) { $0.shutdownTimeout = .seconds(10) }
+        await w.accept(window([5], endMicros: 1_800_000_000_000_000))
+        await w.flush()
+        let stats = await w.statistics
+        #expect(stats.dropped[.shutdown] ?? 0 > 0)
+        #expect(log.contains("could not be delivered within"))
+    }
+
+    @Test func runPushesEveryIntervalAndFlushesOnCancellation() async throws {
+        let transport = RecordingTransport()
+        let clock = TestClock()
+        let w = writer(transport, clock: clock)
+        let task = Task { try await w.run() }
+        await clock.waitForSleepers()
+        await w.accept(window([1], endMicros: 1_800_000_000_000_000))
+        clock.advance(by: .seconds(4))
+        await clock.waitForSleepers()
+        #expect(energy(transport.requests).map(\.1) == [1])
+        await w.accept(window([2], endMicros: 1_800_000_000_100_000))
+        task.cancel()
+        try await task.value
+        #expect(energy(transport.requests).map(\.1) == [1, 2])
+    }
+
+    @Test func cumulativeCounterInJoules() async {
+        let transport = RecordingTransport()
+        let w = writer(transport) { $0.labels.cumulative = true }
+        await w.accept(window([1_500_000], endMicros: 1_800_000_000_000_000))
+        await w.accept(window([2_000_000], endMicros: 1_800_000_000_100_000))
+        await w.cutBatch()
+        await w.drain(until: nil)
+        let total = transport.requests.flatMap { $0.samples(["__name__": "rapl_energy_joules_total", "component": "package-0"]) }
+        #expect(total.map(\.1) == [1.5, 3.5])
+    }
+}

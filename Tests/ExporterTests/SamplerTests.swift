@@ -1,0 +1,135 @@
+import Synchronization
+import Testing
+import RAPLBackend
+@testable import Exporter
+
+/// A backend whose counter advances by `step` raw counts at every read.
+final class StepBackend: EnergyBackend {
+    let kind = BackendKind.sysfs
+    let counters = [
+        CounterSpec(domain: Domain(.package, socket: 0), unit: .joulesPowerOfTwo(14), source: "step"),
+        CounterSpec(domain: Domain(.dram, socket: 0), unit: .microjoule, source: "flat"),
+    ]
+    let notes: [String] = []
+    var value: UInt64 = 0xFFFF_FF00  // wraps during the test
+    /// Reads of the moving counter, kept outside the backend so a test can look after handing it over.
+    let reads: Reads
+    let step: UInt64
+
+    init(step: UInt64, reads: Reads) {
+        self.step = step
+        self.reads = reads
+    }
+
+    func read(_ index: Int) throws(CounterReadError) -> RawCount {
+        if index == 1 { return RawCount(value: 5, modulus: UInt128(1) << 32) }
+        reads.count.withLock { $0 += 1 }
+        value = (value + step) & 0xFFFF_FFFF
+        return RawCount(value: value, modulus: UInt128(1) << 32)
+    }
+}
+
+final class Reads: Sendable {
+    let count = Mutex<UInt64>(0)
+    var value: UInt64 { count.withLock { $0 } }
+}
+
+actor RecordingSink: WindowSink {
+    private(set) var windows: [EnergyWindow] = []
+    func accept(_ window: EnergyWindow) { windows.append(window) }
+}
+
+@Suite struct SamplerTests {
+    @Test func windowsAreBackToBackExactAndTheLastIsClosedOnShutdown() async throws {
+        let reads = Reads()
+        let clock = TestClock()
+        let sink = RecordingSink()
+        let sampler = Sampler(meter: EnergyMeter(backend: StepBackend(step: 1000, reads: reads)), interval: .milliseconds(100), sink: sink, clock: clock, wallClock: TestWallClock())
+        let task = Task { try await sampler.run() }
+        for _ in 0..<5 {
+            await clock.waitForSleepers()
+            clock.advance(by: .milliseconds(100))
+        }
+        await clock.waitForSleepers()
+        clock.advance(by: .milliseconds(30))  // part of a window, then shutdown
+        task.cancel()
+        try await task.value
+        let windows = await sink.windows
+        #expect(windows.count == 6)
+        #expect(windows.dropLast().allSatisfy { $0.duration == .milliseconds(100) && !$0.isFinal })
+        #expect(windows.last?.isFinal == true)
+        #expect(windows.last?.duration == .milliseconds(30))
+        // Each window's end is the next one's start: no gaps.
+        for (a, b) in zip(windows, windows.dropFirst()) { #expect(a.endMicroseconds == b.startMicroseconds) }
+        // The sum over windows is exactly the conversion of the counter's total change (it wrapped).
+        let total = windows.reduce(UInt64(0)) { $0 + $1.energy[0]! }
+        #expect(total == EnergyUnit.joulesPowerOfTwo(14).microjoules(UInt128(1000 * (reads.value - 1))))
+        #expect(windows.allSatisfy { $0.energy[1] == 0 })
+    }
+
+    @Test func aLateWakeUpIsCountedAndTheWindowStaysExact() async throws {
+        let reads = Reads()
+        let clock = TestClock()
+        let sink = RecordingSink()
+        let sampler = Sampler(meter: EnergyMeter(backend: StepBackend(step: 10, reads: reads)), interval: .milliseconds(100), sink: sink, clock: clock, wallClock: TestWallClock())
+        let task = Task { try await sampler.run() }
+        await clock.waitForSleepers()
+        clock.advance(by: .milliseconds(250))  // deadline at 100 ms, woke at 250 ms: late, 200 ms missed
+        await clock.waitForSleepers()
+        #expect(clock.nextDeadline == TestClock.Instant(offset: .milliseconds(300)))
+        clock.advance(by: .milliseconds(50))
+        await clock.waitForSleepers()
+        task.cancel()
+        try await task.value
+        let windows = await sink.windows
+        #expect(windows[0].duration == .milliseconds(250))
+        #expect(windows[0].lateWindows == 1)
+        #expect(windows[0].missedWindows == 1)
+        #expect(windows[1].duration == .milliseconds(50))
+        #expect(windows.map { $0.energy[0]! }.reduce(0, +) == EnergyUnit.joulesPowerOfTwo(14).microjoules(UInt128(10 * (reads.value - 1))))
+    }
+
+    @Test func scheduleArithmetic() {
+        var s = WindowSchedule(interval: .milliseconds(100))
+        #expect(s.lateThreshold == .milliseconds(5))
+        s.wokeUp(at: .milliseconds(101))
+        #expect(s.late == 0 && s.nextDeadline == .milliseconds(200))
+        s.wokeUp(at: .milliseconds(210))
+        #expect(s.late == 1 && s.missed == 0 && s.nextDeadline == .milliseconds(300))
+        s.wokeUp(at: .milliseconds(720))
+        #expect(s.missed == 4 && s.nextDeadline == .milliseconds(800))
+    }
+}
+
+@Suite struct OutputFormatTests {
+    @Test func stdoutLineIsTheSeedDict() {
+        let sink = StdoutSink(style: .seed)
+        let w = window([123_456, 3_456], endMicros: 1_762_678_050_223_456, duration: .milliseconds(100))
+        #expect(sink.line(w) == #"{"timestamp":"2025-11-09T08:47:30.123456+00:00","duration":0.1,"package-0":123456,"core":3456}"#)
+    }
+
+    @Test func duplicateComponentsAcrossSocketsGetTheirPlace() {
+        let domains = [Domain(.package, socket: 0), Domain(.core, socket: 0), Domain(.package, socket: 1), Domain(.core, socket: 1)]
+        let w = window([1, 2, nil, 4], domains: domains, endMicros: 1_000_000)
+        #expect(StdoutSink(style: .seed).line(w).hasSuffix(#""package-0":1,"core@0":2,"core@1":4}"#))
+        #expect(StdoutSink(style: .pyjoules).line(w).hasSuffix(#""package_0":1,"core_0":2,"core_1":4}"#))
+    }
+
+    @Test func isoAndHTTPDates() {
+        #expect(CivilTime.iso8601(microseconds: 0) == "1970-01-01T00:00:00.000000+00:00")
+        #expect(CivilTime.iso8601(microseconds: 951_782_400_000_001) == "2000-02-29T00:00:00.000001+00:00")
+        #expect(CivilTime.parseHTTPDate("Sun, 06 Nov 1994 08:49:37 GMT") == 784_111_777)
+        #expect(CivilTime.parseHTTPDate("Sunday, 06-Nov-94 08:49:37 GMT") == nil)
+    }
+
+    @Test func endpoints() {
+        let a = RemoteWriteEndpoint("http://prometheus:9090/api/v1/write")
+        #expect(a?.host == "prometheus" && a?.port == 9090 && a?.target == "/api/v1/write" && a?.tls == false)
+        let b = RemoteWriteEndpoint("https://[::1]/write?tenant=a#frag")
+        #expect(b?.host == "::1" && b?.port == 443 && b?.target == "/write?tenant=a" && b?.tls == true)
+        #expect(RemoteWriteEndpoint("HTTP://h")?.target == "/")
+        for bad in ["ftp://h/", "http://", "http://h:0/", "http://h:99999/", "http://user:pw@h/", "prometheus:9090", "http://h:x/"] {
+            #expect(RemoteWriteEndpoint(bad) == nil, "\(bad)")
+        }
+    }
+}

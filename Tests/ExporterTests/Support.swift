@@ -1,0 +1,162 @@
+import Foundation
+import Logging
+import RAPLBackend
+import Synchronization
+@testable import Exporter
+
+/// A manual clock: time moves only when a test advances it. `sleep` suspends until then.
+final class TestClock: Clock, Sendable {
+    struct Instant: InstantProtocol {
+        var offset: Duration
+        func advanced(by d: Duration) -> Instant { Instant(offset: offset + d) }
+        func duration(to other: Instant) -> Duration { other.offset - offset }
+        static func < (a: Instant, b: Instant) -> Bool { a.offset < b.offset }
+    }
+
+    private struct Sleeper {
+        var id: Int
+        var deadline: Instant
+        var continuation: CheckedContinuation<Void, any Error>
+    }
+
+    private struct State {
+        var now = Instant(offset: .zero)
+        var sleepers: [Sleeper] = []
+        var nextID = 0
+    }
+
+    private let state = Mutex(State())
+
+    var now: Instant { state.withLock { $0.now } }
+    var minimumResolution: Duration { .zero }
+
+    func sleep(until deadline: Instant, tolerance: Duration?) async throws {
+        let id = state.withLock { s -> Int in
+            s.nextID += 1
+            return s.nextID
+        }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let resumeNow = state.withLock { s -> Bool in
+                    if deadline <= s.now || Task.isCancelled { return true }
+                    s.sleepers.append(Sleeper(id: id, deadline: deadline, continuation: continuation))
+                    return false
+                }
+                if resumeNow {
+                    if Task.isCancelled { continuation.resume(throwing: CancellationError()) } else { continuation.resume() }
+                }
+            }
+        } onCancel: {
+            let sleeper = state.withLock { s -> Sleeper? in
+                guard let i = s.sleepers.firstIndex(where: { $0.id == id }) else { return nil }
+                return s.sleepers.remove(at: i)
+            }
+            sleeper?.continuation.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Moves time forward and wakes every sleeper whose deadline has come.
+    func advance(by duration: Duration) {
+        let due = state.withLock { s -> [Sleeper] in
+            s.now = s.now.advanced(by: duration)
+            let now = s.now
+            let due = s.sleepers.filter { $0.deadline <= now }
+            s.sleepers.removeAll { $0.deadline <= now }
+            return due
+        }
+        for sleeper in due { sleeper.continuation.resume() }
+    }
+
+    var sleeperCount: Int { state.withLock { $0.sleepers.count } }
+
+    /// The earliest deadline anyone sleeps until.
+    var nextDeadline: Instant? { state.withLock { $0.sleepers.map(\.deadline).min() } }
+
+    /// Yields until at least `count` tasks sleep on this clock (synchronisation without wall time).
+    func waitForSleepers(_ count: Int = 1) async {
+        while sleeperCount < count { await Task.yield() }
+    }
+}
+
+/// A wall clock a test sets.
+final class TestWallClock: WallClock {
+    private let micros: Mutex<Int64>
+    init(_ start: Int64 = 1_800_000_000_000_000) { micros = Mutex(start) }
+    func nowMicroseconds() -> Int64 { micros.withLock { $0 } }
+    func advance(by d: Duration) { micros.withLock { $0 += Int64(d.seconds * 1e6) } }
+}
+
+/// Records every request and answers from a script (then 204 forever).
+final class RecordingTransport: RemoteWriteTransport {
+    private let state: Mutex<(script: [TransportResult], bodies: [[UInt8]], timeouts: [Duration])>
+
+    init(_ script: [TransportResult] = []) { state = Mutex((script, [], [])) }
+
+    func send(_ body: [UInt8], timeout: Duration) async -> TransportResult {
+        state.withLock { s in
+            s.bodies.append(body)
+            s.timeouts.append(timeout)
+            return s.script.isEmpty ? .response(status: 204, headers: [], body: []) : s.script.removeFirst()
+        }
+    }
+
+    var requests: [Prometheus_WriteRequest] {
+        state.withLock { $0.bodies }.map { try! Prometheus_WriteRequest(serializedBytes: Snappy.uncompress($0)!) }
+    }
+
+    var bodies: [[UInt8]] { state.withLock { $0.bodies } }
+
+    /// Replaces what the next requests get.
+    func script(_ results: [TransportResult]) { state.withLock { $0.script = results } }
+}
+
+extension Prometheus_WriteRequest {
+    /// Samples of the series whose labels include all of `match`, in request order.
+    func samples(_ match: [String: String]) -> [(Int64, Double)] {
+        timeseries.filter { ts in
+            match.allSatisfy { k, v in ts.labels.contains { $0.name == k && $0.value == v } }
+        }.flatMap { $0.samples.map { ($0.timestamp, $0.value) } }
+    }
+}
+
+func energy(_ requests: [Prometheus_WriteRequest], component: String = "package-0") -> [(Int64, Double)] {
+    requests.flatMap { $0.samples(["__name__": "pyjoules_remote_write_energy_uj", "component": component]) }
+}
+
+/// Captures log lines for assertions.
+final class LogCapture: Sendable {
+    let lines = Mutex<[String]>([])
+    var logger: Logger {
+        Logger(label: "test") { _ in CaptureHandler(capture: self) }
+    }
+    func contains(_ text: String) -> Bool { lines.withLock { $0.contains { $0.contains(text) } } }
+}
+
+struct CaptureHandler: LogHandler {
+    let capture: LogCapture
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+    func log(event: LogEvent) {
+        capture.lines.withLock { $0.append("\(event.level) \(event.message)") }
+    }
+}
+
+func window(_ values: [UInt64?], domains: [Domain]? = nil, endMicros: Int64, duration: Duration = .milliseconds(100)) -> EnergyWindow {
+    let doms = domains ?? [Domain(.package, socket: 0), Domain(.core, socket: 0)].prefix(values.count).map { $0 }
+    return EnergyWindow(
+        startMicroseconds: endMicros - Int64(duration.seconds * 1e6),
+        endMicroseconds: endMicros,
+        duration: duration,
+        domains: doms,
+        energy: values,
+        stuck: values.map { _ in false },
+        readErrors: values.map { _ in 0 },
+        lateWindows: 0,
+        missedWindows: 0,
+        isFinal: false
+    )
+}
