@@ -64,15 +64,22 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // Fake hardware trees and a runner for the built binary, shared by the test targets.
+        .target(
+            name: "TestSupport",
+            dependencies: ["RAPLBackend"],
+            path: "Tests/TestSupport"
+        ),
         .testTarget(
             name: "RAPLBackendTests",
-            dependencies: ["RAPLBackend", "CPerfShim"]
+            dependencies: ["RAPLBackend", "TestSupport"]
         ),
         .testTarget(
             name: "ExporterTests",
             dependencies: [
                 "Exporter",
                 "RAPLBackend",
+                "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

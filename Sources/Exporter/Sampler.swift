@@ -112,6 +112,7 @@ public final class Sampler<C: Clock>: Service where C.Duration == Duration {
         var lastRefresh = Duration.zero
         logger.info("sampling every \(interval) over \(meter.domains.count) domains with \(meter.backend.kind)")
         var energy: [UInt64?] = []
+        var windows = 0
         while true {
             let deadline = origin.advanced(by: schedule.nextDeadline)
             var final = false
@@ -159,10 +160,11 @@ public final class Sampler<C: Clock>: Service where C.Duration == Duration {
                 isFinal: final
             )
             await sink.accept(window)
+            windows += 1
             windowStart = elapsed
             windowStartWall = endWall
             if final {
-                logger.info("sampling stopped: \(schedule.late) late and \(schedule.missed) missed windows, worst wake-up \(schedule.maxLateness) late")
+                logger.info("sampling stopped after \(windows) windows: \(schedule.late) late and \(schedule.missed) missed windows, worst wake-up \(schedule.maxLateness) late")
                 return
             }
             if elapsed - lastRefresh >= refreshInterval {

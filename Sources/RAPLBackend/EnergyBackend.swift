@@ -90,7 +90,7 @@ func wrapNote(_ domain: Domain, source: String, rangeMicrojoules: Double, bits: 
     let referenceWatts = 250.0
     let seconds = joules / referenceWatts
     return "\(domain.component()) (socket \(domain.socket)) \(source): \(bits) counter wraps after "
-        + "\(formatted(joules, 0)) J, every \(formatted(seconds, 0)) s at \(Int(referenceWatts)) W; "
+        + "\(formatted(joules, 0)) J, every \(formatted(seconds, seconds < 10 ? 2 : 0)) s at \(Int(referenceWatts)) W; "
         + "reads must come more often than that"
 }
 

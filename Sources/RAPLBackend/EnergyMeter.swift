@@ -33,8 +33,9 @@ public final class EnergyMeter {
 
     /// A domain whose total has not changed for this long is reported as stuck.
     public let stuckAfter: Duration
-    /// After a failed read, a counter is not tried again before this much time has passed, so a
-    /// missing device costs one syscall per second, not one per sample.
+    /// The longest wait before a failed counter is read again. A first failure is retried at the next
+    /// read (a transient error costs one window), then the wait doubles from 10 ms up to this, so a
+    /// missing device costs about one syscall per `retryAfter`, not one per sample.
     public let retryAfter: Duration
     private let logger: Logger
 
@@ -47,6 +48,7 @@ public final class EnergyMeter {
         var failing: String?
         var retryAt: Duration?
         var failures: UInt64 = 0
+        var consecutiveFailures = 0
     }
 
     private var counters: [CounterState] = []
@@ -67,6 +69,16 @@ public final class EnergyMeter {
         self.retryAfter = retryAfter
         self.logger = logger
         adoptNewCounters()
+    }
+
+    func retryDelay(afterFailures n: Int) -> Duration {
+        if n <= 1 { return .zero }
+        var delay = Duration.milliseconds(10)
+        for _ in 2..<n {
+            delay *= 2
+            if delay >= retryAfter { break }
+        }
+        return min(delay, retryAfter)
     }
 
     /// Index of `domain` in `domains`.
@@ -134,14 +146,16 @@ public final class EnergyMeter {
                     counters[i].failing = nil
                 }
                 counters[i].retryAt = nil
+                counters[i].consecutiveFailures = 0
             } catch {
                 counters[i].failures += 1
                 readErrors[d] += 1
                 if counters[i].failing == nil {
-                    logger.warning("\(specs[i].domain.component()) (socket \(specs[i].domain.socket)): \(error); skipped, retrying every \(retryAfter)")
+                    logger.warning("\(specs[i].domain.component()) (socket \(specs[i].domain.socket)): \(error); skipped, retried at the next read, then backing off to every \(retryAfter)")
                 }
                 counters[i].failing = error.description
-                counters[i].retryAt = now + retryAfter
+                counters[i].consecutiveFailures += 1
+                counters[i].retryAt = now + retryDelay(afterFailures: counters[i].consecutiveFailures)
                 domainFailure[d] = error.description
             }
         }

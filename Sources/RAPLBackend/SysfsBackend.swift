@@ -207,20 +207,21 @@ public final class SysfsBackend: EnergyBackend {
         return RawCount(value: value, modulus: modulus)
     }
 
-    /// ASCII decimal with an optional trailing newline; nil for empty input or anything else.
+    /// ASCII decimal with an optional final newline; nil for empty input or anything else (including
+    /// anything after the newline).
     @inline(__always)
     static func parseDecimal(_ bytes: UnsafeRawBufferPointer) -> UInt64? {
         var value: UInt64 = 0
         var digits = 0
-        for byte in bytes {
+        for (i, byte) in bytes.enumerated() {
             if byte >= 48 && byte <= 57 {
                 let (m, o1) = value.multipliedReportingOverflow(by: 10)
                 let (a, o2) = m.addingReportingOverflow(UInt64(byte - 48))
                 if o1 || o2 { return nil }
                 value = a
                 digits += 1
-            } else if byte == 10 && digits > 0 {
-                continue
+            } else if byte == 10 && digits > 0 && i == bytes.count - 1 {
+                break
             } else {
                 return nil
             }

@@ -1,5 +1,6 @@
 import Testing
 @testable import RAPLBackend
+import TestSupport
 
 @Suite struct EnergyMeterTests {
     let t0 = Duration.zero
@@ -53,16 +54,31 @@ import Testing
         #expect(meter.totals[pkg] == 100)
         #expect(meter.statuses[dram] == .failed("b: garbage"))
         #expect(meter.readErrors[dram] == 1)
-        // Within the retry delay the counter is not read again.
-        let readsBefore = backend.reads
-        backend.values[1] = .success(1500)
+        // A first failure is retried at the very next read…
+        var readsBefore = backend.reads
         meter.read(now: t0 + .milliseconds(200))
+        #expect(backend.reads == readsBefore + 2)
+        #expect(meter.readErrors[dram] == 2)
+        // …then the waits grow (10 ms after the second failure): not read within them.
+        readsBefore = backend.reads
+        meter.read(now: t0 + .milliseconds(205))
         #expect(backend.reads == readsBefore + 1)
         #expect(meter.statuses[dram] != .ok)
-        // After it, the energy used meanwhile arrives in one piece.
-        meter.read(now: t0 + .milliseconds(1200))
+        // Once readable, the energy used meanwhile arrives in one piece.
+        backend.values[1] = .success(1500)
+        meter.read(now: t0 + .milliseconds(300))
         #expect(meter.totals[dram] == 500)
         #expect(meter.statuses[dram] == .ok)
+    }
+
+    @Test func retryDelaysGrowToTheCap() {
+        let meter = EnergyMeter(backend: ScriptedBackend([], modulus: 1), retryAfter: .seconds(1))
+        #expect(meter.retryDelay(afterFailures: 1) == .zero)
+        #expect(meter.retryDelay(afterFailures: 2) == .milliseconds(10))
+        #expect(meter.retryDelay(afterFailures: 3) == .milliseconds(20))
+        #expect(meter.retryDelay(afterFailures: 8) == .milliseconds(640))
+        #expect(meter.retryDelay(afterFailures: 9) == .seconds(1))
+        #expect(meter.retryDelay(afterFailures: 1000) == .seconds(1))
     }
 
     @Test func staticCountersAreReportedStuckThenRecover() {

@@ -1,5 +1,6 @@
 import Testing
 @testable import RAPLBackend
+import TestSupport
 
 @Suite struct MSRBackendTests {
     typealias R = MSRBackend.Register

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import RAPLBackend
+import TestSupport
 
 /// The perf backend against the real `perf_event_open(2)`. A fake `power` PMU directory points at this
 /// machine's real `software` PMU (event 0, cpu-clock), so the syscall, the read and the unit conversion

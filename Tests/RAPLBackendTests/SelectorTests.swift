@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import RAPLBackend
+import TestSupport
 
 /// Auto-selection from injected capability sets, over one fake tree that offers all three backends.
 @Suite struct SelectorTests {

@@ -1,19 +1,19 @@
 import Foundation
-@testable import RAPLBackend
+import RAPLBackend
 
 /// A fake machine in a temp dir, in the kernel's real layout: `sys/` (powercap zones as symlinks from
 /// `class/powercap` into `devices/virtual/powercap`, CPU topology, perf PMUs), `dev/cpu/N/msr` as sparse
 /// files written at the register offset, and `proc/` (cpuinfo, perf_event_paranoid).
 ///
 /// Counters are rewritten in place (same inode), because the sysfs backend keeps files open.
-final class FakeTree: @unchecked Sendable {
-    let root: String
-    var sys: String { root + "/sys" }
-    var dev: String { root + "/dev" }
-    var proc: String { root + "/proc" }
-    var paths: HardwarePaths { HardwarePaths(sysfsRoot: sys, devRoot: dev, procRoot: proc) }
+public final class FakeTree: @unchecked Sendable {
+    public let root: String
+    public var sys: String { root + "/sys" }
+    public var dev: String { root + "/dev" }
+    public var proc: String { root + "/proc" }
+    public var paths: HardwarePaths { HardwarePaths(sysfsRoot: sys, devRoot: dev, procRoot: proc) }
 
-    init() {
+    public init() {
         var template = Array("/tmp/rapl-fake-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         precondition(made != nil, "mkdtemp failed")
@@ -26,12 +26,12 @@ final class FakeTree: @unchecked Sendable {
 
     deinit { try? FileManager.default.removeItem(atPath: root) }
 
-    func mkdir(_ relative: String) {
+    public func mkdir(_ relative: String) {
         try! FileManager.default.createDirectory(atPath: root + "/" + relative, withIntermediateDirectories: true)
     }
 
     /// Writes `content` at `relative`, in place when the file exists (keeps its inode).
-    func write(_ relative: String, _ content: String, mode: mode_t = 0o444) {
+    public func write(_ relative: String, _ content: String, mode: mode_t = 0o444) {
         let path = root + "/" + relative
         mkdir((relative as NSString).deletingLastPathComponent)
         let fd = open(path, O_WRONLY | O_CREAT, mode)
@@ -44,23 +44,23 @@ final class FakeTree: @unchecked Sendable {
         fchmod(fd, mode)
     }
 
-    func remove(_ relative: String) { try? FileManager.default.removeItem(atPath: root + "/" + relative) }
+    public func remove(_ relative: String) { try? FileManager.default.removeItem(atPath: root + "/" + relative) }
 
-    func symlink(_ relative: String, to target: String) {
+    public func symlink(_ relative: String, to target: String) {
         mkdir((relative as NSString).deletingLastPathComponent)
         precondition(Foundation.symlink(target, root + "/" + relative) == 0)
     }
 
     // MARK: CPUs
 
-    func cpu(_ n: Int, package: Int, die: Int = 0, core: Int? = nil) {
+    public func cpu(_ n: Int, package: Int, die: Int = 0, core: Int? = nil) {
         let dir = "sys/devices/system/cpu/cpu\(n)/topology"
         write(dir + "/physical_package_id", "\(package)\n")
         write(dir + "/die_id", "\(die)\n")
         write(dir + "/core_id", "\(core ?? n)\n")
     }
 
-    func cpuinfo(vendor: String, family: Int, model: Int) {
+    public func cpuinfo(vendor: String, family: Int, model: Int) {
         write("proc/cpuinfo", """
         processor\t: 0
         vendor_id\t: \(vendor)
@@ -77,7 +77,7 @@ final class FakeTree: @unchecked Sendable {
     // MARK: powercap
 
     /// Creates zone `id` ("intel-rapl:0", "intel-rapl:0:1", "intel-rapl-mmio:0") with its class symlink.
-    func zone(_ id: String, name: String?, energy: UInt64, max: UInt64 = 262_143_328_850) {
+    public func zone(_ id: String, name: String?, energy: UInt64, max: UInt64 = 262_143_328_850) {
         let control = id.hasPrefix("intel-rapl-mmio") ? "intel-rapl-mmio" : "intel-rapl"
         let parts = id.split(separator: ":")
         let deviceDir: String
@@ -96,19 +96,29 @@ final class FakeTree: @unchecked Sendable {
         symlink("sys/class/powercap/" + id, to: "../../" + deviceDir)
     }
 
-    /// Rewrites a zone's energy_uj in place.
-    func setEnergy(_ id: String, _ value: UInt64) {
-        write("sys/class/powercap/\(id)/energy_uj", "\(value)\n", mode: 0o400)
+    /// Rewrites a zone's energy_uj in place (same inode), zero-padded to a fixed width and without
+    /// truncating first, so a reader racing the write sees the old or the new value, never an empty
+    /// or mixed file (the kernel generates the text atomically; a file rewrite is not).
+    public func setEnergy(_ id: String, _ value: UInt64) {
+        let digits = String(value)
+        let padded = String(repeating: "0", count: max(0, 20 - digits.count)) + digits + "\n"
+        let path = sys + "/class/powercap/\(id)/energy_uj"
+        let fd = open(path, O_WRONLY)
+        precondition(fd >= 0, "open \(path): \(errno)")
+        defer { close(fd) }
+        let bytes = Array(padded.utf8)
+        let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        precondition(n == bytes.count)
     }
 
-    func setZoneFile(_ id: String, _ file: String, _ content: String) {
+    public func setZoneFile(_ id: String, _ file: String, _ content: String) {
         write("sys/class/powercap/\(id)/\(file)", content)
     }
 
     // MARK: MSR
 
     /// Writes the 8-byte register `register` of CPU `cpu` (pwrite at offset = register; the file is sparse).
-    func msr(cpu: Int, _ register: UInt32, _ value: UInt64) {
+    public func msr(cpu: Int, _ register: UInt32, _ value: UInt64) {
         let path = dev + "/cpu/\(cpu)/msr"
         mkdir("dev/cpu/\(cpu)")
         let fd = open(path, O_WRONLY | O_CREAT, 0o600)
@@ -120,7 +130,7 @@ final class FakeTree: @unchecked Sendable {
     }
 
     /// Reads 8 bytes at offset `register` of CPU `cpu`'s fake msr file (zero where unwritten).
-    func readMSR(cpu: Int, _ register: UInt32) -> UInt64 {
+    public func readMSR(cpu: Int, _ register: UInt32) -> UInt64 {
         let fd = open(dev + "/cpu/\(cpu)/msr", O_RDONLY)
         precondition(fd >= 0)
         defer { close(fd) }
@@ -132,7 +142,7 @@ final class FakeTree: @unchecked Sendable {
     // MARK: perf
 
     /// A perf PMU directory named `power` whose events map to (name, config, scale).
-    func perfPMU(type: UInt32, cpumask: String, events: [(String, String, String)]) {
+    public func perfPMU(type: UInt32, cpumask: String, events: [(String, String, String)]) {
         let dir = "sys/bus/event_source/devices/power"
         write(dir + "/type", "\(type)\n")
         write(dir + "/cpumask", cpumask + "\n")
@@ -144,35 +154,35 @@ final class FakeTree: @unchecked Sendable {
     }
 
     /// The type number of a real PMU on this machine (`software` always exists).
-    static func realPMUType(_ name: String) -> UInt32? {
+    public static func realPMUType(_ name: String) -> UInt32? {
         guard let text = try? String(contentsOfFile: "/sys/bus/event_source/devices/\(name)/type", encoding: .utf8) else { return nil }
         return UInt32(text.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 }
 
 /// All capabilities, paranoid 2: what root has here.
-let rootFacts = SystemFacts(
+public let rootFacts = SystemFacts(
     capabilities: [.perfmon, .sysAdmin, .sysRawio, .dacOverride, .dacReadSearch],
     perfParanoid: 2,
     identity: CPUIdentity(vendor: .intel, family: 6, model: 0x8C)
 )
 
 /// A backend whose raw values a test sets directly.
-final class ScriptedBackend: EnergyBackend {
-    let kind = BackendKind.sysfs
-    var counters: [CounterSpec]
-    var notes: [String] = []
-    var values: [Result<UInt64, CounterReadError>]
-    var modulus: UInt128
-    var reads = 0
+public final class ScriptedBackend: EnergyBackend {
+    public let kind = BackendKind.sysfs
+    public var counters: [CounterSpec]
+    public var notes: [String] = []
+    public var values: [Result<UInt64, CounterReadError>]
+    public var modulus: UInt128
+    public var reads = 0
 
-    init(_ counters: [CounterSpec], modulus: UInt128) {
+    public init(_ counters: [CounterSpec], modulus: UInt128) {
         self.counters = counters
         self.values = counters.map { _ in .success(0) }
         self.modulus = modulus
     }
 
-    func read(_ index: Int) throws(CounterReadError) -> RawCount {
+    public func read(_ index: Int) throws(CounterReadError) -> RawCount {
         reads += 1
         switch values[index] {
         case .success(let v): return RawCount(value: v, modulus: modulus)

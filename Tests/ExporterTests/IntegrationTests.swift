@@ -1,0 +1,158 @@
+import Foundation
+import Testing
+import RAPLBackend
+import TestSupport
+@testable import Exporter
+
+/// Drives the real daemon over a fake sysfs tree whose counters advance (and wrap), against real
+/// receivers, and reads the data back.
+@Suite(.serialized, .enabled(if: Receivers.available, "receivers missing: run scripts/install-receivers (scripts/test does)"))
+struct ReceiverIntegrationTests {
+    static let step: UInt64 = 12_345
+    static let max: UInt64 = 10_000_000
+
+    func tree() -> FakeTree {
+        let tree = FakeTree()
+        tree.zone("intel-rapl:0", name: "package-0", energy: 9_500_000, max: Self.max)
+        tree.zone("intel-rapl:0:0", name: "dram", energy: 0)
+        return tree
+    }
+
+    /// Advances the counters `steps` times, `pace` apart; `during` runs after each step (outages).
+    /// Returns the µJ added to package-0 (it wraps at max_energy_range_uj).
+    func advance(_ tree: FakeTree, steps: Int, pace: Duration, during: (Int) async throws -> Void = { _ in }) async throws -> UInt64 {
+        for i in 1...steps {
+            tree.setEnergy("intel-rapl:0", (9_500_000 + UInt64(i) * Self.step) % (Self.max + 1))
+            tree.setEnergy("intel-rapl:0:0", UInt64(i) * 1000)
+            try await during(i)
+            try await Task.sleep(for: pace)
+        }
+        return UInt64(steps) * Self.step
+    }
+
+    func daemon(_ tree: FakeTree, _ url: String, source: String, duration: Double, extra: [String] = []) throws -> Daemon {
+        try Daemon([
+            "--sysfs-root", tree.sys, "--dev-root", tree.dev, "--proc-root", tree.proc,
+            "--backend", "sysfs", "--remote-write-url", url, "--service-label", source,
+            "--scrape-interval", "0.05", "--push-interval", "0.5", "--duration", String(duration),
+        ] + extra)
+    }
+
+    @Test(arguments: [ReceiverProcess.Kind.prometheus, .victoriaMetrics])
+    func everyWindowArrivesWithTheExactEnergy(_ kind: ReceiverProcess.Kind) async throws {
+        let receiver = try ReceiverProcess(kind)
+        try await receiver.waitReady()
+        let tree = tree()
+        let source = "it-\(UUID().uuidString.prefix(8))"
+        let daemon = try daemon(tree, receiver.writeURL, source: source, duration: 4)
+        try await daemon.waitSampling()
+        let added = try await advance(tree, steps: 100, pace: .milliseconds(15))
+        #expect(try await daemon.waitExit() == 0, "\(daemon.log)")
+        let windows = try #require(daemon.windowCount, "\(daemon.log)")
+        let selector = "pyjoules_remote_write_energy_uj{source=\"\(source)\",component=\"package-0\",socket=\"0\"}"
+        // victoria-metrics makes fresh samples searchable a little after accepting them.
+        try? await waitUntil("all samples to be searchable", seconds: 15) { ((try? await receiver.samples(selector))?.count ?? 0) >= windows }
+        let pkg = try await receiver.samples(selector)
+        let dram = try await receiver.samples("pyjoules_remote_write_energy_uj{source=\"\(source)\",component=\"dram\"}")
+        #expect(pkg.count == windows, "every window arrived")
+        #expect(dram.count == windows)
+        #expect(pkg.reduce(0) { $0 + $1.1 } == Double(added), "the exact µJ, across a wrap")
+        #expect(dram.reduce(0) { $0 + $1.1 } == 100_000)
+        #expect(zip(pkg, pkg.dropFirst()).allSatisfy { $0.0 < $1.0 }, "strictly increasing timestamps")
+        let sent = try await receiver.samples("rapl_exporter_samples_sent_total{source=\"\(source)\"}")
+        #expect((sent.last?.1 ?? 0) > 0)
+        receiver.stop()
+    }
+
+    @Test func aPrometheusOutageLosesNoWindow() async throws {
+        let receiver = try ReceiverProcess(.prometheus)
+        try await receiver.waitReady()
+        let tree = tree()
+        let source = "outage-\(UUID().uuidString.prefix(8))"
+        let daemon = try daemon(tree, receiver.writeURL, source: source, duration: 8, extra: ["--max-retry-batches", "100"])
+        try await daemon.waitSampling()
+        let added = try await advance(tree, steps: 150, pace: .milliseconds(25)) { i in
+            if i == 30 {
+                receiver.stop()
+                try await Task.sleep(for: .milliseconds(1500))  // three push intervals with nobody listening
+                try receiver.start()
+                try await receiver.waitReady()
+            }
+        }
+        #expect(try await daemon.waitExit() == 0, "\(daemon.log)")
+        #expect(daemon.log.contains("failed"), "the outage was noticed")
+        let windows = try #require(daemon.windowCount)
+        let pkg = try await receiver.samples("pyjoules_remote_write_energy_uj{source=\"\(source)\",component=\"package-0\"}")
+        #expect(pkg.count == windows, "no window is missing after the outage: \(daemon.log)")
+        #expect(pkg.reduce(0) { $0 + $1.1 } == Double(added))
+        receiver.stop()
+    }
+}
+
+/// The daemon against a scripted receiver: what is retried and what is not.
+@Suite struct ScriptedReceiverTests {
+    func run(_ script: [ScriptedReceiver.Action], seconds: Double, extra: [String] = []) async throws -> (ScriptedReceiver, Daemon) {
+        let receiver = try await ScriptedReceiver(script)
+        let tree = FakeTree()
+        tree.zone("intel-rapl:0", name: "package-0", energy: 1)
+        let daemon = try Daemon([
+            "--sysfs-root", tree.sys, "--backend", "sysfs", "--remote-write-url", receiver.url,
+            "--scrape-interval", "0.05", "--push-interval", "0.5", "--duration", String(seconds),
+        ] + extra)
+        #expect(try await daemon.waitExit() == 0, "\(daemon.log)")
+        await receiver.shutdown()
+        return (receiver, daemon)
+    }
+
+    func windows(_ requests: [ScriptedReceiver.Request]) -> [Int64] {
+        requests.compactMap(\.writeRequest).flatMap { $0.samples(["__name__": "pyjoules_remote_write_energy_uj"]).map(\.0) }
+    }
+
+    @Test func serverErrorIsRetriedWithTheSameBodyThenEverythingArrives() async throws {
+        let (receiver, daemon) = try await run([.respond(500, [], "try later")], seconds: 2)
+        let requests = receiver.requests
+        try #require(requests.count >= 2)
+        #expect(requests[1].body == requests[0].body)
+        let first = requests[0]
+        #expect(first.header("Content-Encoding") == "snappy")
+        #expect(first.header("Content-Type") == "application/x-protobuf")
+        #expect(first.header("X-Prometheus-Remote-Write-Version") == "0.1.0")
+        #expect(first.header("User-Agent") == "rapl-exporter/\(ExporterVersion.current)")
+        let accepted = windows(Array(requests.dropFirst()))
+        #expect(accepted.count == daemon.windowCount)
+        #expect(Set(accepted).count == accepted.count)
+    }
+
+    @Test func tooManyRequestsWaitsForRetryAfter() async throws {
+        let (receiver, _) = try await run([.respond(429, [("Retry-After", "2")], "slow down")], seconds: 3)
+        let requests = receiver.requests
+        try #require(requests.count >= 2)
+        #expect(requests[1].body == requests[0].body)
+        #expect(requests[1].time.timeIntervalSince(requests[0].time) >= 1.95)
+    }
+
+    @Test func badRequestIsDroppedNotRetried() async throws {
+        let (receiver, daemon) = try await run([.respond(400, [], "out of order sample")], seconds: 2)
+        let requests = receiver.requests
+        try #require(requests.count >= 2)
+        #expect(requests[1].body != requests[0].body)
+        let rejected = Set(windows([requests[0]]))
+        #expect(!rejected.isEmpty)
+        #expect(rejected.isDisjoint(with: windows(Array(requests.dropFirst()))))
+        #expect(daemon.log.contains("receiver rejected"))
+        #expect(daemon.log.contains("out of order sample"))
+        let dropped = requests.last?.writeRequest?.samples(["__name__": "rapl_exporter_samples_dropped_total", "reason": "rejected"]).last?.1
+        #expect((dropped ?? 0) > 0)
+    }
+
+    @Test func aHangingReceiverIsBoundedByTheRequestTimeout() async throws {
+        let (receiver, daemon) = try await run([.hang], seconds: 2.5, extra: ["--request-timeout", "0.5"])
+        let requests = receiver.requests
+        try #require(requests.count >= 2)
+        #expect(requests[1].body == requests[0].body)
+        let gap = requests[1].time.timeIntervalSince(requests[0].time)
+        #expect(gap >= 0.5 && gap < 3)
+        #expect(daemon.log.contains("request timeout"))
+        #expect(windows(Array(requests.dropFirst())).count == daemon.windowCount)
+    }
+}
