@@ -50,4 +50,23 @@ struct RAPLExporter: AsyncParsableCommand {
         subcommands: [RunCommand.self, ProbeCommand.self],
         defaultSubcommand: RunCommand.self
     )
+
+    /// Like the default entry point, but a usage error (unknown flag, missing value) is one line on
+    /// stderr and exit status 2, the same as an invalid value.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                FileHandleStderr.write("rapl-exporter: \(message(for: error)) (see --help)\n")
+                Self.exit(withError: ExitCode(2))
+            }
+            Self.exit(withError: error)
+        }
+    }
 }

@@ -1,0 +1,76 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// The `run` command's configuration, through the real binary.
+@Suite struct CommandLineTests {
+    func tree() -> FakeTree {
+        let tree = FakeTree()
+        tree.zone("intel-rapl:0", name: "package-0", energy: 1)
+        tree.zone("intel-rapl:0:0", name: "core", energy: 1)
+        return tree
+    }
+
+    @Test(arguments: [
+        (["--scrape-interval", "0"], [String: String](), "invalid scrape-interval '0'"),
+        (["--scrape-interval=-1"], [:], "invalid scrape-interval '-1'"),
+        (["--scrape-interval"], [:], "Missing value for '--scrape-interval"),
+        (["--no-such-flag"], [:], "Unknown option '--no-such-flag'"),
+        ([], ["SCRAPE_INTERVAL_S": "fast"], "invalid scrape-interval 'fast' (--scrape-interval or SCRAPE_INTERVAL_S)"),
+        (["--push-interval", "0.05"], [:], "shorter than the scrape interval"),
+        ([], ["PUSH_INTERVAL_S": "1", "SCRAPE_INTERVAL_S": "2"], "shorter than the scrape interval"),
+        ([], ["LOG_LEVEL": "verbose"], "invalid log level 'verbose'"),
+        ([], ["REMOTE_WRITE_URL": "ftp://prometheus/write"], "invalid remote-write URL 'ftp://prometheus/write'"),
+        ([], ["REMOTE_WRITE_URL": "prometheus:9090"], "invalid remote-write URL"),
+        ([], ["MAX_RETRY_BATCHES": "0"], "invalid max-retry-batches '0'"),
+        (["--output", "file"], [:], "invalid output 'file'"),
+        (["--output", "remote-write"], [:], "needs REMOTE_WRITE_URL"),
+        ([], ["RAPL_BACKEND": "gpu"], "invalid backend 'gpu'"),
+        ([], ["METRIC_DEFAULT": "energy-uj"], "invalid metric name 'energy-uj'"),
+    ])
+    func invalidValuesExitTwoWithOneLine(_ args: [String], _ env: [String: String], _ message: String) throws {
+        let result = try Binary.run(Binary.path, args, environment: env)
+        #expect(result.status == 2, "\(result.stderr)")
+        #expect(result.stderr.contains(message), "\(result.stderr)")
+        #expect(result.stderr.split(separator: "\n").count == 1)
+        #expect(result.stdout.isEmpty)
+    }
+
+    @Test func aFlagBeatsItsVariable() throws {
+        let tree = tree()
+        let result = try Binary.run(
+            Binary.path,
+            ["--sysfs-root", tree.sys, "--backend", "sysfs", "--scrape-interval", "0.1", "--duration", "0.35"],
+            environment: ["SCRAPE_INTERVAL_S": "nonsense", "LOG_LEVEL": "error"]
+        )
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.split(separator: "\n").count == 4)  // 3 full windows and the final one
+    }
+
+    @Test func stdoutPrintsTheSeedDictPerWindow() throws {
+        let tree = tree()
+        let result = try Binary.run(
+            Binary.path,
+            ["--sysfs-root", tree.sys, "--backend", "sysfs", "--duration", "0.25"],
+            environment: ["SCRAPE_INTERVAL_S": "0.1", "LOG_LEVEL": "warning", "REMOTE_WRITE_URL": ""]
+        )
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = result.stdout.split(separator: "\n")
+        #expect(lines.count == 3)
+        for line in lines {
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            #expect(Set(object.keys) == ["timestamp", "duration", "package-0", "core"])
+            #expect((object["timestamp"] as? String)?.hasSuffix("+00:00") == true)
+        }
+        #expect(result.stderr.isEmpty || !result.stderr.contains("error"))
+    }
+
+    @Test func noBackendExitsOneWithTheReasons() throws {
+        let empty = FakeTree()
+        empty.remove("sys/class/powercap")
+        let result = try Binary.run(Binary.path, ["--sysfs-root", empty.sys, "--dev-root", empty.dev, "--proc-root", empty.proc, "--duration", "1"])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("backend sysfs: rejected"))
+        #expect(result.stderr.contains("rapl-exporter probe"))
+    }
+}
