@@ -77,6 +77,23 @@ import TestSupport
         #expect(meter.totals[1] > 0)
     }
 
+    @Test func multiDiePackageReadsOneCPUPerDie() throws {
+        let tree = FakeTree()
+        // One package with two dies of two CPUs each (Cascade Lake-AP style).
+        for cpu in 0..<4 { tree.cpu(cpu, package: 0, die: cpu / 2, core: cpu) }
+        for cpu in [0, 2] {
+            tree.msr(cpu: cpu, R.intelPowerUnit, 0x000A_0E03)
+            tree.msr(cpu: cpu, R.intelPackage, UInt64(10 + cpu))
+        }
+        let facts = SystemFacts(capabilities: [.sysRawio], perfParanoid: 2, identity: CPUIdentity(vendor: .intel, family: 6, model: 0x55))
+        let backend = try MSRBackend(paths: tree.paths, facts: facts)
+        let packages = backend.counters.filter { $0.domain.kind == .package }
+        #expect(packages.map(\.domain) == [Domain(.package, socket: 0, die: 0), Domain(.package, socket: 0, die: 1)])
+        #expect(packages.map { $0.domain.component() } == ["package-0-die-0", "package-0-die-1"])
+        let die1 = try #require(backend.counters.firstIndex { $0.domain == Domain(.package, socket: 0, die: 1) })
+        #expect(try backend.read(die1).value == 12)
+    }
+
     @Test func missingDeviceAndShortFileGiveClearMessages() throws {
         let tree = FakeTree()
         tree.cpu(0, package: 0)

@@ -44,6 +44,27 @@ import TestSupport
         #expect(meter.statuses[dram] == .ok)
     }
 
+    @Test func oneCounterPerCPUInTheMaskWithDies() throws {
+        // This machine has CPUs 0 and 1: make them two dies of one package. CPU 7 does not exist here:
+        // its counters fail to open, are reported, and the others work.
+        let tree = FakeTree()
+        tree.cpu(0, package: 0, die: 0)
+        tree.cpu(1, package: 0, die: 1)
+        tree.cpu(7, package: 1, die: 0)
+        tree.perfPMU(type: try #require(Self.softwareType), cpumask: "0-1,7", events: [("energy-pkg", "event=0x00", "1e-9"), ("energy-ram", "event=0x00", "1e-9")])
+        let backend = try PerfBackend(paths: tree.paths, facts: rootFacts)
+        #expect(backend.counters.filter { $0.domain.kind == .package }.map { $0.domain.component() } == [
+            "package-0-die-0", "package-0-die-1", "package-1-die-0",
+        ])
+        #expect(Set(backend.counters.map(\.domain)).count == 6)
+        #expect(backend.notes.contains { $0.contains("perf power/energy-pkg/ cpu 7") && $0.contains("retried") })
+        for i in backend.counters.indices where !backend.counters[i].source.hasSuffix("cpu 7") {
+            _ = try backend.read(i)
+        }
+        let offline = try #require(backend.counters.firstIndex { $0.source.hasSuffix("cpu 7") })
+        #expect(throws: CounterReadError.self) { try backend.read(offline) }
+    }
+
     @Test func unknownAndMalformedEventsAreSkippedByName() throws {
         let tree = try tree(events: [
             ("energy-pkg", "event=0x00", "2.3283064365386962890625e-10"),
