@@ -32,15 +32,20 @@ public struct BackendSelector {
     public var facts: SystemFacts
     /// How long to watch a backend's counters for movement before accepting it.
     public var moveCheck: Duration
-    /// Waits between the two snapshots of the move check; tests inject one that advances counters.
-    public var wait: @Sendable (Duration) async -> Void
+    /// Waits between the two snapshots of the move check (blocking: selection runs before any other
+    /// thread exists, so that dropping capabilities afterwards covers the whole process); tests inject
+    /// one that advances counters.
+    public var wait: @Sendable (Duration) -> Void
+    /// Open each backend with only the capability it needs in the effective set (the daemon does;
+    /// tests that inject capability sets do not).
+    public var leastPrivilege = false
     public var logger: Logger
 
     public init(
         paths: HardwarePaths,
         facts: SystemFacts,
         moveCheck: Duration = .milliseconds(100),
-        wait: @escaping @Sendable (Duration) async -> Void = { try? await Task.sleep(for: $0) },
+        wait: @escaping @Sendable (Duration) -> Void = BackendSelector.blockingSleep,
         logger: Logger = Logger(label: "rapl-exporter.backend")
     ) {
         self.paths = paths
@@ -53,6 +58,15 @@ public struct BackendSelector {
     /// Constructs one backend: its discovery and capability checks, then one read of every counter.
     /// Rejected when no counter can be read.
     public func open(_ kind: BackendKind) -> Result<any EnergyBackend, BackendUnavailable> {
+        if leastPrivilege {
+            let wanted = Privileges.needed(for: kind, permitted: Privileges.permitted)
+            do {
+                try Privileges.restrictEffective(to: wanted)
+                logger.debug("backend \(kind): opening with effective capabilities \(Privileges.effective)")
+            } catch {
+                logger.warning("backend \(kind): could not restrict capabilities to \(wanted): \(error)")
+            }
+        }
         let backend: any EnergyBackend
         do {
             switch kind {
@@ -80,6 +94,9 @@ public struct BackendSelector {
         return .success(backend)
     }
 
+    /// `nanosleep(2)`: selection blocks its (only) thread.
+    public static let blockingSleep: @Sendable (Duration) -> Void = { Kernel.sleep($0) }
+
     /// Raw values of every readable counter (nil where a read fails).
     static func snapshot(_ backend: any EnergyBackend) -> [UInt64?] {
         backend.counters.indices.map { try? backend.read($0).value }
@@ -93,7 +110,7 @@ public struct BackendSelector {
     /// Tries the backends in order and logs one line per backend: chosen, or rejected with the reason
     /// and the fix. A backend whose counters are readable but static is kept as a fallback: it is
     /// chosen (with a warning) only if no later backend has moving counters.
-    public func select(_ preference: BackendPreference) async -> Selection {
+    public func select(_ preference: BackendPreference) -> Selection {
         var verdicts: [(BackendKind, BackendVerdict)] = []
         var fallback: (any EnergyBackend)?
         var chosen: (any EnergyBackend)?
@@ -110,7 +127,7 @@ public struct BackendSelector {
                 logger.info("backend \(kind): rejected: \(why.reason) — fix: \(why.fix)")
             case .success(let backend):
                 let before = Self.snapshot(backend)
-                await wait(moveCheck)
+                wait(moveCheck)
                 let after = Self.snapshot(backend)
                 let moving = zip(before, after).contains { b, a in b != nil && a != nil && b != a }
                 if moving {

@@ -124,6 +124,18 @@ enum Kernel {
 
     static func close(_ fd: CInt) { _ = Glibc.close(fd) }
 
+    /// Blocks the calling thread for `duration` (`nanosleep(2)`, resumed after signals).
+    static func sleep(_ duration: Duration) {
+        guard duration > .zero else { return }
+        let (seconds, attoseconds) = duration.components
+        var request = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
+        var remaining = timespec()
+        while nanosleep(&request, &remaining) != 0 && Glibc.errno == EINTR { request = remaining }
+    }
+
+    /// Threads of this process (entries of /proc/self/task).
+    static func threadCount() -> Int { (try? listDirectory("/proc/self/task").count) ?? 0 }
+
     // MARK: perf
 
     /// `perf_event_open(2)` for a CPU-wide counting event, through CPerfShim.
@@ -156,17 +168,45 @@ enum Kernel {
 
     // MARK: capabilities
 
-    /// The effective capabilities of this process that matter here, through libcap's `cap_get_proc(3)`.
-    static func effectiveCapabilities() -> CapabilitySet {
-        guard let caps = cap_get_proc() else { return [] }
+    /// The effective and permitted capabilities of this process that matter here, through libcap's
+    /// `cap_get_proc(3)` and `cap_get_flag(3)`.
+    static func capabilitySets() -> (effective: CapabilitySet, permitted: CapabilitySet) {
+        guard let caps = cap_get_proc() else { return ([], []) }
         defer { cap_free(UnsafeMutableRawPointer(caps)) }
-        var result: CapabilitySet = []
+        var effective: CapabilitySet = []
+        var permitted: CapabilitySet = []
         for (cap, flag) in CapabilitySet.mapping {
             var value = CAP_CLEAR
-            if cap_get_flag(caps, cap_value_t(cap), CAP_EFFECTIVE, &value) == 0, value == CAP_SET {
-                result.insert(flag)
-            }
+            if cap_get_flag(caps, cap_value_t(cap), CAP_EFFECTIVE, &value) == 0, value == CAP_SET { effective.insert(flag) }
+            if cap_get_flag(caps, cap_value_t(cap), CAP_PERMITTED, &value) == 0, value == CAP_SET { permitted.insert(flag) }
         }
-        return result
+        return (effective, permitted)
+    }
+
+    static func effectiveCapabilities() -> CapabilitySet { capabilitySets().effective }
+
+    /// Makes the effective set exactly `wanted` ∩ permitted, every other capability off
+    /// (`cap_clear_flag(3)`, `cap_set_flag(3)`, `cap_set_proc(3)`). The permitted set is kept, so a later
+    /// call can raise another one.
+    static func setEffectiveCapabilities(_ wanted: CapabilitySet) throws(KernelError) {
+        guard let caps = cap_get_proc() else { throw KernelError(call: "cap_get_proc", path: "self", errno: Errno(rawValue: Glibc.errno)) }
+        defer { cap_free(UnsafeMutableRawPointer(caps)) }
+        cap_clear_flag(caps, CAP_EFFECTIVE)
+        for (cap, flag) in CapabilitySet.mapping where wanted.contains(flag) {
+            var permitted = CAP_CLEAR
+            guard cap_get_flag(caps, cap_value_t(cap), CAP_PERMITTED, &permitted) == 0, permitted == CAP_SET else { continue }
+            var value = cap_value_t(cap)
+            cap_set_flag(caps, CAP_EFFECTIVE, 1, &value, CAP_SET)
+        }
+        if cap_set_proc(caps) != 0 { throw KernelError(call: "cap_set_proc", path: "self", errno: Errno(rawValue: Glibc.errno)) }
+    }
+
+    /// Drops every capability for good: effective, permitted, inheritable (`cap_init(3)` +
+    /// `cap_set_proc(3)`) and ambient (`cap_reset_ambient(3)`).
+    static func dropAllCapabilities() throws(KernelError) {
+        guard let empty = cap_init() else { throw KernelError(call: "cap_init", path: "self", errno: Errno(rawValue: Glibc.errno)) }
+        defer { cap_free(UnsafeMutableRawPointer(empty)) }
+        _ = cap_reset_ambient()
+        if cap_set_proc(empty) != 0 { throw KernelError(call: "cap_set_proc", path: "self", errno: Errno(rawValue: Glibc.errno)) }
     }
 }

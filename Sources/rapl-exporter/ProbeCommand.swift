@@ -30,7 +30,8 @@ struct ProbeCommand: AsyncParsableCommand {
         // The report says everything the log would; keep stderr for real problems.
         logger.logLevel = .error
         let paths = reading.paths
-        let selector = BackendSelector(paths: paths, facts: .current(paths: paths), moveCheck: .zero, logger: logger)
+        var selector = BackendSelector(paths: paths, facts: .current(paths: paths), moveCheck: .zero, logger: logger)
+        selector.leastPrivilege = true
         let report = await ProbeReport.run(
             selector: selector,
             preference: preference,
@@ -41,32 +42,12 @@ struct ProbeCommand: AsyncParsableCommand {
     }
 }
 
-@main
-struct RAPLExporter: AsyncParsableCommand {
+struct RAPLExporter: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rapl-exporter",
         abstract: "Reads CPU energy counters (Intel/AMD RAPL) and pushes them to Prometheus with remote write.",
         version: ExporterVersion.current,
-        subcommands: [RunCommand.self, ProbeCommand.self],
+        subcommands: [RunCommand.self, ProbeCommand.self, HealthcheckCommand.self],
         defaultSubcommand: RunCommand.self
     )
-
-    /// Like the default entry point, but a usage error (unknown flag, missing value) is one line on
-    /// stderr and exit status 2, the same as an invalid value.
-    static func main() async {
-        do {
-            var command = try parseAsRoot()
-            if var asyncCommand = command as? any AsyncParsableCommand {
-                try await asyncCommand.run()
-            } else {
-                try command.run()
-            }
-        } catch {
-            if exitCode(for: error) == .validationFailure {
-                FileHandleStderr.write("rapl-exporter: \(message(for: error)) (see --help)\n")
-                Self.exit(withError: ExitCode(2))
-            }
-            Self.exit(withError: error)
-        }
-    }
 }

@@ -59,6 +59,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Warn when a counter has not changed for this long (STUCK_AFTER_S; default 5).", valueName: "seconds"))
     var stuckAfter: String?
 
+    @Flag(help: "Keep capabilities after the counters are open (KEEP_CAPABILITIES=true); by default all are dropped.")
+    var keepCapabilities = false
+
     enum Output: String { case remoteWrite = "remote-write", stdout }
 
     struct Resolved {
@@ -160,7 +163,20 @@ struct RunCommand: AsyncParsableCommand {
         return ok(first, first: true) && name.unicodeScalars.dropFirst().allSatisfy { ok($0, first: false) }
     }
 
+    /// What `prepare()` built: ready to run.
+    struct Started: Sendable {
+        var group: ServiceGroup
+        var duration: Duration?
+    }
+
     func run() async throws {
+        try await Self.serve(try prepare())
+    }
+
+    /// Everything that needs privileges, synchronously and on the only thread: configuration, backend
+    /// selection (each backend opened with only its capability), then every capability dropped; then
+    /// the services are built (NIO's threads start here, unprivileged).
+    func prepare() throws -> Started {
         let config = try withConfiguration {
             let resolved = try resolve()
             try reading.bootstrapLogging()
@@ -168,11 +184,29 @@ struct RunCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "rapl-exporter")
         let paths = reading.paths
-        let selector = BackendSelector(paths: paths, facts: .current(paths: paths), logger: Logger(label: "rapl-exporter.backend"))
-        let selection = await selector.select(config.preference)
+        let facts = SystemFacts.current(paths: paths)
+        var selector = BackendSelector(paths: paths, facts: facts, logger: Logger(label: "rapl-exporter.backend"))
+        selector.leastPrivilege = true
+        let selection = selector.select(config.preference)
         guard let backend = selection.backend else {
             logger.critical("no backend can read RAPL counters here; run 'rapl-exporter probe' for the reasons and fixes")
             throw ExitCode(1)
+        }
+        let keep = keepCapabilities || (environment("KEEP_CAPABILITIES").map { ["1", "true", "yes", "on"].contains($0.lowercased()) } ?? false)
+        if keep {
+            logger.notice("capabilities kept (--keep-capabilities): permitted \(Privileges.permitted), effective \(Privileges.effective)")
+        } else {
+            let threads = Privileges.threadCount
+            do {
+                try Privileges.dropAll()
+                let used = Privileges.needed(for: backend.kind, permitted: facts.capabilities).intersection(facts.capabilities)
+                logger.info("capabilities: had \(facts.capabilities), opened \(backend.kind) with \(used), now dropped all (CapEff \(Privileges.effectiveFromProc() ?? "?"))")
+                if threads > 1 {
+                    logger.warning("capabilities were dropped with \(threads) threads running; threads started before may keep theirs")
+                }
+            } catch {
+                logger.error("could not drop capabilities: \(error); continuing with permitted \(Privileges.permitted)")
+            }
         }
         let meter = EnergyMeter(backend: backend, stuckAfter: config.stuckAfter)
         let clock = ContinuousClock()
@@ -189,20 +223,22 @@ struct RunCommand: AsyncParsableCommand {
         }
         // Shut down in reverse order: the sampler closes its window first, then the writer flushes.
         services.append(Sampler(meter: meter, interval: config.scrape, sink: sink, clock: clock))
-        let shutdownGrace = (config.settings?.shutdownTimeout ?? .zero) + .seconds(5)
         var groupConfiguration = ServiceGroupConfiguration(
             services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: Logger(label: "rapl-exporter.lifecycle")
         )
-        groupConfiguration.maximumGracefulShutdownDuration = shutdownGrace
-        let group = ServiceGroup(configuration: groupConfiguration)
-        if let runFor = config.duration {
+        groupConfiguration.maximumGracefulShutdownDuration = (config.settings?.shutdownTimeout ?? .zero) + .seconds(5)
+        return Started(group: ServiceGroup(configuration: groupConfiguration), duration: config.duration)
+    }
+
+    static func serve(_ started: Started) async throws {
+        if let runFor = started.duration {
             Task {
                 try? await Task.sleep(for: runFor)
-                await group.triggerGracefulShutdown()
+                await started.group.triggerGracefulShutdown()
             }
         }
-        try await group.run()
+        try await started.group.run()
     }
 }

@@ -26,9 +26,9 @@ import TestSupport
         return Dictionary(uniqueKeysWithValues: list.map { ($0["backend"] as! String, $0) })
     }
 
-    @Test func asRootEveryBackendWorksAndStaticCountersAreFlaggedStuck() throws {
+    @Test func asRootEveryBackendWorksAndStaticCountersAreFlaggedStuck() async throws {
         let tree = try tree()
-        let result = try Binary.run(Binary.path, ["probe", "--json", "--interval", "0.05"] + roots(tree))
+        let result = try await Binary.run(Binary.path, ["probe", "--json", "--interval", "0.05"] + roots(tree))
         #expect(result.status == 0, "\(result.stderr)")
         let report = try backends(result.stdout)
         #expect(report["perf"]?["available"] as? Bool == true)
@@ -41,20 +41,20 @@ import TestSupport
         #expect(object?["auto_choice"] as? String == "perf")
     }
 
-    @Test func textReportAndPyJoulesNames() throws {
+    @Test func textReportAndPyJoulesNames() async throws {
         let tree = try tree()
-        let result = try Binary.run(Binary.path, ["probe", "--backend", "sysfs", "--component-names", "pyjoules", "--interval", "0.05"] + roots(tree))
+        let result = try await Binary.run(Binary.path, ["probe", "--backend", "sysfs", "--component-names", "pyjoules", "--interval", "0.05"] + roots(tree))
         #expect(result.status == 0)
         #expect(result.stdout.contains("backend sysfs: available"))
         #expect(result.stdout.contains("package_0 (socket 0): STUCK"))
         #expect(!result.stdout.contains("backend perf"))
     }
 
-    @Test func badOptionsExitTwoWithOneLine() throws {
-        let bad = try Binary.run(Binary.path, ["probe", "--backend", "gpu"])
+    @Test func badOptionsExitTwoWithOneLine() async throws {
+        let bad = try await Binary.run(Binary.path, ["probe", "--backend", "gpu"])
         #expect(bad.status == 2)
         #expect(bad.stderr.contains("invalid backend 'gpu'"))
-        let env = try Binary.run(Binary.path, ["probe"], environment: ["LOG_LEVEL": "loud"])
+        let env = try await Binary.run(Binary.path, ["probe"], environment: ["LOG_LEVEL": "loud"])
         #expect(env.status == 2)
         #expect(env.stderr.contains("invalid log level 'loud'"))
     }
@@ -62,9 +62,9 @@ import TestSupport
     /// Root ignores file modes, so permissions are tested in a child that drops to `nobody` with no
     /// capabilities (setpriv): every backend must be refused with the reason and the fix.
     @Test(.enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"), "needs root and setpriv"))
-    func droppedPrivilegesGiveReasonsAndFixes() throws {
+    func droppedPrivilegesGiveReasonsAndFixes() async throws {
         let tree = try tree()
-        let result = try Binary.run(
+        let result = try await Binary.run(
             "/usr/bin/setpriv",
             ["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--",
              Binary.path, "probe", "--json", "--interval", "0.05"] + roots(tree)

@@ -18,7 +18,7 @@ import TestSupport
 
     func select(_ tree: FakeTree, _ caps: CapabilitySet, paranoid: Int = 2, _ preference: BackendPreference = .auto) async -> BackendSelector.Selection {
         let facts = SystemFacts(capabilities: caps, perfParanoid: paranoid, identity: CPUIdentity(vendor: .intel, family: 6, model: 0x8C))
-        return await BackendSelector(paths: tree.paths, facts: facts, moveCheck: .milliseconds(5)).select(preference)
+        return BackendSelector(paths: tree.paths, facts: facts, moveCheck: .milliseconds(5)).select(preference)
     }
 
     func verdict(_ s: BackendSelector.Selection, _ kind: BackendKind) -> BackendVerdict? {
@@ -65,7 +65,7 @@ import TestSupport
         let selector = BackendSelector(paths: tree.paths, facts: facts, moveCheck: .milliseconds(100)) { _ in
             tree.setEnergy("intel-rapl:0", 100 + calls.next())
         }
-        let s = await selector.select(.auto)
+        let s = selector.select(.auto)
         #expect(s.backend?.kind == .sysfs)
         #expect(verdict(s, .msr) == .staticCounters)
         #expect(verdict(s, .sysfs) == .chosen)

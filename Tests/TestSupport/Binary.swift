@@ -13,8 +13,19 @@ public enum Binary {
         public var stderr: String
     }
 
-    /// Runs `arguments` (the binary, or `setpriv … binary` for a dropped-privilege child).
-    public static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Output {
+    /// Runs `arguments` (the binary, or `setpriv … binary` for a dropped-privilege child) and waits for it
+    /// on a thread of its own, so that tests running in parallel on the (small) cooperative pool are not
+    /// starved by a blocking wait.
+    public static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) async throws -> Output {
+        try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread {
+                continuation.resume(with: Result { try runBlocking(executable, arguments, environment: environment) })
+            }
+            thread.start()
+        }
+    }
+
+    static func runBlocking(_ executable: String, _ arguments: [String], environment: [String: String]) throws -> Output {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments

@@ -1,0 +1,5 @@
+import ArgumentParser
+
+struct HealthcheckCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "healthcheck", abstract: "placeholder")
+}

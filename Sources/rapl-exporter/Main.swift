@@ -1,0 +1,60 @@
+import ArgumentParser
+import Dispatch
+import RAPLBackend
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The entry point. Not ArgumentParser's async `main`: `run` opens the counters and drops its
+/// capabilities while the process has a single thread — capabilities are per thread in Linux, so a
+/// drop made once the async runtime's threads exist would leave them privileged. Only then is the async
+/// runtime started (threads created after the drop inherit the empty sets).
+@main
+enum Main {
+    static func main() {
+        let command: any ParsableCommand
+        do {
+            command = try RAPLExporter.parseAsRoot()
+        } catch {
+            fail(error)
+        }
+        if let run = command as? RunCommand {
+            let started: RunCommand.Started
+            do {
+                started = try run.prepare()
+            } catch {
+                fail(error)
+            }
+            runAsync { try await RunCommand.serve(started) }
+        } else if let asyncCommand = command as? any AsyncParsableCommand {
+            nonisolated(unsafe) var command = asyncCommand
+            runAsync { try await command.run() }
+        } else {
+            var command = command
+            do { try command.run() } catch { fail(error) }
+            RAPLExporter.exit()
+        }
+    }
+
+    static func runAsync(_ body: @escaping @Sendable () async throws -> Void) -> Never {
+        Task {
+            do {
+                try await body()
+                RAPLExporter.exit()
+            } catch {
+                fail(error)
+            }
+        }
+        dispatchMain()
+    }
+
+    /// Usage errors (unknown flag, missing value) are one line and exit status 2, like invalid values.
+    static func fail(_ error: any Error) -> Never {
+        if RAPLExporter.exitCode(for: error) == .validationFailure {
+            FileHandleStderr.write("rapl-exporter: \(RAPLExporter.message(for: error)) (see --help)\n")
+            RAPLExporter.exit(withError: ExitCode(2))
+        }
+        RAPLExporter.exit(withError: error)
+    }
+}
