@@ -109,6 +109,92 @@ public struct RetryPolicy: Sendable, Equatable {
     }
 }
 
+/// TLS for https endpoints.
+public struct TLSSettings: Sendable, Equatable {
+    /// PEM file of the CA(s) to trust instead of the system's.
+    public var caFile: String?
+    /// Client certificate and key (PEM) for mutual TLS.
+    public var certificateFile: String?
+    public var keyFile: String?
+    /// The name to verify (and send as SNI) instead of the URL's host.
+    public var serverName: String?
+    /// Skip certificate verification (tests only; logged loudly).
+    public var insecureSkipVerify: Bool
+
+    public init(caFile: String? = nil, certificateFile: String? = nil, keyFile: String? = nil, serverName: String? = nil, insecureSkipVerify: Bool = false) {
+        self.caFile = caFile
+        self.certificateFile = certificateFile
+        self.keyFile = keyFile
+        self.serverName = serverName
+        self.insecureSkipVerify = insecureSkipVerify
+    }
+}
+
+/// How requests authenticate. Secrets live in files, are read at every request (so rotated tokens
+/// are picked up) and never logged.
+public enum RemoteWriteAuthorization: Sendable, Equatable {
+    case none
+    case basic(username: String, passwordFile: String)
+    case bearer(tokenFile: String)
+
+    /// The Authorization header value, read from the secret file now.
+    public func headerValue() throws(KernelError) -> String? {
+        switch self {
+        case .none:
+            return nil
+        case .basic(let username, let passwordFile):
+            let password = Self.stripNewline(try TextFile.read(passwordFile))
+            return "Basic " + Base64.encode(Array("\(username):\(password)".utf8))
+        case .bearer(let tokenFile):
+            return "Bearer " + Self.stripNewline(try TextFile.read(tokenFile)).trimmingCharacters()
+        }
+    }
+
+    /// Files end with a newline more often than passwords do.
+    static func stripNewline(_ s: String) -> String {
+        var t = Substring(s)
+        while t.last == "\n" || t.last == "\r" { t.removeLast() }
+        return String(t)
+    }
+
+    /// The secret files, for checks at start.
+    public var files: [String] {
+        switch self {
+        case .none: []
+        case .basic(_, let file): [file]
+        case .bearer(let file): [file]
+        }
+    }
+}
+
+enum Base64 {
+    static func encode(_ bytes: [UInt8]) -> String {
+        let table = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity((bytes.count + 2) / 3 * 4)
+        var i = 0
+        while i + 2 < bytes.count {
+            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
+            out += [table[Int(n >> 18 & 63)], table[Int(n >> 12 & 63)], table[Int(n >> 6 & 63)], table[Int(n & 63)]]
+            i += 3
+        }
+        if i + 1 == bytes.count {
+            let n = UInt32(bytes[i]) << 16
+            out += [table[Int(n >> 18 & 63)], table[Int(n >> 12 & 63)], UInt8(ascii: "="), UInt8(ascii: "=")]
+        } else if i + 2 == bytes.count {
+            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8
+            out += [table[Int(n >> 18 & 63)], table[Int(n >> 12 & 63)], table[Int(n >> 6 & 63)], UInt8(ascii: "=")]
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// Headers a user may not set: the protocol's own, and Authorization (use the auth options).
+public let reservedHeaderNames: Set<String> = [
+    "host", "content-length", "content-encoding", "content-type", "x-prometheus-remote-write-version",
+    "authorization", "connection", "transfer-encoding",
+]
+
 /// Everything the remote writer needs.
 public struct RemoteWriteSettings: Sendable {
     public var endpoint: RemoteWriteEndpoint

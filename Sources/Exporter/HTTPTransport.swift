@@ -1,21 +1,38 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
+import RAPLBackend
 
 /// Remote write over HTTP/1.1 with SwiftNIO: one connection per request (a push every few seconds does
 /// not need pooling), the whole exchange — connect, send, response — bounded by the request timeout, so
 /// a hanging receiver cannot stall the queue.
 public struct HTTPTransport: RemoteWriteTransport {
     public let endpoint: RemoteWriteEndpoint
+    /// The fixed headers; the Authorization header is added per request, from its file.
     public let headers: [(String, String)]
-    private let group: any EventLoopGroup
+    private let authorization: RemoteWriteAuthorization
+    private let sslContext: NIOSSLContext?
+    private let serverName: String?
+    private let explicitGroup: (any EventLoopGroup)?
+    /// NIO's shared group, created at the first request: its threads must start after the process has
+    /// dropped its capabilities, so that they hold none.
+    private var group: any EventLoopGroup { explicitGroup ?? MultiThreadedEventLoopGroup.singleton }
 
     public static let userAgent = "rapl-exporter/\(ExporterVersion.current)"
 
-    /// The remote-write 1.0 headers plus `extraHeaders`.
-    public init(endpoint: RemoteWriteEndpoint, extraHeaders: [(String, String)] = [], group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+    /// The remote-write 1.0 headers plus `extraHeaders`; TLS when the endpoint is https.
+    /// Throws when the TLS material (CA, certificate, key) cannot be loaded.
+    public init(
+        endpoint: RemoteWriteEndpoint,
+        tls: TLSSettings = TLSSettings(),
+        authorization: RemoteWriteAuthorization = .none,
+        extraHeaders: [(String, String)] = [],
+        group: (any EventLoopGroup)? = nil
+    ) throws {
         self.endpoint = endpoint
-        self.group = group
+        self.explicitGroup = group
+        self.authorization = authorization
         self.headers = [
             ("Host", endpoint.hostHeader),
             ("Content-Encoding", "snappy"),
@@ -24,23 +41,53 @@ public struct HTTPTransport: RemoteWriteTransport {
             ("User-Agent", Self.userAgent),
             ("Connection", "close"),
         ] + extraHeaders
+        if endpoint.tls {
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            if let ca = tls.caFile {
+                configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(ca))
+            }
+            if let cert = tls.certificateFile, let key = tls.keyFile {
+                configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) }
+                configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
+            }
+            if tls.insecureSkipVerify { configuration.certificateVerification = .none }
+            sslContext = try NIOSSLContext(configuration: configuration)
+            // SNI takes host names only, not IP addresses.
+            let name = tls.serverName ?? endpoint.host
+            serverName = Self.isIPAddress(name) ? nil : name
+        } else {
+            sslContext = nil
+            serverName = nil
+        }
+    }
+
+    static func isIPAddress(_ host: String) -> Bool {
+        host.contains(":") || host.split(separator: ".").count == 4 && host.allSatisfy { $0.isNumber || $0 == "." }
     }
 
     public func send(_ body: [UInt8], timeout: Duration) async -> TransportResult {
-        if endpoint.tls {
-            return .failure("https is not supported by this build (no TLS); use http:// or a local TLS-terminating proxy")
-        }
         let nanoseconds = max(Int64(1), Int64(timeout.seconds * 1e9))
         let deadline = NIODeadline.now() + .nanoseconds(nanoseconds)
-        let promise = group.next().makePromise(of: TransportResult.self)
         var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: endpoint.target)
         for (name, value) in headers { head.headers.add(name: name, value: value) }
         head.headers.add(name: "Content-Length", value: String(body.count))
+        do {
+            if let value = try authorization.headerValue() { head.headers.add(name: "Authorization", value: value) }
+        } catch {
+            // The message names the file and the errno, never its content.
+            return .failure("cannot read the credentials: \(error)")
+        }
+        let promise = group.next().makePromise(of: TransportResult.self)
         let request = head
+        let sslContext = sslContext
+        let serverName = serverName
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(.nanoseconds(nanoseconds))
             .channelInitializer { channel in
                 do {
+                    if let sslContext {
+                        try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: sslContext, serverHostname: serverName))
+                    }
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
                     try channel.pipeline.syncOperations.addHandler(
                         ExchangeHandler(request: request, body: body, deadline: deadline, timeout: timeout, promise: promise)
@@ -63,6 +110,8 @@ public struct HTTPTransport: RemoteWriteTransport {
 
     static func describe(_ error: any Error) -> String {
         if let e = error as? ExchangeError { return e.description }
+        if let e = error as? NIOSSLError { return "TLS: \(e) (check --tls-ca-file / --tls-server-name)" }
+        if let e = error as? BoringSSLError { return "TLS: \(e) (check --tls-ca-file / --tls-server-name)" }
         if error is ChannelError, case ChannelError.connectTimeout = error as! ChannelError { return "connect timed out" }
         return "\(error)"
     }

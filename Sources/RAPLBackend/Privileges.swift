@@ -42,3 +42,11 @@ public enum Privileges {
         return nil
     }
 }
+
+/// Small text files (passwords, tokens, certificates' paths are read by TLS itself): read whole.
+public enum TextFile {
+    /// Reads at most 64 KiB of `path`; the error names the path and the errno, never the content.
+    public static func read(_ path: String) throws(KernelError) -> String {
+        try Kernel.readText(path)
+    }
+}

@@ -13,6 +13,14 @@ func environment(_ name: String) -> String? {
     return s.isEmpty ? nil : s
 }
 
+/// `text` without leading and trailing spaces and tabs.
+func trimmed(_ text: Substring) -> String {
+    var t = text
+    while let f = t.first, f == " " || f == "\t" { t.removeFirst() }
+    while let l = t.last, l == " " || l == "\t" || l == "\r" { t.removeLast() }
+    return String(t)
+}
+
 /// A configuration error: one clear line on stderr and exit code 2, before anything starts.
 struct ConfigurationError: Error, CustomStringConvertible {
     var description: String

@@ -62,9 +62,43 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Keep capabilities after the counters are open (KEEP_CAPABILITIES=true); by default all are dropped.")
     var keepCapabilities = false
 
+    @Option(help: ArgumentHelp("PEM file of the CA(s) to trust for https (REMOTE_WRITE_TLS_CA_FILE; default: the system's).", valueName: "path"))
+    var tlsCaFile: String?
+
+    @Option(help: ArgumentHelp("Client certificate (PEM) for mutual TLS (REMOTE_WRITE_TLS_CERT_FILE).", valueName: "path"))
+    var tlsCertFile: String?
+
+    @Option(help: ArgumentHelp("Client key (PEM) for mutual TLS (REMOTE_WRITE_TLS_KEY_FILE).", valueName: "path"))
+    var tlsKeyFile: String?
+
+    @Option(help: ArgumentHelp("Name to verify in the server certificate and send as SNI (REMOTE_WRITE_TLS_SERVER_NAME).", valueName: "name"))
+    var tlsServerName: String?
+
+    @Flag(help: "Do not verify the server certificate (REMOTE_WRITE_TLS_INSECURE_SKIP_VERIFY=true). For tests only.")
+    var tlsInsecureSkipVerify = false
+
+    @Option(help: ArgumentHelp("Basic-auth user name (REMOTE_WRITE_USERNAME); the password comes from --basic-auth-password-file.", valueName: "name"))
+    var basicAuthUsername: String?
+
+    @Option(help: ArgumentHelp("File holding the basic-auth password (REMOTE_WRITE_PASSWORD_FILE); read at every push, never logged.", valueName: "path"))
+    var basicAuthPasswordFile: String?
+
+    @Option(help: ArgumentHelp("File holding a bearer token (REMOTE_WRITE_BEARER_TOKEN_FILE); read at every push, never logged.", valueName: "path"))
+    var bearerTokenFile: String?
+
+    @Option(name: .customLong("header"), help: ArgumentHelp("Extra request header 'Name: value', repeatable, e.g. 'X-Scope-OrgID: tenant-1' (REMOTE_WRITE_HEADERS, ';'-separated).", valueName: "header"))
+    var headers: [String] = []
+
     enum Output: String { case remoteWrite = "remote-write", stdout }
 
+    struct Connection {
+        var tls: TLSSettings
+        var authorization: RemoteWriteAuthorization
+        var headers: [(String, String)]
+    }
+
     struct Resolved {
+        var connection: Connection?
         var preference: BackendPreference
         var style: NameStyle
         var scrape: Duration
@@ -123,6 +157,7 @@ struct RunCommand: AsyncParsableCommand {
         let cumulativeEnv = environment("EXPORT_CUMULATIVE").map { ["1", "true", "yes", "on"].contains($0.lowercased()) } ?? false
         let style = try reading.resolvedNameStyle()
         var settings: RemoteWriteSettings?
+        var connection: Connection?
         if out == .remoteWrite {
             guard let url else {
                 throw ConfigurationError(description: "output remote-write needs REMOTE_WRITE_URL (or --remote-write-url)")
@@ -130,9 +165,7 @@ struct RunCommand: AsyncParsableCommand {
             guard let endpoint = RemoteWriteEndpoint(url) else {
                 throw ConfigurationError(description: "invalid remote-write URL '\(url)' (--remote-write-url or REMOTE_WRITE_URL): expected http://host[:port]/path or https://…")
             }
-            if endpoint.tls {
-                throw ConfigurationError(description: "https remote-write URL '\(url)': this build has no TLS support yet; use http:// (for example through a local TLS-terminating proxy)")
-            }
+            connection = try resolveConnection(endpoint)
             settings = RemoteWriteSettings(
                 endpoint: endpoint,
                 pushInterval: Duration(secondsValue: push),
@@ -145,6 +178,7 @@ struct RunCommand: AsyncParsableCommand {
             )
         }
         return Resolved(
+            connection: connection,
             preference: try reading.resolvedBackend(),
             style: style,
             scrape: Duration(secondsValue: scrape),
@@ -153,6 +187,64 @@ struct RunCommand: AsyncParsableCommand {
             duration: runFor.map { Duration(secondsValue: $0) },
             stuckAfter: Duration(secondsValue: stuck)
         )
+    }
+
+    func boolean(_ flag: Bool, _ variable: String) -> Bool {
+        flag || (environment(variable).map { ["1", "true", "yes", "on"].contains($0.lowercased()) } ?? false)
+    }
+
+    /// TLS, credentials and extra headers, checked now: unreadable files and malformed headers exit 2.
+    func resolveConnection(_ endpoint: RemoteWriteEndpoint) throws -> Connection {
+        let tls = TLSSettings(
+            caFile: tlsCaFile ?? environment("REMOTE_WRITE_TLS_CA_FILE"),
+            certificateFile: tlsCertFile ?? environment("REMOTE_WRITE_TLS_CERT_FILE"),
+            keyFile: tlsKeyFile ?? environment("REMOTE_WRITE_TLS_KEY_FILE"),
+            serverName: tlsServerName ?? environment("REMOTE_WRITE_TLS_SERVER_NAME"),
+            insecureSkipVerify: boolean(tlsInsecureSkipVerify, "REMOTE_WRITE_TLS_INSECURE_SKIP_VERIFY")
+        )
+        if (tls.certificateFile == nil) != (tls.keyFile == nil) {
+            throw ConfigurationError(description: "mutual TLS needs both --tls-cert-file and --tls-key-file (REMOTE_WRITE_TLS_CERT_FILE, REMOTE_WRITE_TLS_KEY_FILE)")
+        }
+        if !endpoint.tls, tls != TLSSettings() {
+            throw ConfigurationError(description: "TLS options are set but the remote-write URL \(endpoint) is http://; use https://")
+        }
+        let username = basicAuthUsername ?? environment("REMOTE_WRITE_USERNAME")
+        let passwordFile = basicAuthPasswordFile ?? environment("REMOTE_WRITE_PASSWORD_FILE")
+        let tokenFile = bearerTokenFile ?? environment("REMOTE_WRITE_BEARER_TOKEN_FILE")
+        let authorization: RemoteWriteAuthorization
+        switch (username, passwordFile, tokenFile) {
+        case (nil, nil, nil): authorization = .none
+        case (let user?, let file?, nil): authorization = .basic(username: user, passwordFile: file)
+        case (nil, nil, let file?): authorization = .bearer(tokenFile: file)
+        case (_, _, _?): throw ConfigurationError(description: "choose basic auth or a bearer token, not both")
+        default: throw ConfigurationError(description: "basic auth needs both --basic-auth-username and --basic-auth-password-file (REMOTE_WRITE_USERNAME, REMOTE_WRITE_PASSWORD_FILE)")
+        }
+        for file in authorization.files {
+            do { _ = try TextFile.read(file) } catch {
+                throw ConfigurationError(description: "cannot read the credentials file: \(error)")
+            }
+        }
+        var pairs = headers
+        if headers.isEmpty, let env = environment("REMOTE_WRITE_HEADERS") {
+            pairs = env.split(whereSeparator: { $0 == ";" || $0 == "\n" }).map(String.init).filter { !trimmed(Substring($0)).isEmpty }
+        }
+        var parsed: [(String, String)] = []
+        for pair in pairs {
+            guard let colon = pair.firstIndex(of: ":") else {
+                throw ConfigurationError(description: "invalid header '\(pair)' (--header or REMOTE_WRITE_HEADERS): expected 'Name: value'")
+            }
+            let name = trimmed(pair[..<colon])
+            let value = trimmed(pair[pair.index(after: colon)...])
+            guard !name.isEmpty, name.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_".unicodeScalars.contains($0)) }),
+                  !value.contains("\r"), !value.contains("\n") else {
+                throw ConfigurationError(description: "invalid header '\(pair)' (--header or REMOTE_WRITE_HEADERS): expected 'Name: value'")
+            }
+            guard !reservedHeaderNames.contains(name.lowercased()) else {
+                throw ConfigurationError(description: "header '\(name)' is set by rapl-exporter itself (use the auth options for Authorization)")
+            }
+            parsed.append((name, value))
+        }
+        return Connection(tls: tls, authorization: authorization, headers: parsed)
     }
 
     static func isValidMetricName(_ name: String) -> Bool {
@@ -183,6 +275,20 @@ struct RunCommand: AsyncParsableCommand {
             return resolved
         }
         let logger = Logger(label: "rapl-exporter")
+        // The transport (TLS material loaded now: a bad CA or key exits 2 before anything starts).
+        var transport: HTTPTransport?
+        if let settings = config.settings, let connection = config.connection {
+            transport = try withConfiguration {
+                do {
+                    return try HTTPTransport(endpoint: settings.endpoint, tls: connection.tls, authorization: connection.authorization, extraHeaders: connection.headers)
+                } catch {
+                    throw ConfigurationError(description: "cannot set up TLS for \(settings.endpoint): \(error)")
+                }
+            }
+            if connection.tls.insecureSkipVerify {
+                logger.warning("TLS certificate verification is OFF (--tls-insecure-skip-verify): anyone on the path can read and change the data")
+            }
+        }
         let paths = reading.paths
         let facts = SystemFacts.current(paths: paths)
         var selector = BackendSelector(paths: paths, facts: facts, logger: Logger(label: "rapl-exporter.backend"))
@@ -212,8 +318,8 @@ struct RunCommand: AsyncParsableCommand {
         let clock = ContinuousClock()
         var services: [any Service] = []
         let sink: any WindowSink
-        if let settings = config.settings {
-            let writer = RemoteWriter(settings: settings, transport: HTTPTransport(endpoint: settings.endpoint), clock: clock)
+        if let settings = config.settings, let transport {
+            let writer = RemoteWriter(settings: settings, transport: transport, clock: clock)
             services.append(writer)
             sink = writer
             logger.info("pushing to \(settings.endpoint) every \(settings.pushInterval), source=\(settings.labels.source), metric \(settings.labels.metricName)")

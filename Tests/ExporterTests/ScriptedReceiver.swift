@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import Synchronization
 @testable import Exporter
 
@@ -29,14 +30,24 @@ final class ScriptedReceiver: Sendable {
     private let channel: any Channel
     let port: Int
 
-    init(_ script: [Action]) async throws {
+    /// With `tls` (PEM certificate and key paths) it serves https.
+    init(_ script: [Action], tls: (certificate: String, key: String)? = nil) async throws {
         let state = Mutex((script: script, requests: [Request]()))
         self.state = state
         let box = StateBox(receiver: nil)
+        let sslContext = try tls.map { tls in
+            try NIOSSLContext(configuration: .makeServerConfiguration(
+                certificateChain: try NIOSSLCertificate.fromPEMFile(tls.certificate).map { .certificate($0) },
+                privateKey: .privateKey(try NIOSSLPrivateKey(file: tls.key, format: .pem))
+            ))
+        }
         channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let sslContext {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
+                    }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     try channel.pipeline.syncOperations.addHandler(Handler(box: box))
                 }
@@ -52,6 +63,7 @@ final class ScriptedReceiver: Sendable {
     }
 
     var url: String { "http://127.0.0.1:\(port)/api/v1/write" }
+    var httpsURL: String { "https://127.0.0.1:\(port)/api/v1/write" }
     var requests: [Request] { state.withLock { $0.requests } }
 
     fileprivate func record(_ request: Request) -> Action {
