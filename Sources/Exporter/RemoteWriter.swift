@@ -66,6 +66,7 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
     private let clock: C
     private let wallClock: any WallClock
     private let random: @Sendable () -> Double
+    private let health: HealthFile?
     private let logger: Logger
 
     private var table = SeriesTable()
@@ -83,8 +84,10 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         clock: C,
         wallClock: any WallClock = SystemWallClock(),
         random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
+        health: HealthFile? = nil,
         logger: Logger = Logger(label: "rapl-exporter.remote-write")
     ) {
+        self.health = health
         self.settings = settings
         self.transport = transport
         self.clock = clock
@@ -248,7 +251,9 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
             let result = await transport.send(body, timeout: timeout)
             statistics.lastPushDuration = start.duration(to: clock.now)
             statistics.requests += 1
-            switch PushDecision.decide(result, nowSeconds: wallClock.nowMicroseconds() / 1_000_000) {
+            let decision = PushDecision.decide(result, nowSeconds: wallClock.nowMicroseconds() / 1_000_000)
+            health?.pushed(ok: decision == .delivered)
+            switch decision {
             case .delivered:
                 statistics.sent += count
                 finishRequest(upTo: to)

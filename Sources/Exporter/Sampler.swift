@@ -80,6 +80,7 @@ public final class Sampler<C: Clock>: Service where C.Duration == Duration {
     private let interval: Duration
     private let sink: any WindowSink
     private let refreshInterval: Duration
+    private let health: HealthFile?
     private let logger: Logger
 
     public init(
@@ -89,8 +90,10 @@ public final class Sampler<C: Clock>: Service where C.Duration == Duration {
         clock: C,
         wallClock: any WallClock = SystemWallClock(),
         refreshInterval: Duration = .seconds(10),
+        health: HealthFile? = nil,
         logger: Logger = Logger(label: "rapl-exporter.sampler")
     ) {
+        self.health = health
         self.meter = Mutex(meter)
         self.clock = clock
         self.wallClock = wallClock
@@ -160,6 +163,7 @@ public final class Sampler<C: Clock>: Service where C.Duration == Duration {
                 isFinal: final
             )
             await sink.accept(window)
+            health?.windowClosed()
             windows += 1
             windowStart = elapsed
             windowStartWall = endWall

@@ -81,3 +81,29 @@ enum StandardOutput {
         }
     }
 }
+
+/// Replaces a small file atomically: write a temp file beside it, then `rename(2)` over it.
+enum AtomicFile {
+    static func write(_ path: String, _ content: String) -> Bool {
+        let temp = path + ".\(getpid()).tmp"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return false }
+        var text = content
+        let ok = text.withUTF8 { buffer in Glibc.write(fd, buffer.baseAddress, buffer.count) == buffer.count }
+        close(fd)
+        return ok && rename(temp, path) == 0
+    }
+
+    static func processExists(_ pid: Int32) -> Bool {
+        kill(pid, 0) == 0 || errno == EPERM
+    }
+
+    static var processID: Int32 { getpid() }
+}
+
+enum FileHandleStderrExporter {
+    static func write(_ text: String) {
+        var t = text
+        t.withUTF8 { buffer in _ = Glibc.write(2, buffer.baseAddress, buffer.count) }
+    }
+}

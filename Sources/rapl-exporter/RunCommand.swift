@@ -86,6 +86,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("File holding a bearer token (REMOTE_WRITE_BEARER_TOKEN_FILE); read at every push, never logged.", valueName: "path"))
     var bearerTokenFile: String?
 
+    @Option(help: ArgumentHelp("Heartbeat file read by 'rapl-exporter healthcheck' (HEALTH_FILE; default /tmp/rapl-exporter.health).", valueName: "path"))
+    var healthFile: String?
+
     @Option(name: .customLong("header"), help: ArgumentHelp("Extra request header 'Name: value', repeatable, e.g. 'X-Scope-OrgID: tenant-1' (REMOTE_WRITE_HEADERS, ';'-separated).", valueName: "header"))
     var headers: [String] = []
 
@@ -315,11 +318,16 @@ struct RunCommand: AsyncParsableCommand {
             }
         }
         let meter = EnergyMeter(backend: backend, stuckAfter: config.stuckAfter)
+        let health = HealthFile(
+            path: healthFile ?? environment("HEALTH_FILE") ?? HealthcheckCommand.defaultPath,
+            scrapeInterval: config.scrape,
+            pushInterval: config.settings?.pushInterval
+        )
         let clock = ContinuousClock()
         var services: [any Service] = []
         let sink: any WindowSink
         if let settings = config.settings, let transport {
-            let writer = RemoteWriter(settings: settings, transport: transport, clock: clock)
+            let writer = RemoteWriter(settings: settings, transport: transport, clock: clock, health: health)
             services.append(writer)
             sink = writer
             logger.info("pushing to \(settings.endpoint) every \(settings.pushInterval), source=\(settings.labels.source), metric \(settings.labels.metricName)")
@@ -328,7 +336,7 @@ struct RunCommand: AsyncParsableCommand {
             logger.info("printing one JSON line per window to stdout")
         }
         // Shut down in reverse order: the sampler closes its window first, then the writer flushes.
-        services.append(Sampler(meter: meter, interval: config.scrape, sink: sink, clock: clock))
+        services.append(Sampler(meter: meter, interval: config.scrape, sink: sink, clock: clock, health: health))
         var groupConfiguration = ServiceGroupConfiguration(
             services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],

@@ -1,0 +1,148 @@
+import RAPLBackend
+import Synchronization
+
+/// The daemon's heartbeat, for `rapl-exporter healthcheck` (the container's HEALTHCHECK): the sampler
+/// reports each closed window, the writer each push; at most once a second the state is written to a
+/// small key=value file (atomically, by rename).
+public final class HealthFile: Sendable {
+    public struct State: Sendable, Equatable {
+        public var pid: Int32 = 0
+        public var startedMillis: Int64 = 0
+        public var lastWindowMillis: Int64 = 0
+        public var scrapeInterval: Double = 0
+        public var pushInterval: Double = 0
+        public var lastPushOKMillis: Int64 = 0
+        public var lastPushErrorMillis: Int64 = 0
+        public var consecutivePushFailures: Int = 0
+
+        public init() {}
+
+        func serialized() -> String {
+            """
+            pid=\(pid)
+            started_ms=\(startedMillis)
+            last_window_ms=\(lastWindowMillis)
+            scrape_interval_s=\(scrapeInterval)
+            push_interval_s=\(pushInterval)
+            last_push_ok_ms=\(lastPushOKMillis)
+            last_push_error_ms=\(lastPushErrorMillis)
+            consecutive_push_failures=\(consecutivePushFailures)
+
+            """
+        }
+
+        public static func parse(_ text: String) -> State? {
+            var s = State()
+            var seen = 0
+            for line in text.split(separator: "\n") {
+                let kv = line.split(separator: "=", maxSplits: 1)
+                guard kv.count == 2 else { continue }
+                let v = String(kv[1])
+                seen += 1
+                switch kv[0] {
+                case "pid": s.pid = Int32(v) ?? 0
+                case "started_ms": s.startedMillis = Int64(v) ?? 0
+                case "last_window_ms": s.lastWindowMillis = Int64(v) ?? 0
+                case "scrape_interval_s": s.scrapeInterval = Double(v) ?? 0
+                case "push_interval_s": s.pushInterval = Double(v) ?? 0
+                case "last_push_ok_ms": s.lastPushOKMillis = Int64(v) ?? 0
+                case "last_push_error_ms": s.lastPushErrorMillis = Int64(v) ?? 0
+                case "consecutive_push_failures": s.consecutivePushFailures = Int(v) ?? 0
+                default: seen -= 1
+                }
+            }
+            return seen >= 3 ? s : nil
+        }
+
+        /// Healthy when windows keep closing and, if pushing, a push succeeded recently enough.
+        /// Returns nil when healthy, else the reason.
+        public func problem(nowMillis: Int64, processAlive: Bool) -> String? {
+            if !processAlive { return "the exporter (pid \(pid)) is not running" }
+            let windowAllowance = Int64(max(10, 10 * scrapeInterval) * 1000)
+            let lastWindow = max(lastWindowMillis, startedMillis)
+            if nowMillis - lastWindow > windowAllowance {
+                return "no window closed for \(Double(nowMillis - lastWindow) / 1000) s (scrape interval \(scrapeInterval) s): sampling is stuck"
+            }
+            if pushInterval > 0 {
+                let pushAllowance = Int64(max(300, 30 * pushInterval) * 1000)
+                let lastOK = max(lastPushOKMillis, startedMillis)
+                if consecutivePushFailures > 0, nowMillis - lastOK > pushAllowance {
+                    return "no successful push for \(Double(nowMillis - lastOK) / 1000) s (\(consecutivePushFailures) failures in a row)"
+                }
+            }
+            return nil
+        }
+    }
+
+    public let path: String
+    private let wallClock: any WallClock
+    private let state: Mutex<(state: State, lastWrite: Int64, failedOnce: Bool)>
+
+    public init(path: String, scrapeInterval: Duration, pushInterval: Duration?, wallClock: any WallClock = SystemWallClock()) {
+        self.path = path
+        self.wallClock = wallClock
+        var s = State()
+        s.pid = AtomicFile.processID
+        s.startedMillis = wallClock.nowMicroseconds() / 1000
+        s.scrapeInterval = scrapeInterval.seconds
+        s.pushInterval = pushInterval?.seconds ?? 0
+        state = Mutex((s, 0, false))
+        flush(force: true)
+    }
+
+    public var current: State { state.withLock { $0.state } }
+
+    public func windowClosed() {
+        let now = wallClock.nowMicroseconds() / 1000
+        state.withLock { $0.state.lastWindowMillis = now }
+        flush()
+    }
+
+    public func pushed(ok: Bool) {
+        let now = wallClock.nowMicroseconds() / 1000
+        state.withLock {
+            if ok {
+                $0.state.lastPushOKMillis = now
+                $0.state.consecutivePushFailures = 0
+            } else {
+                $0.state.lastPushErrorMillis = now
+                $0.state.consecutivePushFailures += 1
+            }
+        }
+        flush()
+    }
+
+    /// Writes the file if a second has passed since the last write.
+    public func flush(force: Bool = false) {
+        let now = wallClock.nowMicroseconds() / 1000
+        let text: String? = state.withLock { s in
+            guard force || now - s.lastWrite >= 1000 else { return nil }
+            s.lastWrite = now
+            return s.state.serialized()
+        }
+        guard let text else { return }
+        if !AtomicFile.write(path, text) {
+            let first = state.withLock { s -> Bool in
+                defer { s.failedOnce = true }
+                return !s.failedOnce
+            }
+            if first { FileHandleStderrExporter.write("rapl-exporter: cannot write the health file \(path); healthcheck will fail (set --health-file)\n") }
+        }
+    }
+
+    /// For `healthcheck`: reads the file and judges it now.
+    public static func check(path: String, wallClock: any WallClock = SystemWallClock()) -> (healthy: Bool, message: String) {
+        guard let text = try? TextFile.read(path), let state = State.parse(text) else {
+            return (false, "unhealthy: no health file at \(path) (is the exporter running, with the same --health-file?)")
+        }
+        let now = wallClock.nowMicroseconds() / 1000
+        if let problem = state.problem(nowMillis: now, processAlive: AtomicFile.processExists(state.pid)) {
+            return (false, "unhealthy: \(problem)")
+        }
+        var message = "healthy: last window \(Double(now - state.lastWindowMillis) / 1000) s ago"
+        if state.pushInterval > 0 {
+            message += state.lastPushOKMillis > 0 ? ", last push ok \(Double(now - state.lastPushOKMillis) / 1000) s ago" : ", no push yet"
+        }
+        return (true, message)
+    }
+}
