@@ -243,6 +243,12 @@ public struct SeriesLabels: Sendable {
     public var nameStyle: NameStyle
     /// Also write a cumulative `rapl_energy_joules_total` counter per domain.
     public var cumulative: Bool
+    /// Labels added to every series (`--label node=a`), like Prometheus' external labels: several
+    /// hosts pushing to one store need one to keep their series apart.
+    public var extra: [(String, String)] = []
+
+    /// Label names the exporter sets itself.
+    public static let reservedLabelNames: Set<String> = ["__name__", "component", "socket", "die", "source"]
 
     public static let cumulativeMetricName = "rapl_energy_joules_total"
 

@@ -36,7 +36,7 @@ struct SeriesTable: Sendable {
         var pairs = [("component", domain.component(settings.nameStyle)), ("socket", String(domain.socket))]
         if let die = domain.die { pairs.append(("die", String(die))) }
         pairs.append(("source", settings.source))
-        return pairs
+        return pairs + settings.extra
     }
 
     /// A snappy-compressed protobuf `WriteRequest` with the samples grouped per series, each series'

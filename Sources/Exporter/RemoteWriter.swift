@@ -139,7 +139,7 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
     private func selfMetric(_ name: String, _ extra: [(String, String)] = []) -> Int {
         let key = name + extra.map { "|\($0.0)=\($0.1)" }.joined()
         if let i = selfSeries[key] { return i }
-        let i = table.series(name, extra + [("source", settings.labels.source)])
+        let i = table.series(name, extra + [("source", settings.labels.source)] + settings.labels.extra)
         selfSeries[key] = i
         return i
     }

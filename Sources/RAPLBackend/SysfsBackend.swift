@@ -62,7 +62,16 @@ public final class SysfsBackend: EnergyBackend {
             )
         }
         pending = ids
-        _ = discoverPending()
+        let problems = discoverPending()
+        if counters.isEmpty {
+            // Zones are listed but none can be read: in Docker the class symlinks point into
+            // devices/virtual/powercap, which the runtime masks.
+            throw BackendUnavailable(
+                .sysfs,
+                reason: "\(paths.powercap) lists \(ids.count) zones but none can be read (\(problems.first ?? "no zone name"))",
+                fix: "in a container Docker masks /sys/devices/virtual/powercap: mount the host's /sys read-only at /host/sys and pass --sysfs-root /host/sys (or run with --security-opt systempaths=unconfined)"
+            )
+        }
     }
 
     deinit { buffer.deallocate() }

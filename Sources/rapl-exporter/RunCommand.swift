@@ -89,6 +89,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Heartbeat file read by 'rapl-exporter healthcheck' (HEALTH_FILE; default /tmp/rapl-exporter.health).", valueName: "path"))
     var healthFile: String?
 
+    @Option(name: .customLong("label"), help: ArgumentHelp("Extra label on every series, 'name=value', repeatable, e.g. 'node=web-1' (EXTRA_LABELS, ','-separated).", valueName: "label"))
+    var labels: [String] = []
+
     @Option(name: .customLong("header"), help: ArgumentHelp("Extra request header 'Name: value', repeatable, e.g. 'X-Scope-OrgID: tenant-1' (REMOTE_WRITE_HEADERS, ';'-separated).", valueName: "header"))
     var headers: [String] = []
 
@@ -157,6 +160,17 @@ struct RunCommand: AsyncParsableCommand {
         guard !label.isEmpty else {
             throw ConfigurationError(description: "invalid service label: SERVICE_LABEL must not be empty")
         }
+        var extraLabels: [(String, String)] = []
+        for pair in labels.isEmpty ? (environment("EXTRA_LABELS").map { $0.split(separator: ",").map(String.init) } ?? []) : labels {
+            let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, Self.isValidLabelName(parts[0]), !parts[1].isEmpty else {
+                throw ConfigurationError(description: "invalid label '\(pair)' (--label or EXTRA_LABELS): expected name=value with name [a-zA-Z_][a-zA-Z0-9_]*")
+            }
+            guard !SeriesLabels.reservedLabelNames.contains(parts[0]) else {
+                throw ConfigurationError(description: "label '\(parts[0])' is set by rapl-exporter itself")
+            }
+            extraLabels.append((parts[0], parts[1]))
+        }
         let cumulativeEnv = environment("EXPORT_CUMULATIVE").map { ["1", "true", "yes", "on"].contains($0.lowercased()) } ?? false
         let style = try reading.resolvedNameStyle()
         var settings: RemoteWriteSettings?
@@ -177,7 +191,11 @@ struct RunCommand: AsyncParsableCommand {
                 maxSampleAge: Duration(secondsValue: age),
                 requestTimeout: Duration(secondsValue: timeout),
                 shutdownTimeout: Duration(secondsValue: shutdown),
-                labels: SeriesLabels(metricName: metric, source: label, nameStyle: style, cumulative: cumulative || cumulativeEnv)
+                labels: {
+                    var l = SeriesLabels(metricName: metric, source: label, nameStyle: style, cumulative: cumulative || cumulativeEnv)
+                    l.extra = extraLabels
+                    return l
+                }()
             )
         }
         return Resolved(
@@ -248,6 +266,10 @@ struct RunCommand: AsyncParsableCommand {
             parsed.append((name, value))
         }
         return Connection(tls: tls, authorization: authorization, headers: parsed)
+    }
+
+    static func isValidLabelName(_ name: String) -> Bool {
+        isValidMetricName(name) && !name.contains(":") && !name.hasPrefix("__")
     }
 
     static func isValidMetricName(_ name: String) -> Bool {

@@ -27,6 +27,8 @@ import TestSupport
         (["--output", "remote-write"], [:], "needs REMOTE_WRITE_URL"),
         ([], ["RAPL_BACKEND": "gpu"], "invalid backend 'gpu'"),
         ([], ["METRIC_DEFAULT": "energy-uj"], "invalid metric name 'energy-uj'"),
+        (["--remote-write-url", "http://h/w", "--label", "socket=3"], [:], "label 'socket' is set by rapl-exporter itself"),
+        (["--remote-write-url", "http://h/w", "--label", "no-equals"], [:], "invalid label 'no-equals'"),
     ])
     func invalidValuesExitTwoWithOneLine(_ args: [String], _ env: [String: String], _ message: String) async throws {
         let result = try await Binary.run(Binary.path, args, environment: env)

@@ -112,6 +112,18 @@ import RAPLBackend
         #expect(await w.statistics.sent == UInt64(requests[0].timeseries.reduce(0) { $0 + $1.samples.count }))
     }
 
+    @Test func extraLabelsGoOnEverySeries() async {
+        let transport = RecordingTransport()
+        let w = writer(transport) { $0.labels.extra = [("node", "web-1")] }
+        await w.accept(window([1], endMicros: 1_800_000_000_000_000))
+        await w.cutBatch()
+        await w.drain(until: nil)
+        let series = transport.requests[0].timeseries
+        #expect(series.count > 5)
+        #expect(series.allSatisfy { $0.labels.contains { $0.name == "node" && $0.value == "web-1" } })
+        #expect(series.allSatisfy { $0.labels.map(\.name) == $0.labels.map(\.name).sorted() })
+    }
+
     @Test func windowsWithinOneMillisecondGetDistinctTimestamps() async {
         let transport = RecordingTransport()
         let w = writer(transport)

@@ -138,6 +138,17 @@ import TestSupport
         #expect(try backend.read(1) == RawCount(value: 10, modulus: 65_532_610_988))
     }
 
+    @Test func maskedDevicesTreeAsInDockerSaysHowToMountIt() {
+        // Docker: class/powercap lists the symlinks, but devices/virtual/powercap is an empty tmpfs.
+        let tree = FakeTree()
+        tree.zone("intel-rapl:0", name: "package-0", energy: 1)
+        tree.zone("intel-rapl:0:0", name: "core", energy: 1)
+        tree.remove("sys/devices/virtual/powercap/intel-rapl")
+        let error = #expect(throws: BackendUnavailable.self) { try SysfsBackend(paths: tree.paths) }
+        #expect(error?.reason.contains("lists 2 zones but none can be read") == true)
+        #expect(error?.fix.contains("Docker masks /sys/devices/virtual/powercap") == true)
+    }
+
     @Test func noPowercapTreeSaysHowToMountIt() {
         let tree = FakeTree()
         tree.remove("sys/class/powercap")
