@@ -41,7 +41,7 @@ public final class PerfBackend: EnergyBackend {
             throw BackendUnavailable(
                 .perf,
                 reason: "kernel.perf_event_paranoid is \(paranoid) and the process has neither CAP_PERFMON nor CAP_SYS_ADMIN (held: \(facts.capabilities))",
-                fix: "grant CAP_PERFMON (docker run --cap-add PERFMON; setcap cap_perfmon+ep; CAP_SYS_ADMIN before Linux 5.8), or sysctl kernel.perf_event_paranoid=0"
+                fix: "grant CAP_PERFMON (docker run --cap-add PERFMON; setcap cap_perfmon+p; CAP_SYS_ADMIN before Linux 5.8), or sysctl kernel.perf_event_paranoid=0"
             )
         }
         let typePath = dir + "/type"

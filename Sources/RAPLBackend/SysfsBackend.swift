@@ -68,7 +68,7 @@ public final class SysfsBackend: EnergyBackend {
             // devices/virtual/powercap, which the runtime masks.
             throw BackendUnavailable(
                 .sysfs,
-                reason: "\(paths.powercap) lists \(ids.count) zones but none can be read (\(problems.first ?? "no zone name"))",
+                reason: "\(paths.powercap) lists \(ids.count) zone\(ids.count == 1 ? "" : "s") but none can be read (\(problems.first ?? "no zone name"))",
                 fix: "in a container Docker masks /sys/devices/virtual/powercap: mount the host's /sys read-only at /host/sys and pass --sysfs-root /host/sys (or run with --security-opt systempaths=unconfined)"
             )
         }

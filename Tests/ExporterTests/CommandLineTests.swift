@@ -58,7 +58,7 @@ import TestSupport
         let tree = tree()
         let result = try await Binary.run(
             Binary.path,
-            ["--sysfs-root", tree.sys, "--backend", "sysfs", "--duration", "0.25"],
+            ["--sysfs-root", tree.sys, "--backend", "sysfs", "--duration", "1"],
             environment: ["SCRAPE_INTERVAL_S": "0.1", "LOG_LEVEL": "warning", "REMOTE_WRITE_URL": ""]
         )
         #expect(result.status == 0, "\(result.stderr)")

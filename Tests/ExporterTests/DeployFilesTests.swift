@@ -1,0 +1,27 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// Docker does not run on these machines: the deployment files are parsed and checked instead.
+@Suite struct DeployFilesTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+    @Test func composeKubernetesGrafanaAndDockerfileParseAndHold() async throws {
+        let result = try await Binary.run("/usr/bin/env", ["python3", Self.root + "/scripts/check-deploy.py"])
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        #expect(result.stdout.contains("all deploy checks passed"))
+    }
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: Receivers.directory + "/promtool")))
+    func prometheusConfigIsValid() async throws {
+        let result = try await Binary.run(Receivers.directory + "/promtool", ["check", "config", Self.root + "/deploy/prometheus/prometheus.yml"])
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+    }
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/apparmor_parser"), "apparmor_parser missing (scripts/test installs it)"))
+    func apparmorProfileParses() async throws {
+        // -Q: parse without loading into the kernel; -K: no cache.
+        let result = try await Binary.run("/usr/sbin/apparmor_parser", ["-Q", "-K", "-T", Self.root + "/deploy/apparmor/rapl-exporter"])
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+    }
+}
