@@ -3,20 +3,28 @@ import SwiftProtobuf
 
 /// One sample waiting to be sent: a series (index into the writer's series table), a value, and a
 /// timestamp in ms since the epoch.
-struct PendingSample: Sendable {
-    var series: Int
-    var value: Double
-    var timestamp: Int64
+public struct PendingSample: Sendable {
+    public var series: Int
+    public var value: Double
+    public var timestamp: Int64
+
+    public init(series: Int, value: Double, timestamp: Int64) {
+        self.series = series
+        self.value = value
+        self.timestamp = timestamp
+    }
 }
 
 /// Label sets for every series the writer emits, built once and reused for every request.
-struct SeriesTable: Sendable {
+public struct SeriesTable: Sendable {
     private(set) var labels: [[Prometheus_Label]] = []
     private var index: [[String]: Int] = [:]
 
+    public init() {}
+
     /// The series index for this metric and labels (sorted by name, `__name__` included, no empty
     /// values — remote write 1.0), adding it on first use.
-    mutating func series(_ name: String, _ pairs: [(String, String)]) -> Int {
+    public mutating func series(_ name: String, _ pairs: [(String, String)]) -> Int {
         var all = [("__name__", name)] + pairs.filter { !$0.1.isEmpty }
         all.sort { $0.0.utf8.lexicographicallyPrecedes($1.0.utf8) }
         let key = all.flatMap { [$0.0, $0.1] }
@@ -41,7 +49,7 @@ struct SeriesTable: Sendable {
 
     /// A snappy-compressed protobuf `WriteRequest` with the samples grouped per series, each series'
     /// samples in the order given (time order).
-    func encode(_ samples: ArraySlice<PendingSample>) -> [UInt8] {
+    public func encode(_ samples: ArraySlice<PendingSample>) -> [UInt8] {
         var order: [Int] = []
         var grouped: [Int: [Prometheus_Sample]] = [:]
         for s in samples {

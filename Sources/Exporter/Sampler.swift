@@ -41,6 +41,9 @@ public struct WindowSchedule: Sendable, Equatable {
     public private(set) var late: UInt64 = 0
     public private(set) var missed: UInt64 = 0
     public private(set) var maxLateness: Duration = .zero
+    /// |window length − interval| of every window so far, in µs.
+    public private(set) var lengthError = MicrosecondHistogram()
+    private var previousWake: Duration = .zero
 
     public init(interval: Duration, lateThreshold: Duration? = nil) {
         self.interval = interval
@@ -54,6 +57,10 @@ public struct WindowSchedule: Sendable, Equatable {
     /// one. A wake-up past later deadlines skips them: they are counted as missed, and the window simply
     /// lasts longer — its energy is still exact.
     public mutating func wokeUp(at elapsed: Duration) {
+        let length = elapsed - previousWake
+        previousWake = elapsed
+        let error = length > interval ? length - interval : interval - length
+        lengthError.record(microseconds: Int(error / .microseconds(1)))
         let lateness = elapsed - nextDeadline
         if lateness > lateThreshold { late += 1 }
         if lateness > maxLateness { maxLateness = lateness }
@@ -63,6 +70,35 @@ public struct WindowSchedule: Sendable, Equatable {
             missed += UInt64(skip)
         }
         next += 1 + skip
+    }
+}
+
+/// A fixed-size histogram of microseconds (1 µs buckets up to 10 ms, then one overflow bucket with the
+/// exact maximum): recording allocates nothing.
+public struct MicrosecondHistogram: Sendable, Equatable {
+    private var buckets = [UInt32](repeating: 0, count: 10_001)
+    public private(set) var count: UInt64 = 0
+    public private(set) var max = 0
+
+    public init() {}
+
+    public mutating func record(microseconds: Int) {
+        let v = Swift.max(0, microseconds)
+        buckets[Swift.min(v, buckets.count - 1)] &+= 1
+        count += 1
+        if v > max { max = v }
+    }
+
+    /// The smallest value v such that at least `fraction` of the records are ≤ v (µs).
+    public func percentile(_ fraction: Double) -> Int {
+        guard count > 0 else { return 0 }
+        let target = UInt64((Double(count) * fraction).rounded(.up))
+        var seen: UInt64 = 0
+        for (i, n) in buckets.enumerated() {
+            seen += UInt64(n)
+            if seen >= target { return i == buckets.count - 1 ? max : i }
+        }
+        return max
     }
 }
 
@@ -168,7 +204,10 @@ public final class Sampler<C: Clock>: Service where C.Duration == Duration {
             windowStart = elapsed
             windowStartWall = endWall
             if final {
-                logger.info("sampling stopped after \(windows) windows: \(schedule.late) late and \(schedule.missed) missed windows, worst wake-up \(schedule.maxLateness) late")
+                let e = schedule.lengthError
+                logger.info(
+                    "sampling stopped after \(windows) windows: \(schedule.late) late and \(schedule.missed) missed windows, worst wake-up \(schedule.maxLateness) late; window length error p50 \(e.percentile(0.5)) µs, p99 \(e.percentile(0.99)) µs, max \(e.max) µs"
+                )
                 return
             }
             if elapsed - lastRefresh >= refreshInterval {

@@ -89,6 +89,17 @@ actor RecordingSink: WindowSink {
         #expect(windows.map { $0.energy[0]! }.reduce(0, +) == EnergyUnit.joulesPowerOfTwo(14).microjoules(UInt128(10 * (reads.value - 1))))
     }
 
+    @Test func histogramPercentiles() {
+        var h = MicrosecondHistogram()
+        for v in 1...100 { h.record(microseconds: v) }
+        h.record(microseconds: 50_000)
+        #expect(h.count == 101)
+        #expect(h.percentile(0.5) == 51)
+        #expect(h.percentile(0.99) == 100)
+        #expect(h.percentile(1) == 50_000)
+        #expect(h.max == 50_000)
+    }
+
     @Test func scheduleArithmetic() {
         var s = WindowSchedule(interval: .milliseconds(100))
         #expect(s.lateThreshold == .milliseconds(5))
@@ -98,6 +109,10 @@ actor RecordingSink: WindowSink {
         #expect(s.late == 1 && s.missed == 0 && s.nextDeadline == .milliseconds(300))
         s.wokeUp(at: .milliseconds(720))
         #expect(s.missed == 4 && s.nextDeadline == .milliseconds(800))
+        // Window lengths 101, 109, 510 ms: errors 1, 9, 410 ms.
+        #expect(s.lengthError.count == 3)
+        #expect(s.lengthError.max == 410_000)
+        #expect(s.lengthError.percentile(0.5) == 9000)
     }
 }
 

@@ -1,0 +1,78 @@
+// rapl-bench: the in-process measurements of scripts/benchmark.
+//   rapl-bench reading perf|msr|sysfs SYSFS DEV PROC SECONDS   → one line: backend counters ns_per_reading ns_per_raw_pass
+//   rapl-bench encode SAMPLES_PER_BATCH BATCHES OUT.json        → one line: samples_per_second bytes; the batch as JSON
+import Exporter
+import RAPLBackend
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+func nanoseconds(_ d: Duration) -> Double { Double(d.components.seconds) * 1e9 + Double(d.components.attoseconds) / 1e9 }
+
+func fail(_ message: String) -> Never {
+    var text = "rapl-bench: \(message)\n"
+    text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+    exit(2)
+}
+
+let args = CommandLine.arguments
+guard args.count >= 2 else { fail("usage: rapl-bench reading|encode …") }
+
+switch args[1] {
+case "reading":
+    guard args.count == 7, let kind = BackendKind(rawValue: args[2]), let seconds = Double(args[6]) else { fail("reading BACKEND SYSFS DEV PROC SECONDS") }
+    let paths = HardwarePaths(sysfsRoot: args[3], devRoot: args[4], procRoot: args[5])
+    var facts = SystemFacts.current(paths: paths)
+    if kind == .msr { facts.identity = CPUIdentity(vendor: .intel, family: 6, model: 0x55) }
+    let selector = BackendSelector(paths: paths, facts: facts, moveCheck: .zero)
+    guard case .success(let backend) = selector.open(kind) else { fail("\(kind) does not open") }
+    let meter = EnergyMeter(backend: backend)
+    let clock = ContinuousClock()
+    // Full readings through the meter (what the sampler does), then raw passes over the counters.
+    var iterations = 0
+    let start = clock.now
+    let end = start.advanced(by: .nanoseconds(Int64(seconds * 1e9)))
+    while clock.now < end {
+        for _ in 0..<1000 { meter.read(now: start.duration(to: clock.now)) }
+        iterations += 1000
+    }
+    let perReading = nanoseconds(start.duration(to: clock.now)) / Double(iterations)
+    var raw = 0
+    var sink: UInt64 = 0
+    let rawStart = clock.now
+    let rawEnd = rawStart.advanced(by: .nanoseconds(Int64(seconds * 1e9)))
+    while clock.now < rawEnd {
+        for _ in 0..<1000 {
+            for i in backend.counters.indices { sink &+= (try? backend.read(i).value) ?? 0 }
+        }
+        raw += 1000
+    }
+    let perRaw = nanoseconds(rawStart.duration(to: clock.now)) / Double(raw)
+    print("\(kind) \(backend.counters.count) \(perReading) \(perRaw) \(sink & 1)")
+
+case "encode":
+    guard args.count == 5, let perBatch = Int(args[2]), let batches = Int(args[3]) else { fail("encode SAMPLES_PER_BATCH BATCHES OUT.json") }
+    var table = SeriesTable()
+    let components = ["package-0", "core", "uncore", "dram"]
+    let series = components.map { table.series("pyjoules_remote_write_energy_uj", [("component", $0), ("socket", "0"), ("source", "cpu-pyjoules")]) }
+    var samples: [PendingSample] = []
+    for i in 0..<perBatch {
+        samples.append(PendingSample(series: series[i % series.count], value: Double(100_000 + (i * 7919) % 50_000), timestamp: 1_800_000_000_000 + Int64(i / series.count) * 100))
+    }
+    // The identical batch for the Python side.
+    var json = "{\"components\": [" + components.map { "\"\($0)\"" }.joined(separator: ",") + "], \"samples\": ["
+    json += samples.map { "[\($0.series), \($0.value), \($0.timestamp)]" }.joined(separator: ",") + "]}\n"
+    let fd = open(args[4], O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    json.withUTF8 { _ = write(fd, $0.baseAddress, $0.count) }
+    close(fd)
+    let clock = ContinuousClock()
+    var bytes = 0
+    let start = clock.now
+    for _ in 0..<batches { bytes = table.encode(samples[...]).count }
+    let elapsed = nanoseconds(start.duration(to: clock.now)) / 1e9
+    print("\(Double(perBatch * batches) / elapsed) \(bytes)")
+
+default:
+    fail("unknown command \(args[1])")
+}
