@@ -186,17 +186,25 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
     }
 
     public func run() async throws {
+        // As in the sampler: one wait for graceful shutdown, which cancels the push loop, then the flush.
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.pushLoop() }
+            do { try await gracefulShutdown() } catch {}
+            group.cancelAll()
+        }
+        await flush()
+    }
+
+    /// Cuts a batch every push interval and sends what is due, until cancelled.
+    private func pushLoop() async {
         var nextPush = clock.now.advanced(by: settings.pushInterval)
-        while true {
-            var wakeAt = nextPush
-            if let retryAt = batches.first?.retryAt, retryAt < wakeAt { wakeAt = retryAt }
-            let wake = wakeAt
+        while !Task.isCancelled {
+            var wake = nextPush
+            if let retryAt = batches.first?.retryAt, retryAt < wake { wake = retryAt }
             do {
-                try await cancelWhenGracefulShutdown {
-                    try await self.clock.sleep(until: wake, tolerance: nil)
-                }
+                try await clock.sleep(until: wake, tolerance: nil)
             } catch {
-                break
+                return
             }
             let now = clock.now
             if now >= nextPush {
@@ -205,7 +213,6 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
             }
             await drain(until: nil)
         }
-        await flush()
     }
 
     /// Shutdown: push everything within `shutdownTimeout`; count and log what is left.

@@ -140,7 +140,21 @@ public final class Sampler<C: Clock>: Service where C.Duration == Duration {
     }
 
     public func run() async throws {
-        guard let meter = meter.withLock({ $0.take() }) else { return }
+        // One child task takes the meter and samples until cancelled; this task waits for graceful shutdown (or its own
+        // cancellation) and then cancels it. Waiting once, not around every sleep, keeps the per-window
+        // cost to the sleep itself.
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                guard let meter = self.meter.withLock({ $0.take() }) else { return }
+                await self.sample(meter)
+            }
+            do { try await gracefulShutdown() } catch {}
+            group.cancelAll()
+        }
+    }
+
+    /// The sampling loop; returns after the final window once the task is cancelled.
+    private func sample(_ meter: EnergyMeter) async {
         let origin = clock.now
         meter.read(now: .zero)
         var schedule = WindowSchedule(interval: interval)
@@ -156,9 +170,7 @@ public final class Sampler<C: Clock>: Service where C.Duration == Duration {
             let deadline = origin.advanced(by: schedule.nextDeadline)
             var final = false
             do {
-                try await cancelWhenGracefulShutdown {
-                    try await self.clock.sleep(until: deadline, tolerance: nil)
-                }
+                try await clock.sleep(until: deadline, tolerance: nil)
             } catch {
                 final = true
             }

@@ -37,7 +37,7 @@ import TestSupport
         let tree = FakeTree()
         tree.zone("intel-rapl:0", name: "package-0", energy: 1)
         let file = tree.root + "/health"
-        let daemon = try Daemon(["--sysfs-root", tree.sys, "--backend", "sysfs", "--output", "stdout", "--health-file", file, "--duration", "3"])
+        let daemon = try Daemon(["--sysfs-root", tree.sys, "--backend", "sysfs", "--output", "stdout", "--health-file", file, "--duration", "5"])
         try await daemon.waitSampling()
         let healthy = try await Binary.run(Binary.path, ["healthcheck", "--health-file", file])
         #expect(healthy.status == 0, "\(healthy.stdout)")

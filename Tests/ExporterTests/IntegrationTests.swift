@@ -61,7 +61,7 @@ struct ReceiverIntegrationTests {
         #expect(zip(pkg, pkg.dropFirst()).allSatisfy { $0.0 < $1.0 }, "strictly increasing timestamps")
         let sent = try await receiver.samples("rapl_exporter_samples_sent_total{source=\"\(source)\"}")
         #expect((sent.last?.1 ?? 0) > 0)
-        receiver.stop()
+        await receiver.stop()
     }
 
     @Test func aPrometheusOutageLosesNoWindow() async throws {
@@ -73,7 +73,7 @@ struct ReceiverIntegrationTests {
         try await daemon.waitSampling()
         let added = try await advance(tree, steps: 150, pace: .milliseconds(25)) { i in
             if i == 30 {
-                receiver.stop()
+                await receiver.stop()
                 try await Task.sleep(for: .milliseconds(1500))  // three push intervals with nobody listening
                 try receiver.start()
                 try await receiver.waitReady()
@@ -85,7 +85,7 @@ struct ReceiverIntegrationTests {
         let pkg = try await receiver.samples("pyjoules_remote_write_energy_uj{source=\"\(source)\",component=\"package-0\"}")
         #expect(pkg.count == windows, "no window is missing after the outage: \(daemon.log)")
         #expect(pkg.reduce(0) { $0 + $1.1 } == Double(added))
-        receiver.stop()
+        await receiver.stop()
     }
 }
 

@@ -10,7 +10,7 @@ import TestSupport
         tree.zone("intel-rapl:0", name: "package-0", energy: 1000)
         let daemon = try Daemon([
             "--sysfs-root", tree.sys, "--backend", "sysfs", "--output", "stdout",
-            "--scrape-interval", "0.05", "--duration", "2.5",
+            "--scrape-interval", "0.05", "--duration", "5",
         ])
         try await daemon.waitSampling()
         // Capabilities are per thread: every thread must hold none.
@@ -43,7 +43,7 @@ import TestSupport
     func keepCapabilitiesKeepsThem() async throws {
         let tree = FakeTree()
         tree.zone("intel-rapl:0", name: "package-0", energy: 1000)
-        let daemon = try Daemon(["--sysfs-root", tree.sys, "--backend", "sysfs", "--output", "stdout", "--duration", "3", "--keep-capabilities"])
+        let daemon = try Daemon(["--sysfs-root", tree.sys, "--backend", "sysfs", "--output", "stdout", "--duration", "5", "--keep-capabilities"])
         try await daemon.waitSampling()
         let status = try String(contentsOfFile: "/proc/\(daemon.process.processIdentifier)/status", encoding: .utf8)
         let capPrm = status.split(separator: "\n").first { $0.hasPrefix("CapPrm:") }?.split(separator: "\t").last.map(String.init)

@@ -83,7 +83,7 @@ final class ReceiverProcess: @unchecked Sendable {
     }
 
     deinit {
-        stop()
+        stopNow()
         try? FileManager.default.removeItem(atPath: storage)
         try? FileManager.default.removeItem(atPath: log)
     }
@@ -113,11 +113,24 @@ final class ReceiverProcess: @unchecked Sendable {
         process = p
     }
 
-    func stop() {
+    /// Stops the receiver; the wait for its exit runs on a thread of its own, not on the (small)
+    /// cooperative pool that the other tests share.
+    func stop() async {
+        guard let p = process, p.isRunning else { return }
+        p.terminate()
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            Thread {
+                p.waitUntilExit()
+                continuation.resume()
+            }.start()
+        }
+        process = nil
+    }
+
+    private func stopNow() {
         guard let p = process, p.isRunning else { return }
         p.terminate()
         p.waitUntilExit()
-        process = nil
     }
 
     func waitReady() async throws {
@@ -183,7 +196,7 @@ final class Daemon: @unchecked Sendable {
     /// After this line the first reading has been taken: counter changes from now on are measured.
     func waitSampling() async throws {
         try await waitUntil("the daemon to start sampling") { log.contains("sampling every") || !process.isRunning }
-        if !process.isRunning { throw TimeoutError(description: "daemon exited early: \(log)") }
+        if !log.contains("sampling every") { throw TimeoutError(description: "daemon exited early: \(log)") }
     }
 
     func waitExit(seconds: Double = 60) async throws -> Int32 {

@@ -5,13 +5,7 @@ import TestSupport
 
 @Suite struct ProbeCommandTests {
     func tree() throws -> FakeTree {
-        let tree = FakeTree()
-        tree.cpu(0, package: 0)
-        tree.cpuinfo(vendor: "GenuineIntel", family: 6, model: 0x8C)
-        tree.perfPMU(type: try #require(FakeTree.realPMUType("software")), cpumask: "0", events: [("energy-pkg", "event=0x00", "1e-9")])
-        tree.msr(cpu: 0, MSRBackend.Register.intelPowerUnit, 0x000A_0E03)
-        tree.msr(cpu: 0, MSRBackend.Register.intelPackage, 5)
-        tree.zone("intel-rapl:0", name: "package-0", energy: 5)
+        let tree = try #require(FakeTree.allBackends())
         tree.zone("intel-rapl:1", name: "psys", energy: 0)
         return tree
     }

@@ -5,16 +5,7 @@ import TestSupport
 
 /// Auto-selection from injected capability sets, over one fake tree that offers all three backends.
 @Suite struct SelectorTests {
-    func fullTree() throws -> FakeTree {
-        let tree = FakeTree()
-        tree.cpu(0, package: 0)
-        tree.cpuinfo(vendor: "GenuineIntel", family: 6, model: 0x8C)
-        tree.perfPMU(type: try #require(FakeTree.realPMUType("software")), cpumask: "0", events: [("energy-pkg", "event=0x00", "1e-9")])
-        tree.msr(cpu: 0, MSRBackend.Register.intelPowerUnit, 0x000A_0E03)
-        tree.msr(cpu: 0, MSRBackend.Register.intelPackage, 5)
-        tree.zone("intel-rapl:0", name: "package-0", energy: 5)
-        return tree
-    }
+    func fullTree() throws -> FakeTree { try #require(FakeTree.allBackends()) }
 
     func select(_ tree: FakeTree, _ caps: CapabilitySet, paranoid: Int = 2, _ preference: BackendPreference = .auto) async -> BackendSelector.Selection {
         let facts = SystemFacts(capabilities: caps, perfParanoid: paranoid, identity: CPUIdentity(vendor: .intel, family: 6, model: 0x8C))

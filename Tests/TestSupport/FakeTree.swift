@@ -153,6 +153,21 @@ public final class FakeTree: @unchecked Sendable {
         }
     }
 
+    /// One Intel client machine that every backend can read: CPU 0 on package 0; a perf `power` PMU whose
+    /// energy-pkg is this machine's real software PMU (so it opens and moves); MSRs with a 2^-14 J unit;
+    /// a powercap package zone. Nil where this machine has no software PMU.
+    public static func allBackends() -> FakeTree? {
+        guard let software = realPMUType("software") else { return nil }
+        let tree = FakeTree()
+        tree.cpu(0, package: 0)
+        tree.cpuinfo(vendor: "GenuineIntel", family: 6, model: 0x8C)
+        tree.perfPMU(type: software, cpumask: "0", events: [("energy-pkg", "event=0x00", "1e-9")])
+        tree.msr(cpu: 0, MSRBackend.Register.intelPowerUnit, 0x000A_0E03)
+        tree.msr(cpu: 0, MSRBackend.Register.intelPackage, 5)
+        tree.zone("intel-rapl:0", name: "package-0", energy: 5)
+        return tree
+    }
+
     /// The type number of a real PMU on this machine (`software` always exists).
     public static func realPMUType(_ name: String) -> UInt32? {
         guard let text = try? String(contentsOfFile: "/sys/bus/event_source/devices/\(name)/type", encoding: .utf8) else { return nil }
