@@ -132,11 +132,13 @@ public final class EnergyMeter {
                 let raw = try backend.read(i)
                 if counters[i].primed {
                     // Wrapping subtraction modulo the counter's range.
-                    let last = UInt128(counters[i].last)
-                    let value = UInt128(raw.value)
-                    let delta = value >= last ? value - last : raw.modulus - last + value
-                    counters[i].rawTotal &+= delta
-                    counters[i].microjoules = specs[i].unit.microjoules(counters[i].rawTotal)
+                    if raw.value != counters[i].last {
+                        let last = UInt128(counters[i].last)
+                        let value = UInt128(raw.value)
+                        let delta = value >= last ? value - last : raw.modulus - last + value
+                        counters[i].rawTotal &+= delta
+                        counters[i].microjoules = specs[i].unit.microjoules(counters[i].rawTotal)
+                    }
                 } else {
                     counters[i].primed = true
                 }

@@ -69,8 +69,17 @@ public struct EnergyUnit: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Exact `floor(raw × numerator / denominator)` in µJ; saturates at `UInt64.max` (≈ 1.8e13 J).
+    /// Every RAPL unit reduces to a power-of-two denominator (2^-ESU J, 2^-32 J, 1 µJ), which takes a
+    /// shift instead of a 256-by-128-bit division.
     @inline(__always)
     public func microjoules(_ raw: UInt128) -> UInt64 {
+        if denominator.nonzeroBitCount == 1 {
+            let (product, overflow) = numerator.multipliedReportingOverflow(by: raw)
+            if !overflow {
+                let q = product >> denominator.trailingZeroBitCount
+                return q > UInt128(UInt64.max) ? .max : UInt64(q)
+            }
+        }
         let product = numerator.multipliedFullWidth(by: raw)
         guard product.high < denominator else { return .max }
         let q = denominator.dividingFullWidth(product).quotient

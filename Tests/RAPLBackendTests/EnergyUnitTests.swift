@@ -39,6 +39,17 @@ import TestSupport
         #expect(UInt128(unit.microjoules(big)) == expected)
     }
 
+    @Test func shiftAndDivisionPathsAgree() {
+        // Power-of-two denominators take a shift; others the full-width division.
+        let shifted = EnergyUnit.joulesPowerOfTwo(14)
+        let divided = EnergyUnit(numerator: 3, denominator: 7)!
+        for raw in [UInt128(0), 1, 255, 256, 1_000_003, UInt128(UInt64.max), (UInt128(1) << 100) + 77] {
+            let p = UInt128(15625) * raw
+            #expect(UInt128(shifted.microjoules(raw)) == min(p >> 8, UInt128(UInt64.max)))
+            #expect(UInt128(divided.microjoules(raw)) == min(raw * 3 / 7, UInt128(UInt64.max)))
+        }
+    }
+
     @Test func windowDeltasOfTheTotalAddUpExactly() {
         // Converting each delta would lose up to one µJ per window; converting the total does not.
         let unit = EnergyUnit.joulesPowerOfTwo(14)  // 61.03515625 µJ per count
