@@ -126,7 +126,7 @@ public final class HealthFile: Sendable {
                 defer { s.failedOnce = true }
                 return !s.failedOnce
             }
-            if first { FileHandleStderrExporter.write("rapl-exporter: cannot write the health file \(path); healthcheck will fail (set --health-file)\n") }
+            if first { StandardError.write("rapl-exporter: cannot write the health file \(path); healthcheck will fail (set --health-file)\n") }
         }
     }
 

@@ -101,8 +101,9 @@ enum AtomicFile {
     static var processID: Int32 { getpid() }
 }
 
-enum FileHandleStderrExporter {
-    static func write(_ text: String) {
+/// Writes to standard error with `write(2)` (no Foundation).
+public enum StandardError {
+    public static func write(_ text: String) {
         var t = text
         t.withUTF8 { buffer in _ = Glibc.write(2, buffer.baseAddress, buffer.count) }
     }

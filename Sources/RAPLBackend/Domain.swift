@@ -131,7 +131,4 @@ public struct CapabilitySet: OptionSet, Sendable, Hashable, CustomStringConverti
         let held = Self.names.filter { contains($0.0) }.map(\.1)
         return held.isEmpty ? "none" : held.joined(separator: ",")
     }
-
-    /// This process's effective set (libcap).
-    public static func current() -> CapabilitySet { Kernel.effectiveCapabilities() }
 }

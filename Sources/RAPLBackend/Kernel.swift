@@ -183,8 +183,6 @@ enum Kernel {
         return (effective, permitted)
     }
 
-    static func effectiveCapabilities() -> CapabilitySet { capabilitySets().effective }
-
     /// Makes the effective set exactly `wanted` ∩ permitted, every other capability off
     /// (`cap_clear_flag(3)`, `cap_set_flag(3)`, `cap_set_proc(3)`). The permitted set is kept, so a later
     /// call can raise another one.

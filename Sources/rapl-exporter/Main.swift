@@ -1,5 +1,6 @@
 import ArgumentParser
 import Dispatch
+import Exporter
 import RAPLBackend
 
 #if canImport(Glibc)
@@ -52,7 +53,7 @@ enum Main {
     /// Usage errors (unknown flag, missing value) are one line and exit status 2, like invalid values.
     static func fail(_ error: any Error) -> Never {
         if RAPLExporter.exitCode(for: error) == .validationFailure {
-            FileHandleStderr.write("rapl-exporter: \(RAPLExporter.message(for: error)) (see --help)\n")
+            StandardError.write("rapl-exporter: \(RAPLExporter.message(for: error)) (see --help)\n")
             RAPLExporter.exit(withError: ExitCode(2))
         }
         RAPLExporter.exit(withError: error)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Exporter
 import Logging
 import RAPLBackend
 
@@ -94,14 +95,7 @@ func withConfiguration<T>(_ body: () throws -> T) throws -> T {
     do {
         return try body()
     } catch let error as ConfigurationError {
-        FileHandleStderr.write("rapl-exporter: \(error.description)\n")
+        StandardError.write("rapl-exporter: \(error.description)\n")
         throw ExitCode(2)
-    }
-}
-
-enum FileHandleStderr {
-    static func write(_ text: String) {
-        var t = text
-        t.withUTF8 { buf in _ = Glibc.write(2, buf.baseAddress, buf.count) }
     }
 }
