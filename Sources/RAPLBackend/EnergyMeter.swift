@@ -120,7 +120,7 @@ public final class EnergyMeter {
     /// - Parameter now: monotonic time since any fixed origin (the sampler's clock), for retry and
     ///   stuck timing.
     public func read(now: Duration) {
-        for d in domainFailure.indices { domainFailure[d] = nil }
+        for d in domainFailure.indices where domainFailure[d] != nil { domainFailure[d] = nil }
         let specs = backend.counters
         for i in counters.indices {
             let d = counters[i].domainIndex

@@ -43,6 +43,8 @@ public final class MSRBackend: EnergyBackend {
     /// Package leaders not set up yet.
     private var pending: [CPUPlace] = []
     private var cpus: [Int] = []
+    /// `<dev>/cpu/N/msr` per slot, built once: a read must not format a path.
+    private var devices: [String] = []
     private var fds: DescriptorTable
     private var slots: [Counter] = []
 
@@ -172,6 +174,7 @@ public final class MSRBackend: EnergyBackend {
     private func slot(for cpu: Int) -> Int {
         if let i = cpus.firstIndex(of: cpu) { return i }
         cpus.append(cpu)
+        devices.append(paths.msrDevice(cpu))
         _ = fds.append()
         return cpus.count - 1
     }
@@ -179,7 +182,7 @@ public final class MSRBackend: EnergyBackend {
     private func openSlot(_ slot: Int) -> KernelError? {
         if fds[slot] != nil { return nil }
         do {
-            fds.set(slot, try Kernel.openReadOnly(paths.msrDevice(cpus[slot])))
+            fds.set(slot, try Kernel.openReadOnly(devices[slot]))
             return nil
         } catch {
             return error
@@ -189,7 +192,7 @@ public final class MSRBackend: EnergyBackend {
     private func readRegister(slot: Int, _ register: UInt32) throws(CounterReadError) -> UInt64 {
         if let error = openSlot(slot) { throw Self.describe(error) }
         do {
-            return try Kernel.msrRead(fds[slot]!, register: register, path: paths.msrDevice(cpus[slot]))
+            return try Kernel.msrRead(fds[slot]!, register: register, path: devices[slot])
         } catch {
             throw Self.describe(error, register: register)
         }
