@@ -146,7 +146,7 @@ public enum RemoteWriteAuthorization: Sendable, Equatable {
             let password = Self.stripNewline(try TextFile.read(passwordFile))
             return "Basic " + Base64.encode(Array("\(username):\(password)".utf8))
         case .bearer(let tokenFile):
-            return "Bearer " + Self.stripNewline(try TextFile.read(tokenFile)).trimmingCharacters()
+            return "Bearer " + Self.stripNewline(try TextFile.read(tokenFile)).trimmingWhitespace()
         }
     }
 

@@ -64,22 +64,25 @@ public struct SystemWallClock: WallClock {
     }
 }
 
-/// Writes to standard output with `write(2)`, whole lines at once (no stdio buffering to lose at exit).
-enum StandardOutput {
-    static func write(_ text: String) {
-        var t = text
-        t.withUTF8 { buffer in
-            var offset = 0
-            while offset < buffer.count {
-                let n = Glibc.write(1, buffer.baseAddress! + offset, buffer.count - offset)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    return
-                }
-                offset += n
+/// Writes whole text to a file descriptor with `write(2)`, resuming after partial writes and EINTR.
+private func writeAll(_ fd: CInt, _ text: String) {
+    var t = text
+    t.withUTF8 { buffer in
+        var offset = 0
+        while offset < buffer.count {
+            let n = Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                return
             }
+            offset += n
         }
     }
+}
+
+/// Writes to standard output, whole lines at once (no stdio buffering to lose at exit).
+enum StandardOutput {
+    static func write(_ text: String) { writeAll(1, text) }
 }
 
 /// Replaces a small file atomically: write a temp file beside it, then `rename(2)` over it.
@@ -101,10 +104,7 @@ enum AtomicFile {
     static var processID: Int32 { getpid() }
 }
 
-/// Writes to standard error with `write(2)` (no Foundation).
+/// Writes to standard error (no Foundation).
 public enum StandardError {
-    public static func write(_ text: String) {
-        var t = text
-        t.withUTF8 { buffer in _ = Glibc.write(2, buffer.baseAddress, buffer.count) }
-    }
+    public static func write(_ text: String) { writeAll(2, text) }
 }

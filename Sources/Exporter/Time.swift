@@ -53,14 +53,3 @@ enum CivilTime {
         return days(year: year, month: Int64(month + 1), day: day) * 86400 + h * 3600 + mi * 60 + s
     }
 }
-
-extension Duration {
-    /// Seconds as a Double.
-    public var seconds: Double {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
-    }
-
-    public init(secondsValue: Double) {
-        self = .nanoseconds(Int64((secondsValue * 1e9).rounded()))
-    }
-}

@@ -1,3 +1,5 @@
+import RAPLBackend
+
 /// What one POST came back with.
 public enum TransportResult: Sendable, Equatable {
     case response(status: Int, headers: [(String, String)], body: [UInt8])
@@ -55,7 +57,7 @@ public enum PushDecision: Sendable, Equatable {
 
     /// `Retry-After` as seconds (`120`) or an HTTP date; nil when it is neither.
     public static func parseRetryAfter(_ value: String, nowSeconds: Int64) -> Duration? {
-        let v = value.trimmingCharacters()
+        let v = value.trimmingWhitespace()
         if let seconds = Int64(v), seconds >= 0 { return .seconds(seconds) }
         if let date = CivilTime.parseHTTPDate(v) { return .seconds(max(0, date - nowSeconds)) }
         return nil
@@ -66,16 +68,7 @@ public enum PushDecision: Sendable, Equatable {
         let limit = 256
         var text = String(decoding: body.prefix(limit), as: UTF8.self)
         text = String(text.unicodeScalars.map { $0.value < 0x20 ? " " : Character($0) })
-        text = text.trimmingCharacters()
+        text = text.trimmingWhitespace()
         return body.count > limit ? text + "… (\(body.count) bytes)" : text
-    }
-}
-
-extension String {
-    func trimmingCharacters() -> String {
-        var s = Substring(self)
-        while let f = s.first, f.isWhitespace { s.removeFirst() }
-        while let l = s.last, l.isWhitespace { s.removeLast() }
-        return String(s)
     }
 }

@@ -117,10 +117,22 @@ public struct EnergyUnit: Sendable, Hashable, CustomStringConvertible {
 }
 
 extension StringProtocol {
-    func trimmingWhitespace() -> String {
+    /// Without leading and trailing whitespace (newlines included).
+    public func trimmingWhitespace() -> String {
         let scalars = unicodeScalars
         guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }) else { return "" }
         let last = scalars.lastIndex(where: { !$0.properties.isWhitespace })!
         return String(String.UnicodeScalarView(scalars[first...last]))
+    }
+}
+
+extension Duration {
+    /// Seconds as a Double.
+    public var seconds: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+
+    public init(secondsValue: Double) {
+        self = .nanoseconds(Int64((secondsValue * 1e9).rounded()))
     }
 }

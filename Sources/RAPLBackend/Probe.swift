@@ -53,8 +53,7 @@ public struct ProbeReport: Sendable {
         await sleep(interval)
         let end = ContinuousClock.now
         let simulated = start + interval
-        let seconds = Double((max(end, simulated) - start).components.seconds)
-            + Double((max(end, simulated) - start).components.attoseconds) / 1e18
+        let seconds = (max(end, simulated) - start).seconds
         var results: [BackendResult] = []
         for (kind, result) in opened {
             switch result {
@@ -133,7 +132,7 @@ public struct ProbeReport: Sendable {
 
     public func json(style: NameStyle = .seed) -> JSONValue {
         .object([
-            ("interval_s", .double(Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18)),
+            ("interval_s", .double(interval.seconds)),
             ("capabilities", .string(capabilities.description)),
             ("perf_event_paranoid", perfParanoid.map { .int(Int64($0)) } ?? .null),
             ("auto_choice", autoChoice.map { .string($0.rawValue) } ?? .null),

@@ -171,7 +171,7 @@ struct RunCommand: AsyncParsableCommand {
             }
             extraLabels.append((parts[0], parts[1]))
         }
-        let cumulativeEnv = environment("EXPORT_CUMULATIVE").map { ["1", "true", "yes", "on"].contains($0.lowercased()) } ?? false
+        let exportCumulative = boolean(cumulative, "EXPORT_CUMULATIVE")
         let style = try reading.resolvedNameStyle()
         var settings: RemoteWriteSettings?
         var connection: Connection?
@@ -192,7 +192,7 @@ struct RunCommand: AsyncParsableCommand {
                 requestTimeout: Duration(secondsValue: timeout),
                 shutdownTimeout: Duration(secondsValue: shutdown),
                 labels: {
-                    var l = SeriesLabels(metricName: metric, source: label, nameStyle: style, cumulative: cumulative || cumulativeEnv)
+                    var l = SeriesLabels(metricName: metric, source: label, nameStyle: style, cumulative: exportCumulative)
                     l.extra = extraLabels
                     return l
                 }()
@@ -210,6 +210,7 @@ struct RunCommand: AsyncParsableCommand {
         )
     }
 
+    /// A flag, or its variable set to 1/true/yes/on.
     func boolean(_ flag: Bool, _ variable: String) -> Bool {
         flag || (environment(variable).map { ["1", "true", "yes", "on"].contains($0.lowercased()) } ?? false)
     }
@@ -323,7 +324,7 @@ struct RunCommand: AsyncParsableCommand {
             logger.critical("no backend can read RAPL counters here; run 'rapl-exporter probe' for the reasons and fixes")
             throw ExitCode(1)
         }
-        let keep = keepCapabilities || (environment("KEEP_CAPABILITIES").map { ["1", "true", "yes", "on"].contains($0.lowercased()) } ?? false)
+        let keep = boolean(keepCapabilities, "KEEP_CAPABILITIES")
         if keep {
             logger.notice("capabilities kept (--keep-capabilities): permitted \(Privileges.permitted), effective \(Privileges.effective)")
         } else {
