@@ -1,6 +1,7 @@
 import Logging
 import RAPLBackend
 import ServiceLifecycle
+import Synchronization
 
 /// Batches windows into remote-write requests and delivers them in order, with retry.
 ///
@@ -58,7 +59,78 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         var cumulative: Int?
         var readErrors: Int
         var stuck: Int
-        var total: UInt64 = 0
+    }
+
+    /// What the sampling thread hands over, behind a lock: `accept` appends a window's samples here
+    /// (no actor hop, no allocation once the arrays have grown), and each push interval `cutBatch`
+    /// takes them. The series table lives here too, since new domains add series from `accept`.
+    private struct Intake: ~Copyable {
+        var table = SeriesTable()
+        var byDomain: [Domain: DomainSeries] = [:]
+        /// The series of the last window's domains, in its order, and their cumulative totals (µJ).
+        var domains: [Domain] = []
+        var series: [DomainSeries] = []
+        var totals: [UInt64] = []
+        var pending: [PendingSample] = []
+        var lastTimestamp: Int64 = .min
+        /// The last window's figures, for the self-metrics.
+        var windows = 0
+        var lateWindows: UInt64 = 0
+        var missedWindows: UInt64 = 0
+        var readErrors: [UInt64] = []
+        var stuck: [Bool] = []
+
+        /// A strictly increasing ms timestamp: two windows closing within one millisecond (1 kHz
+        /// sampling) must not produce two samples with one timestamp, which receivers reject.
+        mutating func timestamp(_ microseconds: Int64) -> Int64 {
+            let ms = microseconds / 1000
+            lastTimestamp = ms > lastTimestamp ? ms : lastTimestamp + 1
+            return lastTimestamp
+        }
+
+        mutating func series(for domain: Domain, _ labels: SeriesLabels) -> DomainSeries {
+            if let s = byDomain[domain] { return s }
+            let pairs = SeriesTable.domainLabels(domain, labels)
+            let s = DomainSeries(
+                energy: table.series(labels.metricName, pairs),
+                cumulative: labels.cumulative ? table.series(SeriesLabels.cumulativeMetricName, pairs) : nil,
+                readErrors: table.series("rapl_exporter_read_errors_total", pairs),
+                stuck: table.series("rapl_exporter_domain_stuck", pairs)
+            )
+            byDomain[domain] = s
+            return s
+        }
+
+        mutating func add(_ window: borrowing EnergyWindow, _ labels: SeriesLabels) {
+            if window.domains != domains {
+                // First window, or refresh() found a domain: look the series up again, keeping totals.
+                var carried: [Domain: UInt64] = [:]
+                for (i, d) in domains.enumerated() { carried[d] = totals[i] }
+                domains = window.domains
+                series.removeAll()
+                totals.removeAll()
+                for domain in window.domains {
+                    series.append(series(for: domain, labels))
+                    totals.append(carried[domain] ?? 0)
+                }
+            }
+            let ts = timestamp(window.endMicroseconds)
+            for i in domains.indices {
+                guard let energy = window.energy[i] else { continue }
+                pending.append(PendingSample(series: series[i].energy, value: Double(energy), timestamp: ts))
+                if let cumulative = series[i].cumulative {
+                    totals[i] &+= energy
+                    pending.append(PendingSample(series: cumulative, value: Double(totals[i]) / 1e6, timestamp: ts))
+                }
+            }
+            windows += 1
+            lateWindows = window.lateWindows
+            missedWindows = window.missedWindows
+            readErrors.removeAll(keepingCapacity: true)
+            readErrors.append(contentsOf: window.readErrors)
+            stuck.removeAll(keepingCapacity: true)
+            stuck.append(contentsOf: window.stuck)
+        }
     }
 
     private let settings: RemoteWriteSettings
@@ -69,12 +141,11 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
     private let health: HealthFile?
     private let logger: Logger
 
+    private let intake = Mutex(Intake())
+    /// The table as of the last cut batch: every series a queued sample refers to is in it.
     private var table = SeriesTable()
-    private var domainSeries: [Domain: DomainSeries] = [:]
-    private var pending: [PendingSample] = []
+    private var encoder = RemoteWriteEncoder()
     private var batches: [Batch] = []
-    private var lastTimestamp: Int64 = .min
-    private var lastWindow: EnergyWindow?
     private var selfSeries: [String: Int] = [:]
     public private(set) var statistics = Statistics()
 
@@ -97,58 +168,29 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
     }
 
     /// Samples not yet delivered: pending plus queued batches.
-    public var pendingSamples: Int { pending.count + batches.reduce(0) { $0 + $1.remaining } }
+    public var pendingSamples: Int { intake.withLock { $0.pending.count } + queuedSamples }
+    private var queuedSamples: Int { batches.reduce(0) { $0 + $1.remaining } }
     public var queuedBatches: Int { batches.count }
 
-    /// A strictly increasing ms timestamp: two windows closing within one millisecond (1 kHz sampling)
-    /// must not produce two samples with one timestamp, which receivers reject.
-    private func timestamp(_ microseconds: Int64) -> Int64 {
-        let ms = microseconds / 1000
-        lastTimestamp = ms > lastTimestamp ? ms : lastTimestamp + 1
-        return lastTimestamp
-    }
-
-    private func series(for domain: Domain) -> DomainSeries {
-        if let s = domainSeries[domain] { return s }
-        let labels = SeriesTable.domainLabels(domain, settings.labels)
-        let s = DomainSeries(
-            energy: table.series(settings.labels.metricName, labels),
-            cumulative: settings.labels.cumulative ? table.series(SeriesLabels.cumulativeMetricName, labels) : nil,
-            readErrors: table.series("rapl_exporter_read_errors_total", labels),
-            stuck: table.series("rapl_exporter_domain_stuck", labels)
-        )
-        domainSeries[domain] = s
-        return s
-    }
-
-    public func accept(_ window: EnergyWindow) {
-        let ts = timestamp(window.endMicroseconds)
-        for (i, domain) in window.domains.enumerated() {
-            var s = series(for: domain)
-            guard let energy = window.energy[i] else { continue }
-            pending.append(PendingSample(series: s.energy, value: Double(energy), timestamp: ts))
-            if let cumulative = s.cumulative {
-                s.total &+= energy
-                domainSeries[domain] = s
-                pending.append(PendingSample(series: cumulative, value: Double(s.total) / 1e6, timestamp: ts))
-            }
-        }
-        lastWindow = window
-    }
-
-    private func selfMetric(_ name: String, _ extra: [(String, String)] = []) -> Int {
-        let key = name + extra.map { "|\($0.0)=\($0.1)" }.joined()
-        if let i = selfSeries[key] { return i }
-        let i = table.series(name, extra + [("source", settings.labels.source)] + settings.labels.extra)
-        selfSeries[key] = i
-        return i
+    /// Called on the sampling thread: appends the window's samples under the intake lock.
+    public nonisolated func accept(_ window: borrowing EnergyWindow) {
+        intake.withLock { $0.add(window, settings.labels) }
     }
 
     /// Appends the self-metrics, stamped now.
-    private func appendSelfMetrics(to samples: inout [PendingSample]) {
-        let ts = timestamp(wallClock.nowMicroseconds())
+    private func appendSelfMetrics(to samples: inout [PendingSample], _ intake: inout Intake, pendingBefore: Int) {
+        let ts = intake.timestamp(wallClock.nowMicroseconds())
+        let labels = [("source", settings.labels.source)] + settings.labels.extra
         func add(_ name: String, _ value: Double, _ extra: [(String, String)] = []) {
-            samples.append(PendingSample(series: selfMetric(name, extra), value: value, timestamp: ts))
+            let key = name + extra.map { "|\($0.0)=\($0.1)" }.joined()
+            let series: Int
+            if let i = selfSeries[key] {
+                series = i
+            } else {
+                series = intake.table.series(name, extra + labels)
+                selfSeries[key] = series
+            }
+            samples.append(PendingSample(series: series, value: value, timestamp: ts))
         }
         let stats = statistics
         add("rapl_exporter_samples_sent_total", Double(stats.sent))
@@ -157,24 +199,29 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         for reason in DropReason.allCases {
             add("rapl_exporter_samples_dropped_total", Double(stats.dropped[reason] ?? 0), [("reason", reason.rawValue)])
         }
-        add("rapl_exporter_samples_pending", Double(pendingSamples))
+        add("rapl_exporter_samples_pending", Double(pendingBefore))
         add("rapl_exporter_push_duration_seconds", stats.lastPushDuration.seconds)
-        if let window = lastWindow {
-            add("rapl_exporter_windows_late_total", Double(window.lateWindows))
-            add("rapl_exporter_windows_missed_total", Double(window.missedWindows))
-            for (i, domain) in window.domains.enumerated() {
-                let s = series(for: domain)
-                samples.append(PendingSample(series: s.readErrors, value: Double(window.readErrors[i]), timestamp: ts))
-                samples.append(PendingSample(series: s.stuck, value: window.stuck[i] ? 1 : 0, timestamp: ts))
+        if intake.windows > 0 {
+            add("rapl_exporter_windows_late_total", Double(intake.lateWindows))
+            add("rapl_exporter_windows_missed_total", Double(intake.missedWindows))
+            for i in intake.domains.indices {
+                let s = intake.series[i]
+                samples.append(PendingSample(series: s.readErrors, value: Double(intake.readErrors[i]), timestamp: ts))
+                samples.append(PendingSample(series: s.stuck, value: intake.stuck[i] ? 1 : 0, timestamp: ts))
             }
         }
     }
 
     /// Turns what is pending into a batch (with the self-metrics) and enforces the queue bound.
     func cutBatch() {
-        var samples = pending
-        pending.removeAll(keepingCapacity: true)
-        appendSelfMetrics(to: &samples)
+        let queued = queuedSamples
+        let samples = intake.withLock { intake -> [PendingSample] in
+            var samples = intake.pending
+            intake.pending.removeAll(keepingCapacity: true)
+            appendSelfMetrics(to: &samples, &intake, pendingBefore: samples.count + queued)
+            table = intake.table
+            return samples
+        }
         batches.append(Batch(samples: samples))
         while batches.count > settings.maxQueuedBatches {
             let dropped = batches.removeFirst()
@@ -253,7 +300,7 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
             let count = UInt64(to - from)
             let attempts = batches[0].attempts
             if attempts > 0 { statistics.retried += count }
-            let body = table.encode(batches[0].samples[from..<to])
+            let body = encoder.encode(batches[0].samples[from..<to], table: table)
             let start = clock.now
             let result = await transport.send(body, timeout: timeout)
             statistics.lastPushDuration = start.duration(to: clock.now)

@@ -27,7 +27,11 @@ public struct EnergyWindow: Sendable {
 
 /// Receives windows: the remote writer, the stdout printer.
 public protocol WindowSink: Sendable {
-    func accept(_ window: EnergyWindow) async
+    /// Called on the sampling thread at the end of every window, so it must return quickly (the remote
+    /// writer appends to a locked buffer; stdout is one `write(2)`). The sampler reuses the window's
+    /// arrays for the next window: a sink that keeps them (rather than copying their elements) makes the
+    /// next window allocate.
+    func accept(_ window: borrowing EnergyWindow)
 }
 
 /// Decides, from a wake-up time, how late a window is and which deadline comes next.
@@ -103,15 +107,24 @@ public struct MicrosecondHistogram: Sendable, Equatable {
 }
 
 /// Reads the meter at the end of every window, back to back on a monotonic clock, and hands each
-/// window to a sink. Generic over `Clock` so tests drive it with a manual clock.
+/// window to a sink.
 ///
-/// Window k's energy is the meter's total at its end minus the total at its start, so the windows of a
-/// run add up to the counters' change exactly. On graceful shutdown (SIGTERM/SIGINT, or `--duration`)
-/// the current window is closed early and sent as the final one.
-public final class Sampler<C: Clock>: Service where C.Duration == Duration {
-    /// The meter is not Sendable: it is handed over once to the task that runs the sampler.
+/// Sampling runs on a thread of its own that sleeps until each absolute deadline (`SamplingTimer`,
+/// injected in tests): at 1 kHz the per-window cost is the wait, the reads and a locked append — no
+/// async job switch, no allocation. Window k's energy is the meter's total at its end minus the total
+/// at its start, so the windows of a run add up to the counters' change exactly. On graceful shutdown
+/// (SIGTERM/SIGINT, or `--duration`) the current window is closed early and sent as the final one.
+public final class Sampler: Service {
+    public struct ThreadNotStarted: Error, CustomStringConvertible {
+        public let errno: CInt
+        public var description: String {
+            "cannot start the sampling thread (pthread_create: errno \(errno)); check the container's pids limit (pids.max) and RLIMIT_NPROC"
+        }
+    }
+
+    /// The meter is not Sendable: it is handed over once to the sampling thread.
     private let meter: Mutex<EnergyMeter?>
-    private let clock: C
+    private let timer: any SamplingTimer
     private let wallClock: any WallClock
     private let interval: Duration
     private let sink: any WindowSink
@@ -123,7 +136,7 @@ public final class Sampler<C: Clock>: Service where C.Duration == Duration {
         meter: sending EnergyMeter,
         interval: Duration,
         sink: any WindowSink,
-        clock: C,
+        timer: any SamplingTimer = MonotonicTimer(),
         wallClock: any WallClock = SystemWallClock(),
         refreshInterval: Duration = .seconds(10),
         health: HealthFile? = nil,
@@ -131,7 +144,7 @@ public final class Sampler<C: Clock>: Service where C.Duration == Duration {
     ) {
         self.health = health
         self.meter = Mutex(meter)
-        self.clock = clock
+        self.timer = timer
         self.wallClock = wallClock
         self.interval = interval
         self.sink = sink
@@ -140,41 +153,47 @@ public final class Sampler<C: Clock>: Service where C.Duration == Duration {
     }
 
     public func run() async throws {
-        // One child task takes the meter and samples until cancelled; this task waits for graceful shutdown (or its own
-        // cancellation) and then cancels it. Waiting once, not around every sleep, keeps the per-window
-        // cost to the sleep itself.
-        await withTaskGroup(of: Void.self) { group in
+        // One child waits for the sampling thread to end; the other waits for graceful shutdown (or
+        // cancellation) and stops the timer, which makes the thread close its final window and end.
+        try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                guard let meter = self.meter.withLock({ $0.take() }) else { return }
-                await self.sample(meter)
+                try await withCheckedThrowingContinuation { (done: CheckedContinuation<Void, any Error>) in
+                    let (started, error) = DedicatedThread.start(name: "rapl-sampler") {
+                        if let meter = self.meter.withLock({ $0.take() }) { self.sample(meter) }
+                        done.resume()
+                    }
+                    if !started { done.resume(throwing: ThreadNotStarted(errno: error)) }
+                }
             }
-            do { try await gracefulShutdown() } catch {}
-            group.cancelAll()
+            group.addTask {
+                do { try await gracefulShutdown() } catch {}
+                self.timer.stop()
+            }
+            defer { timer.stop() }
+            try await group.next()
         }
     }
 
-    /// The sampling loop; returns after the final window once the task is cancelled.
-    private func sample(_ meter: EnergyMeter) async {
-        let origin = clock.now
+    /// The sampling loop, on the sampling thread; returns after the final window once the timer is stopped.
+    private func sample(_ meter: EnergyMeter) {
+        let origin = timer.now()
         meter.read(now: .zero)
         var schedule = WindowSchedule(interval: interval)
         var previousDomains = meter.domains
         var previousTotals = meter.totals
         var windowStart = Duration.zero
-        var windowStartWall = wallClock.nowMicroseconds()
+        let startWall = wallClock.nowMicroseconds()
         var lastRefresh = Duration.zero
         logger.info("sampling every \(interval) over \(meter.domains.count) domains with \(meter.backend.kind)")
-        var energy: [UInt64?] = []
+        // One window value whose arrays are refilled in place every window.
+        var window = EnergyWindow(
+            startMicroseconds: startWall, endMicroseconds: startWall, duration: .zero, domains: meter.domains,
+            energy: [], stuck: [], readErrors: meter.readErrors, lateWindows: 0, missedWindows: 0, isFinal: false
+        )
         var windows = 0
         while true {
-            let deadline = origin.advanced(by: schedule.nextDeadline)
-            var final = false
-            do {
-                try await clock.sleep(until: deadline, tolerance: nil)
-            } catch {
-                final = true
-            }
-            let elapsed = origin.duration(to: clock.now)
+            let final = !timer.wait(until: origin + schedule.nextDeadline)
+            let elapsed = timer.now() - origin
             let endWall = wallClock.nowMicroseconds()
             meter.read(now: elapsed)
             if !final { schedule.wokeUp(at: elapsed) }
@@ -184,37 +203,31 @@ public final class Sampler<C: Clock>: Service where C.Duration == Duration {
                 previousTotals = meter.domains.map { d in previousDomains.firstIndex(of: d).map { previousTotals[$0] } ?? 0 }
                 previousDomains = meter.domains
             }
-            energy.removeAll(keepingCapacity: true)
-            var stuck: [Bool] = []
-            stuck.reserveCapacity(meter.domains.count)
+            window.energy.removeAll(keepingCapacity: true)
+            window.stuck.removeAll(keepingCapacity: true)
             for i in meter.domains.indices {
                 switch meter.statuses[i] {
                 case .failed:
-                    energy.append(nil)
-                    stuck.append(false)
+                    window.energy.append(nil)
+                    window.stuck.append(false)
                 case .ok, .stuck:
-                    energy.append(meter.totals[i] &- previousTotals[i])
+                    window.energy.append(meter.totals[i] &- previousTotals[i])
                     previousTotals[i] = meter.totals[i]
-                    stuck.append(meter.statuses[i] == .stuck)
+                    window.stuck.append(meter.statuses[i] == .stuck)
                 }
             }
-            let window = EnergyWindow(
-                startMicroseconds: windowStartWall,
-                endMicroseconds: endWall,
-                duration: elapsed - windowStart,
-                domains: meter.domains,
-                energy: energy,
-                stuck: stuck,
-                readErrors: meter.readErrors,
-                lateWindows: schedule.late,
-                missedWindows: schedule.missed,
-                isFinal: final
-            )
-            await sink.accept(window)
+            window.startMicroseconds = window.endMicroseconds
+            window.endMicroseconds = endWall
+            window.duration = elapsed - windowStart
+            window.domains = meter.domains
+            window.readErrors = meter.readErrors
+            window.lateWindows = schedule.late
+            window.missedWindows = schedule.missed
+            window.isFinal = final
+            sink.accept(window)
             health?.windowClosed()
             windows += 1
             windowStart = elapsed
-            windowStartWall = endWall
             if final {
                 let e = schedule.lengthError
                 logger.info(

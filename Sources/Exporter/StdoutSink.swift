@@ -11,11 +11,11 @@ public struct StdoutSink: WindowSink {
 
     public init(style: NameStyle) { self.style = style }
 
-    public func accept(_ window: EnergyWindow) async {
+    public func accept(_ window: borrowing EnergyWindow) {
         StandardOutput.write(line(window) + "\n")
     }
 
-    public func line(_ window: EnergyWindow) -> String {
+    public func line(_ window: borrowing EnergyWindow) -> String {
         var fields: [(String, JSONValue)] = [
             ("timestamp", .string(CivilTime.iso8601(microseconds: window.startMicroseconds))),
             ("duration", .double(window.duration.seconds)),

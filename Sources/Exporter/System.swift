@@ -4,20 +4,25 @@ import CSnappy
 public enum Snappy {
     /// Compresses `input` with `snappy_compress(3)`.
     public static func compress(_ input: [UInt8]) -> [UInt8] {
-        var length = snappy_max_compressed_length(input.count)
-        var output = [UInt8](repeating: 0, count: length)
-        let status = input.withUnsafeBufferPointer { src in
-            output.withUnsafeMutableBufferPointer { dst in
-                src.baseAddress!.withMemoryRebound(to: CChar.self, capacity: max(src.count, 1)) { s in
-                    dst.baseAddress!.withMemoryRebound(to: CChar.self, capacity: dst.count) { d in
-                        snappy_compress(s, src.count, d, &length)
-                    }
-                }
-            }
+        var scratch: [UInt8] = []
+        return input.withUnsafeBytes { compress($0, into: &scratch) }
+    }
+
+    /// Compresses `input` with `snappy_compress(3)` into `scratch` (grown once to
+    /// `snappy_max_compressed_length` and then reused) and returns the compressed bytes.
+    public static func compress(_ input: UnsafeRawBufferPointer, into scratch: inout [UInt8]) -> [UInt8] {
+        let bound = snappy_max_compressed_length(input.count)
+        if scratch.count < bound { scratch.append(contentsOf: repeatElement(0, count: bound - scratch.count)) }
+        var length = bound
+        let status = scratch.withUnsafeMutableBytes { dst in
+            // An empty input still needs a valid pointer; any will do for 0 bytes.
+            let source = input.baseAddress ?? UnsafeRawPointer(dst.baseAddress!)
+            return snappy_compress(
+                source.assumingMemoryBound(to: CChar.self), input.count,
+                dst.baseAddress!.assumingMemoryBound(to: CChar.self), &length)
         }
         precondition(status == SNAPPY_OK, "snappy_compress cannot fail with a buffer of snappy_max_compressed_length")
-        output.removeLast(output.count - length)
-        return output
+        return Array(scratch[..<length])
     }
 
     /// Decompresses a snappy block; nil when the input is not valid snappy.
@@ -107,4 +112,107 @@ enum AtomicFile {
 /// Writes to standard error (no Foundation).
 public enum StandardError {
     public static func write(_ text: String) { writeAll(2, text) }
+}
+
+/// The sampler's time source: a monotonic clock and a blocking wait for an absolute deadline on it.
+/// The sampler runs on a thread of its own and waits here, not on Swift concurrency's timers: one
+/// futex wait per window, no job switch, no timer coalescing. Injected in tests.
+public protocol SamplingTimer: Sendable {
+    /// Monotonic time since an arbitrary origin.
+    func now() -> Duration
+    /// Blocks the calling thread until `now() >= deadline`; returns false at once (or as soon as it
+    /// happens) when `stop()` has been called.
+    func wait(until deadline: Duration) -> Bool
+    /// Ends the current wait and every later one.
+    func stop()
+}
+
+/// `CLOCK_MONOTONIC`, waited on with `pthread_cond_timedwait(3)` on a condition variable set to that
+/// clock: the kernel sleeps until the absolute deadline (no drift from computing relative timeouts),
+/// and `stop()` wakes the wait at once.
+public final class MonotonicTimer: SamplingTimer, @unchecked Sendable {
+    // Guarded by `mutex`; the pthread objects live at stable addresses for the timer's lifetime.
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var stopped = false
+
+    public init() {
+        pthread_mutex_init(mutex, nil)
+        var attributes = pthread_condattr_t()
+        pthread_condattr_init(&attributes)
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+        pthread_cond_init(condition, &attributes)
+        pthread_condattr_destroy(&attributes)
+    }
+
+    deinit {
+        pthread_cond_destroy(condition)
+        pthread_mutex_destroy(mutex)
+        condition.deallocate()
+        mutex.deallocate()
+    }
+
+    /// `clock_gettime(CLOCK_MONOTONIC)`.
+    public func now() -> Duration {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return .seconds(Int64(ts.tv_sec)) + .nanoseconds(Int64(ts.tv_nsec))
+    }
+
+    public func wait(until deadline: Duration) -> Bool {
+        let (seconds, attoseconds) = deadline.components
+        var ts = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        while !stopped {
+            // ETIMEDOUT once the deadline has passed; 0 on stop() or a spurious wake-up (checked again).
+            if pthread_cond_timedwait(condition, mutex, &ts) == ETIMEDOUT { return !stopped }
+        }
+        return false
+    }
+
+    public func stop() {
+        pthread_mutex_lock(mutex)
+        stopped = true
+        pthread_cond_broadcast(condition)
+        pthread_mutex_unlock(mutex)
+    }
+}
+
+/// A detached thread of its own (`pthread_create(3)`), named for `top -H` and `/proc/PID/task` (by
+/// writing `/proc/thread-self/comm`: `pthread_setname_np` is not in Swift's Glibc module).
+enum DedicatedThread {
+    private final class Body {
+        let run: @Sendable () -> Void
+        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+    }
+
+    /// Starts `body` on a new thread; false (with errno's reason in `error`) when none can be created.
+    static func start(name: String, _ body: @escaping @Sendable () -> Void) -> (started: Bool, error: CInt) {
+        let named: @Sendable () -> Void = {
+            let fd = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+            if fd >= 0 {
+                var comm = String(name.prefix(15))
+                _ = comm.withUTF8 { Glibc.write(fd, $0.baseAddress, $0.count) }
+                close(fd)
+            }
+            body()
+        }
+        let context = Unmanaged.passRetained(Body(named)).toOpaque()
+        var attributes = pthread_attr_t()
+        pthread_attr_init(&attributes)
+        defer { pthread_attr_destroy(&attributes) }
+        pthread_attr_setdetachstate(&attributes, CInt(PTHREAD_CREATE_DETACHED))
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, &attributes, { context in
+            let body = Unmanaged<Body>.fromOpaque(context!).takeRetainedValue()
+            body.run()
+            return nil
+        }, context)
+        guard rc == 0 else {
+            Unmanaged<Body>.fromOpaque(context).release()
+            return (false, rc)
+        }
+        return (true, 0)
+    }
 }

@@ -359,7 +359,7 @@ struct RunCommand: AsyncParsableCommand {
             logger.info("printing one JSON line per window to stdout")
         }
         // Shut down in reverse order: the sampler closes its window first, then the writer flushes.
-        services.append(Sampler(meter: meter, interval: config.scrape, sink: sink, clock: clock, health: health))
+        services.append(Sampler(meter: meter, interval: config.scrape, sink: sink, health: health))
         var groupConfiguration = ServiceGroupConfiguration(
             services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],

@@ -86,9 +86,9 @@ import RAPLBackend
         let transport = RecordingTransport()
         let w = writer(transport) { $0.labels.source = "lab-7" }
         let t = Int64(1_800_000_000_000_000)
-        await w.accept(window([100, 40], endMicros: t + 100_000))
-        await w.accept(window([101, nil], endMicros: t + 200_000))
-        await w.accept(window([102, 42], endMicros: t + 300_000))
+        w.accept(window([100, 40], endMicros: t + 100_000))
+        w.accept(window([101, nil], endMicros: t + 200_000))
+        w.accept(window([102, 42], endMicros: t + 300_000))
         await w.cutBatch()
         await w.drain(until: nil)
         let requests = transport.requests
@@ -115,7 +115,7 @@ import RAPLBackend
     @Test func extraLabelsGoOnEverySeries() async {
         let transport = RecordingTransport()
         let w = writer(transport) { $0.labels.extra = [("node", "web-1")] }
-        await w.accept(window([1], endMicros: 1_800_000_000_000_000))
+        w.accept(window([1], endMicros: 1_800_000_000_000_000))
         await w.cutBatch()
         await w.drain(until: nil)
         let series = transport.requests[0].timeseries
@@ -128,9 +128,9 @@ import RAPLBackend
         let transport = RecordingTransport()
         let w = writer(transport)
         let t = Int64(1_800_000_000_000_000)
-        await w.accept(window([1], endMicros: t + 1_100))
-        await w.accept(window([2], endMicros: t + 1_900))
-        await w.accept(window([3], endMicros: t + 3_000))
+        w.accept(window([1], endMicros: t + 1_100))
+        w.accept(window([2], endMicros: t + 1_900))
+        w.accept(window([3], endMicros: t + 3_000))
         await w.cutBatch()
         await w.drain(until: nil)
         #expect(energy(transport.requests).map(\.0) == [1_800_000_000_001, 1_800_000_000_002, 1_800_000_000_003])
@@ -140,7 +140,7 @@ import RAPLBackend
         let transport = RecordingTransport()
         let w = writer(transport) { $0.maxSamplesPerRequest = 4 }
         let t = Int64(1_800_000_000_000_000)
-        for i in 0..<10 { await w.accept(window([UInt64(i)], endMicros: t + Int64(i) * 100_000)) }
+        for i in 0..<10 { w.accept(window([UInt64(i)], endMicros: t + Int64(i) * 100_000)) }
         await w.cutBatch()
         await w.drain(until: nil)
         let requests = transport.requests
@@ -153,7 +153,7 @@ import RAPLBackend
         let transport = RecordingTransport([.response(status: 500, headers: [], body: Array("busy".utf8))])
         let clock = TestClock()
         let w = writer(transport, clock: clock)
-        await w.accept(window([7], endMicros: 1_800_000_000_000_000))
+        w.accept(window([7], endMicros: 1_800_000_000_000_000))
         await w.cutBatch()
         await w.drain(until: nil)
         #expect(transport.bodies.count == 1)
@@ -177,7 +177,7 @@ import RAPLBackend
         let transport = RecordingTransport([.response(status: 429, headers: [("Retry-After", "7")], body: [])])
         let clock = TestClock()
         let w = writer(transport, clock: clock)
-        await w.accept(window([7], endMicros: 1_800_000_000_000_000))
+        w.accept(window([7], endMicros: 1_800_000_000_000_000))
         await w.cutBatch()
         await w.drain(until: nil)
         clock.advance(by: .milliseconds(6999))
@@ -193,11 +193,11 @@ import RAPLBackend
         let log = LogCapture()
         let transport = RecordingTransport([.response(status: 400, headers: [], body: Array("out of order sample".utf8))])
         let w = writer(transport, logger: log)
-        await w.accept(window([7], endMicros: 1_800_000_000_000_000))
+        w.accept(window([7], endMicros: 1_800_000_000_000_000))
         await w.cutBatch()
         let batchSize = await w.pendingSamples
         await w.drain(until: nil)
-        await w.accept(window([8], endMicros: 1_800_000_000_100_000))
+        w.accept(window([8], endMicros: 1_800_000_000_100_000))
         await w.cutBatch()
         await w.drain(until: nil)
         #expect(transport.bodies.count == 2)
@@ -215,7 +215,7 @@ import RAPLBackend
         var sizes: [Int] = []
         for i in 0..<4 {
             let before = await w.pendingSamples
-            await w.accept(window([UInt64(i)], endMicros: 1_800_000_000_000_000 + Int64(i) * 4_000_000))
+            w.accept(window([UInt64(i)], endMicros: 1_800_000_000_000_000 + Int64(i) * 4_000_000))
             await w.cutBatch()
             sizes.append(await w.pendingSamples - before)
             await w.drain(until: nil)
@@ -240,12 +240,12 @@ import RAPLBackend
         let wall = TestWallClock()
         let w = writer(transport, clock: clock, wall: wall) { $0.maxSampleAge = .seconds(60) }
         let t = wall.nowMicroseconds()
-        await w.accept(window([7], endMicros: t))
+        w.accept(window([7], endMicros: t))
         await w.cutBatch()
         await w.drain(until: nil)  // fails, retry in 0.5 s
         wall.advance(by: .seconds(61))
         clock.advance(by: .seconds(1))
-        await w.accept(window([8], endMicros: wall.nowMicroseconds()))
+        w.accept(window([8], endMicros: wall.nowMicroseconds()))
         await w.cutBatch()
         await w.drain(until: nil)
         let stats = await w.statistics
@@ -259,7 +259,7 @@ import RAPLBackend
         let transport = RecordingTransport([.response(status: 503, headers: [("Retry-After", "2")], body: [])])
         let clock = TestClock()
         let w = writer(transport, clock: clock) { $0.shutdownTimeout = .seconds(10) }
-        await w.accept(window([5], endMicros: 1_800_000_000_000_000))
+        w.accept(window([5], endMicros: 1_800_000_000_000_000))
         let flush = Task { await w.flush() }
         await clock.waitForSleepers()
         #expect(transport.bodies.count == 1)
@@ -275,7 +275,7 @@ import RAPLBackend
         let log = LogCapture()
         let transport = RecordingTransport([.response(status: 503, headers: [("Retry-After", "60")], body: [])])
         let w = writer(transport, logger: log) { $0.shutdownTimeout = .seconds(10) }
-        await w.accept(window([5], endMicros: 1_800_000_000_000_000))
+        w.accept(window([5], endMicros: 1_800_000_000_000_000))
         await w.flush()
         let stats = await w.statistics
         #expect(stats.dropped[.shutdown] ?? 0 > 0)
@@ -288,11 +288,11 @@ import RAPLBackend
         let w = writer(transport, clock: clock)
         let task = Task { try await w.run() }
         await clock.waitForSleepers()
-        await w.accept(window([1], endMicros: 1_800_000_000_000_000))
+        w.accept(window([1], endMicros: 1_800_000_000_000_000))
         clock.advance(by: .seconds(4))
         await clock.waitForSleepers()
         #expect(energy(transport.requests).map(\.1) == [1])
-        await w.accept(window([2], endMicros: 1_800_000_000_100_000))
+        w.accept(window([2], endMicros: 1_800_000_000_100_000))
         task.cancel()
         try await task.value
         #expect(energy(transport.requests).map(\.1) == [1, 2])
@@ -301,8 +301,8 @@ import RAPLBackend
     @Test func cumulativeCounterInJoules() async {
         let transport = RecordingTransport()
         let w = writer(transport) { $0.labels.cumulative = true }
-        await w.accept(window([1_500_000], endMicros: 1_800_000_000_000_000))
-        await w.accept(window([2_000_000], endMicros: 1_800_000_000_100_000))
+        w.accept(window([1_500_000], endMicros: 1_800_000_000_000_000))
+        w.accept(window([2_000_000], endMicros: 1_800_000_000_100_000))
         await w.cutBatch()
         await w.drain(until: nil)
         let total = transport.requests.flatMap { $0.samples(["__name__": "rapl_energy_joules_total", "component": "package-0"]) }

@@ -1,3 +1,4 @@
+import Foundation
 import Synchronization
 import Testing
 import RAPLBackend
@@ -34,27 +35,92 @@ final class Reads: Sendable {
     var value: UInt64 { count.withLock { $0 } }
 }
 
-actor RecordingSink: WindowSink {
-    private(set) var windows: [EnergyWindow] = []
-    func accept(_ window: EnergyWindow) { windows.append(window) }
+final class RecordingSink: WindowSink {
+    private let recorded = Mutex<[EnergyWindow]>([])
+    var windows: [EnergyWindow] { recorded.withLock { $0 } }
+    func accept(_ window: borrowing EnergyWindow) {
+        let copy = copy window
+        recorded.withLock { $0.append(copy) }
+    }
+}
+
+/// A manual sampling timer: time moves only when the test advances it; `wait` blocks the sampling
+/// thread until then. The test side waits for the sampler's next wait (state, not wall time; the
+/// 10 s limit only turns a hang into a failure).
+final class ManualTimer: SamplingTimer, @unchecked Sendable {
+    private let condition = NSCondition()
+    private var current: Duration = .zero
+    private var waitingFor: Duration?
+    private var stopped = false
+
+    func now() -> Duration {
+        condition.lock()
+        defer { condition.unlock() }
+        return current
+    }
+
+    func wait(until deadline: Duration) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while !stopped && current < deadline {
+            waitingFor = deadline
+            condition.broadcast()
+            condition.wait()
+        }
+        waitingFor = nil
+        return !stopped
+    }
+
+    func stop() {
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func advance(by d: Duration) {
+        condition.lock()
+        current += d
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// The deadline the sampler waits for, if it waits for one still ahead.
+    private func pendingDeadline() -> Duration? {
+        condition.lock()
+        defer { condition.unlock() }
+        if let w = waitingFor, w > current { return w }
+        return nil
+    }
+
+    /// Yields until the sampler waits for a deadline still ahead; returns that deadline (nil after 10 s).
+    /// It must not block: the sampler's service task needs the cooperative pool to start the thread.
+    func nextWait() async -> Duration? {
+        let limit = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < limit {
+            if let waiting = pendingDeadline() { return waiting }
+            await Task.yield()
+        }
+        return nil
+    }
 }
 
 @Suite struct SamplerTests {
     @Test func windowsAreBackToBackExactAndTheLastIsClosedOnShutdown() async throws {
         let reads = Reads()
-        let clock = TestClock()
+        let timer = ManualTimer()
         let sink = RecordingSink()
-        let sampler = Sampler(meter: EnergyMeter(backend: StepBackend(step: 1000, reads: reads)), interval: .milliseconds(100), sink: sink, clock: clock, wallClock: TestWallClock())
+        let sampler = Sampler(meter: EnergyMeter(backend: StepBackend(step: 1000, reads: reads)), interval: .milliseconds(100), sink: sink, timer: timer, wallClock: TestWallClock())
         let task = Task { try await sampler.run() }
         for _ in 0..<5 {
-            await clock.waitForSleepers()
-            clock.advance(by: .milliseconds(100))
+            #expect(await timer.nextWait() != nil)
+            timer.advance(by: .milliseconds(100))
         }
-        await clock.waitForSleepers()
-        clock.advance(by: .milliseconds(30))  // part of a window, then shutdown
+        #expect(await timer.nextWait() == .milliseconds(600))
+        timer.advance(by: .milliseconds(30))  // part of a window, then shutdown
         task.cancel()
         try await task.value
-        let windows = await sink.windows
+        let windows = sink.windows
         #expect(windows.count == 6)
         #expect(windows.dropLast().allSatisfy { $0.duration == .milliseconds(100) && !$0.isFinal })
         #expect(windows.last?.isFinal == true)
@@ -69,24 +135,37 @@ actor RecordingSink: WindowSink {
 
     @Test func aLateWakeUpIsCountedAndTheWindowStaysExact() async throws {
         let reads = Reads()
-        let clock = TestClock()
+        let timer = ManualTimer()
         let sink = RecordingSink()
-        let sampler = Sampler(meter: EnergyMeter(backend: StepBackend(step: 10, reads: reads)), interval: .milliseconds(100), sink: sink, clock: clock, wallClock: TestWallClock())
+        let sampler = Sampler(meter: EnergyMeter(backend: StepBackend(step: 10, reads: reads)), interval: .milliseconds(100), sink: sink, timer: timer, wallClock: TestWallClock())
         let task = Task { try await sampler.run() }
-        await clock.waitForSleepers()
-        clock.advance(by: .milliseconds(250))  // deadline at 100 ms, woke at 250 ms: late, 200 ms missed
-        await clock.waitForSleepers()
-        #expect(clock.nextDeadline == TestClock.Instant(offset: .milliseconds(300)))
-        clock.advance(by: .milliseconds(50))
-        await clock.waitForSleepers()
+        #expect(await timer.nextWait() == .milliseconds(100))
+        timer.advance(by: .milliseconds(250))  // deadline at 100 ms, woke at 250 ms: late, 200 ms missed
+        #expect(await timer.nextWait() == .milliseconds(300))
+        timer.advance(by: .milliseconds(50))
+        #expect(await timer.nextWait() == .milliseconds(400))
         task.cancel()
         try await task.value
-        let windows = await sink.windows
+        let windows = sink.windows
         #expect(windows[0].duration == .milliseconds(250))
         #expect(windows[0].lateWindows == 1)
         #expect(windows[0].missedWindows == 1)
         #expect(windows[1].duration == .milliseconds(50))
         #expect(windows.map { $0.energy[0]! }.reduce(0, +) == EnergyUnit.joulesPowerOfTwo(14).microjoules(UInt128(10 * (reads.value - 1))))
+    }
+
+    /// The real timer: a wait for a deadline in the past returns at once, stop() ends a long wait, and
+    /// every later wait returns false.
+    @Test func monotonicTimerWaitsForAbsoluteDeadlinesAndStops() async throws {
+        let timer = MonotonicTimer()
+        let start = timer.now()
+        #expect(timer.wait(until: start - .seconds(1)))
+        #expect(timer.wait(until: start + .milliseconds(2)))
+        #expect(timer.now() >= start + .milliseconds(2))
+        let waiting = Task.detached { timer.wait(until: timer.now() + .seconds(3600)) }
+        timer.stop()
+        #expect(await waiting.value == false)
+        #expect(timer.wait(until: timer.now() + .seconds(3600)) == false)
     }
 
     @Test func histogramPercentiles() {

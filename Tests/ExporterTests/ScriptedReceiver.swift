@@ -5,6 +5,7 @@ import NIOPosix
 import NIOSSL
 import Synchronization
 @testable import Exporter
+import RemoteWriteProtobuf
 
 /// An in-process HTTP receiver on 127.0.0.1 that answers from a script (then 204), records every
 /// request with its arrival time, and can hang without answering.

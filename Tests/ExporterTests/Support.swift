@@ -3,6 +3,7 @@ import Logging
 import RAPLBackend
 import Synchronization
 @testable import Exporter
+import RemoteWriteProtobuf
 
 /// A manual clock: time moves only when a test advances it. `sleep` suspends until then.
 final class TestClock: Clock, Sendable {

@@ -2,7 +2,10 @@ import Foundation
 
 /// Runs the real `rapl-exporter` binary (built next to the test bundle).
 public enum Binary {
+    /// `RAPL_EXPORTER_BINARY` when set (to run the tests against the release binary), else the one
+    /// built next to the test bundle.
     public static var path: String {
+        if let binary = ProcessInfo.processInfo.environment["RAPL_EXPORTER_BINARY"], !binary.isEmpty { return binary }
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         return (exe as NSString).deletingLastPathComponent + "/rapl-exporter"
     }

@@ -1,0 +1,92 @@
+import RemoteWriteProtobuf
+import SwiftProtobuf
+import Testing
+@testable import Exporter
+
+/// The hand-written remote-write encoder against the generated swift-protobuf types.
+@Suite struct EncodingTests {
+    /// What swift-protobuf serializes for the same samples: one TimeSeries per series in order of first
+    /// appearance, samples in the order given.
+    func reference(_ samples: [PendingSample], _ table: SeriesTable) throws -> [UInt8] {
+        var order: [Int] = []
+        var grouped: [Int: [Prometheus_Sample]] = [:]
+        for s in samples {
+            if grouped[s.series] == nil { order.append(s.series) }
+            var sample = Prometheus_Sample()
+            sample.value = s.value
+            sample.timestamp = s.timestamp
+            grouped[s.series, default: []].append(sample)
+        }
+        var request = Prometheus_WriteRequest()
+        request.timeseries = order.map { series in
+            var ts = Prometheus_TimeSeries()
+            ts.labels = table.labels[series].map { pair in
+                var label = Prometheus_Label()
+                label.name = pair.name
+                label.value = pair.value
+                return label
+            }
+            ts.samples = grouped[series]!
+            return ts
+        }
+        return try request.serializedBytes()
+    }
+
+    func table() -> (SeriesTable, [Int]) {
+        var table = SeriesTable()
+        let ids = [
+            table.series("pyjoules_remote_write_energy_uj", [("component", "package-0"), ("socket", "0"), ("source", "cpu-pyjoules")]),
+            table.series("pyjoules_remote_write_energy_uj", [("component", "dram"), ("socket", "1"), ("die", "1"), ("source", "cpu-pyjoules"), ("host", "büro-ä")]),
+            table.series("rapl_exporter_samples_dropped_total", [("reason", "queue_full"), ("empty", "")]),
+            // A label value longer than 127 bytes: two-byte lengths in the label and the series.
+            table.series("x", [("long", String(repeating: "v", count: 300))]),
+        ]
+        return (table, ids)
+    }
+
+    @Test func bytesAreIdenticalToSwiftProtobuf() throws {
+        let (table, ids) = table()
+        let edge: [Double] = [0, -0.0, 1, 123_456_789, Double(UInt64.max), .infinity, -.infinity, .nan, .leastNonzeroMagnitude, 0.1]
+        let timestamps: [Int64] = [0, 1, 127, 128, 1_800_000_000_000, -1, .max, .min]
+        var samples: [PendingSample] = []
+        for (i, value) in edge.enumerated() {
+            for (j, ts) in timestamps.enumerated() {
+                samples.append(PendingSample(series: ids[(i + j) % ids.count], value: value, timestamp: ts))
+            }
+        }
+        var encoder = RemoteWriteEncoder()
+        let bytes = encoder.protobufBytes(samples[...], table: table)
+        #expect(bytes == (try reference(samples, table)))
+        // The labels the table keeps: sorted, __name__ first, empty values left out.
+        #expect(table.labels[ids[2]].map(\.name) == ["__name__", "reason"])
+        #expect(table.labels[ids[1]].map(\.name) == ["__name__", "component", "die", "host", "socket", "source"])
+    }
+
+    @Test func reusedBuffersCarryNothingOver() throws {
+        let (table, ids) = table()
+        var encoder = RemoteWriteEncoder()
+        func batch(_ n: Int, _ seed: Int) -> [PendingSample] {
+            (0..<n).map { PendingSample(series: ids[($0 * 7 + seed) % ids.count], value: Double($0 * seed), timestamp: 1_800_000_000_000 + Int64($0)) }
+        }
+        // Large, then small, then empty, then a slice from the middle of a batch.
+        for samples in [batch(5000, 3), batch(3, 5), [], batch(40, 7)] {
+            #expect(encoder.protobufBytes(samples[...], table: table) == (try reference(samples, table)))
+        }
+        let big = batch(100, 11)
+        #expect(encoder.protobufBytes(big[10..<60], table: table) == (try reference(Array(big[10..<60]), table)))
+        // The compressed body decodes to the same request.
+        let body = encoder.encode(big[...], table: table)
+        let decoded = try Prometheus_WriteRequest(serializedBytes: Snappy.uncompress(body)!)
+        #expect(try decoded.serializedBytes() == (try reference(big, table)))
+        #expect(decoded.timeseries.map { $0.samples.count }.reduce(0, +) == 100)
+    }
+
+    @Test func varintSizes() {
+        for (value, size) in [(UInt64(0), 1), (127, 1), (128, 2), (16383, 2), (16384, 3), (UInt64(Int64.max), 9), (UInt64.max, 10)] {
+            #expect(Protobuf.varintSize(value) == size, "\(value)")
+            var bytes: [UInt8] = []
+            Protobuf.appendVarint(value, to: &bytes)
+            #expect(bytes.count == size)
+        }
+    }
+}
