@@ -24,22 +24,58 @@ public enum DomainStatus: Sendable, Equatable {
 public final class EnergyMeter {
     public let backend: any EnergyBackend
     /// The domains, in a stable order (sorted); `totals` and `statuses` use the same indices.
-    public private(set) var domains: [Domain] = []
+    public var domains: [Domain] { ledger.domains }
     /// Cumulative µJ per domain since the meter first read it.
-    public private(set) var totals: [UInt64] = []
-    public private(set) var statuses: [DomainStatus] = []
+    public var totals: [UInt64] { ledger.totals }
+    public var statuses: [DomainStatus] { ledger.statuses }
     /// Failed reads per domain since start.
-    public private(set) var readErrors: [UInt64] = []
+    public var readErrors: [UInt64] { ledger.readErrors }
 
     /// A domain whose total has not changed for this long is reported as stuck.
-    public let stuckAfter: Duration
+    public var stuckAfter: Duration { ledger.stuckAfter }
     /// The longest wait before a failed counter is read again. A first failure is retried at the next
     /// read (a transient error costs one window), then the wait doubles from 10 ms up to this, so a
     /// missing device costs about one syscall per `retryAfter`, not one per sample.
-    public let retryAfter: Duration
-    private let logger: Logger
+    public var retryAfter: Duration { ledger.retryAfter }
 
-    private struct CounterState {
+    /// All per-counter and per-domain state in one value, so that a read is one exclusive access to
+    /// one stored property (a class's stored properties are checked for exclusive access at every
+    /// access otherwise: several checks per counter per read).
+    private var ledger: Ledger
+
+    public init(
+        backend: any EnergyBackend,
+        stuckAfter: Duration = .seconds(5),
+        retryAfter: Duration = .seconds(1),
+        logger: Logger = Logger(label: "rapl-exporter.meter")
+    ) {
+        self.backend = backend
+        ledger = Ledger(stuckAfter: stuckAfter, retryAfter: retryAfter, logger: logger)
+        ledger.adoptNewCounters(backend.counters)
+    }
+
+    func retryDelay(afterFailures n: Int) -> Duration { ledger.retryDelay(afterFailures: n) }
+
+    /// Index of `domain` in `domains`.
+    public func index(of domain: Domain) -> Int? { ledger.domains.firstIndex(of: domain) }
+
+    /// Asks the backend to retry failed discovery and takes in any counters it found.
+    public func refresh() {
+        for message in backend.refresh() { ledger.logger.warning("\(message)") }
+        ledger.adoptNewCounters(backend.counters)
+    }
+
+    /// Reads every counter once and updates `totals` and `statuses`. Never throws: a counter that
+    /// cannot be read marks its domain failed for this read, is logged once, and is retried later.
+    /// - Parameter now: monotonic time since any fixed origin (the sampler's clock), for retry and
+    ///   stuck timing.
+    public func read(now: Duration) {
+        ledger.read(backend, now: now)
+    }
+}
+
+private struct Ledger {
+    struct CounterState {
         var domainIndex: Int
         var last: UInt64 = 0
         var rawTotal: UInt128 = 0
@@ -51,24 +87,26 @@ public final class EnergyMeter {
         var consecutiveFailures = 0
     }
 
-    private var counters: [CounterState] = []
-    private var lastChange: [Duration?] = []
-    private var reportedStuck: [Bool] = []
-    private var domainFailure: [String?] = []
+    let stuckAfter: Duration
+    let retryAfter: Duration
+    let logger: Logger
+    var domains: [Domain] = []
+    var totals: [UInt64] = []
+    var statuses: [DomainStatus] = []
+    var readErrors: [UInt64] = []
+    var counters: [CounterState] = []
+    /// The unit of each counter (the backend's counter list is fixed once adopted).
+    var units: [EnergyUnit] = []
+    var lastChange: [Duration?] = []
+    var reportedStuck: [Bool] = []
+    var domainFailure: [String?] = []
     /// Per-domain sums of the current read, reused so that a read allocates nothing.
-    private var scratch: [UInt64] = []
+    var scratch: [UInt64] = []
 
-    public init(
-        backend: any EnergyBackend,
-        stuckAfter: Duration = .seconds(5),
-        retryAfter: Duration = .seconds(1),
-        logger: Logger = Logger(label: "rapl-exporter.meter")
-    ) {
-        self.backend = backend
+    init(stuckAfter: Duration, retryAfter: Duration, logger: Logger) {
         self.stuckAfter = stuckAfter
         self.retryAfter = retryAfter
         self.logger = logger
-        adoptNewCounters()
     }
 
     func retryDelay(afterFailures n: Int) -> Duration {
@@ -81,17 +119,7 @@ public final class EnergyMeter {
         return min(delay, retryAfter)
     }
 
-    /// Index of `domain` in `domains`.
-    public func index(of domain: Domain) -> Int? { domains.firstIndex(of: domain) }
-
-    /// Asks the backend to retry failed discovery and takes in any counters it found.
-    public func refresh() {
-        for message in backend.refresh() { logger.warning("\(message)") }
-        adoptNewCounters()
-    }
-
-    private func adoptNewCounters() {
-        let specs = backend.counters
+    mutating func adoptNewCounters(_ specs: [CounterSpec]) {
         guard specs.count > counters.count else { return }
         let old = domains
         var all = domains
@@ -112,16 +140,12 @@ public final class EnergyMeter {
         for i in counters.indices { counters[i].domainIndex = sorted.firstIndex(of: specs[i].domain)! }
         for spec in specs[counters.count...] {
             counters.append(CounterState(domainIndex: sorted.firstIndex(of: spec.domain)!))
+            units.append(spec.unit)
         }
     }
 
-    /// Reads every counter once and updates `totals` and `statuses`. Never throws: a counter that
-    /// cannot be read marks its domain failed for this read, is logged once, and is retried later.
-    /// - Parameter now: monotonic time since any fixed origin (the sampler's clock), for retry and
-    ///   stuck timing.
-    public func read(now: Duration) {
+    mutating func read(_ backend: any EnergyBackend, now: Duration) {
         for d in domainFailure.indices where domainFailure[d] != nil { domainFailure[d] = nil }
-        let specs = backend.counters
         for i in counters.indices {
             let d = counters[i].domainIndex
             if let retryAt = counters[i].retryAt, now < retryAt {
@@ -137,28 +161,15 @@ public final class EnergyMeter {
                         let value = UInt128(raw.value)
                         let delta = value >= last ? value - last : raw.modulus - last + value
                         counters[i].rawTotal &+= delta
-                        counters[i].microjoules = specs[i].unit.microjoules(counters[i].rawTotal)
+                        counters[i].microjoules = units[i].microjoules(counters[i].rawTotal)
                     }
                 } else {
                     counters[i].primed = true
                 }
                 counters[i].last = raw.value
-                if let failing = counters[i].failing {
-                    logger.notice("\(specs[i].source): readable again after \(counters[i].failures) failed reads (\(failing))")
-                    counters[i].failing = nil
-                }
-                counters[i].retryAt = nil
-                counters[i].consecutiveFailures = 0
+                if counters[i].failing != nil { recovered(i, backend) }
             } catch {
-                counters[i].failures += 1
-                readErrors[d] += 1
-                if counters[i].failing == nil {
-                    logger.warning("\(specs[i].domain.component()) (socket \(specs[i].domain.socket)): \(error); skipped, retried at the next read, then backing off to every \(retryAfter)")
-                }
-                counters[i].failing = error.description
-                counters[i].consecutiveFailures += 1
-                counters[i].retryAt = now + retryDelay(afterFailures: counters[i].consecutiveFailures)
-                domainFailure[d] = error.description
+                failed(i, error, backend, now: now)
             }
         }
         for d in scratch.indices { scratch[d] = 0 }
@@ -189,5 +200,27 @@ public final class EnergyMeter {
                 statuses[d] = .ok
             }
         }
+    }
+
+    /// Counter `i` read again after failing.
+    private mutating func recovered(_ i: Int, _ backend: any EnergyBackend) {
+        logger.notice("\(backend.counters[i].source): readable again after \(counters[i].failures) failed reads (\(counters[i].failing ?? ""))")
+        counters[i].failing = nil
+        counters[i].retryAt = nil
+        counters[i].consecutiveFailures = 0
+    }
+
+    private mutating func failed(_ i: Int, _ error: CounterReadError, _ backend: any EnergyBackend, now: Duration) {
+        let d = counters[i].domainIndex
+        counters[i].failures += 1
+        readErrors[d] += 1
+        if counters[i].failing == nil {
+            let spec = backend.counters[i]
+            logger.warning("\(spec.domain.component()) (socket \(spec.domain.socket)): \(error); skipped, retried at the next read, then backing off to every \(retryAfter)")
+        }
+        counters[i].failing = error.description
+        counters[i].consecutiveFailures += 1
+        counters[i].retryAt = now + retryDelay(afterFailures: counters[i].consecutiveFailures)
+        domainFailure[d] = error.description
     }
 }

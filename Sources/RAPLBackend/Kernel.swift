@@ -71,11 +71,11 @@ enum Kernel {
     }
 
     /// `pread(2)` at offset 0 into `buffer`; returns the byte count.
-    static func preadStart(_ fd: CInt, _ buffer: UnsafeMutableRawBufferPointer, path: String) throws(KernelError) -> Int {
+    static func preadStart(_ fd: CInt, _ buffer: UnsafeMutableRawBufferPointer, path: @autoclosure () -> String) throws(KernelError) -> Int {
         do {
             return try FileDescriptor(rawValue: fd).read(fromAbsoluteOffset: 0, into: buffer, retryOnInterrupt: true)
         } catch {
-            throw KernelError(call: "pread", path: path, errno: error as? Errno ?? .ioError)
+            throw KernelError(call: "pread", path: path(), errno: error as? Errno ?? .ioError)
         }
     }
 
@@ -146,11 +146,11 @@ enum Kernel {
     }
 
     /// `read(2)` of a perf counting fd's 64-bit count.
-    static func perfRead(_ fd: CInt, path: String) throws(KernelError) -> UInt64 {
+    static func perfRead(_ fd: CInt, path: @autoclosure () -> String) throws(KernelError) -> UInt64 {
         var value: UInt64 = 0
         let n = rapl_perf_read_counter(fd, &value)
-        if n < 0 { throw KernelError(call: "read", path: path, errno: Errno(rawValue: CInt(-n))) }
-        if n != 8 { throw KernelError(call: "read", path: path, errno: .ioError) }
+        if n < 0 { throw KernelError(call: "read", path: path(), errno: Errno(rawValue: CInt(-n))) }
+        if n != 8 { throw KernelError(call: "read", path: path(), errno: .ioError) }
         return value
     }
 
@@ -158,11 +158,11 @@ enum Kernel {
 
     /// Reads MSR `register` from an open `/dev/cpu/N/msr` (`pread(2)` of 8 bytes at offset `register`).
     /// A short read (a file that ends before the register) is reported as `ENODATA`.
-    static func msrRead(_ fd: CInt, register: UInt32, path: String) throws(KernelError) -> UInt64 {
+    static func msrRead(_ fd: CInt, register: UInt32, path: @autoclosure () -> String) throws(KernelError) -> UInt64 {
         var value: UInt64 = 0
         let n = rapl_msr_read(fd, register, &value)
-        if n < 0 { throw KernelError(call: "pread", path: path, errno: Errno(rawValue: CInt(-n))) }
-        if n != 8 { throw KernelError(call: "pread", path: path, errno: Errno(rawValue: ENODATA)) }
+        if n < 0 { throw KernelError(call: "pread", path: path(), errno: Errno(rawValue: CInt(-n))) }
+        if n != 8 { throw KernelError(call: "pread", path: path(), errno: Errno(rawValue: ENODATA)) }
         return value
     }
 

@@ -179,20 +179,22 @@ public final class MSRBackend: EnergyBackend {
         return cpus.count - 1
     }
 
-    private func openSlot(_ slot: Int) -> KernelError? {
-        if fds[slot] != nil { return nil }
+    /// The open device of `slot`, opened on first use (or again after a failure closed it).
+    private func descriptor(_ slot: Int) throws(CounterReadError) -> CInt {
+        if let fd = fds[slot] { return fd }
         do {
-            fds.set(slot, try Kernel.openReadOnly(devices[slot]))
-            return nil
+            let fd = try Kernel.openReadOnly(devices[slot])
+            fds.set(slot, fd)
+            return fd
         } catch {
-            return error
+            throw Self.describe(error)
         }
     }
 
     private func readRegister(slot: Int, _ register: UInt32) throws(CounterReadError) -> UInt64 {
-        if let error = openSlot(slot) { throw Self.describe(error) }
+        let fd = try descriptor(slot)
         do {
-            return try Kernel.msrRead(fds[slot]!, register: register, path: devices[slot])
+            return try Kernel.msrRead(fd, register: register, path: self.devices[slot])
         } catch {
             throw Self.describe(error, register: register)
         }

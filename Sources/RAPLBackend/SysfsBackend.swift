@@ -190,28 +190,28 @@ public final class SysfsBackend: EnergyBackend {
 
     public func read(_ index: Int) throws(CounterReadError) -> RawCount {
         if zones[index].modulus == nil { try loadRange(index) }
-        let path = zones[index].energyPath
         let fd: CInt
         if let open = fds[index] {
             fd = open
         } else {
-            do { fd = try Kernel.openReadOnly(path) } catch { throw Self.describe(error) }
+            do { fd = try Kernel.openReadOnly(zones[index].energyPath) } catch { throw Self.describe(error) }
             fds.set(index, fd)
         }
         let n: Int
         do {
-            n = try Kernel.preadStart(fd, buffer, path: path)
+            n = try Kernel.preadStart(fd, buffer, path: self.zones[index].energyPath)
         } catch {
             fds.close(index)
             throw Self.describe(error)
         }
         guard let value = Self.parseDecimal(UnsafeRawBufferPointer(rebasing: buffer[0..<n])) else {
+            let path = zones[index].energyPath
             let text = String(decoding: UnsafeRawBufferPointer(rebasing: buffer[0..<n]), as: UTF8.self)
             throw CounterReadError("\(path): not a counter value: \(Self.excerpt(text))")
         }
         let modulus = zones[index].modulus!
         guard UInt128(value) < modulus else {
-            throw CounterReadError("\(path): \(value) is beyond max_energy_range_uj \(modulus - 1)")
+            throw CounterReadError("\(zones[index].energyPath): \(value) is beyond max_energy_range_uj \(modulus - 1)")
         }
         return RawCount(value: value, modulus: modulus)
     }
