@@ -97,6 +97,27 @@ enum Protobuf {
         return o + 1
     }
 
+    /// A varint that fits in 8 bytes (< 2^56, e.g. any ms timestamp before the year 2^56 ms) as the
+    /// little-endian 8-byte word to store, and its length; nil for larger values. Stored as one unaligned
+    /// 8-byte write, which needs 8 writable bytes: the bytes past the varint are garbage, to be
+    /// overwritten by what follows.
+    @inline(__always)
+    static func wideVarint(_ v: UInt64) -> (word: UInt64, size: Int)? {
+        guard v < 1 << 56 else { return nil }
+        // Spread the 7-bit groups one per byte, then set the continuation bit of all but the last byte.
+        var x = v & 0x7F
+        x |= (v & (0x7F << 7)) << 1
+        x |= (v & (0x7F << 14)) << 2
+        x |= (v & (0x7F << 21)) << 3
+        x |= (v & (0x7F << 28)) << 4
+        x |= (v & (0x7F << 35)) << 5
+        x |= (v & (0x7F << 42)) << 6
+        x |= (v & (0x7F << 49)) << 7
+        let n = varintSize(v)
+        let continuation: UInt64 = 0x8080_8080_8080_8080 & ((1 << UInt64(8 * (n - 1))) &- 1)
+        return ((x | continuation).littleEndian, n)
+    }
+
     /// The encoded size of `Sample { double value = 1; int64 timestamp = 2; }`. Like every protobuf
     /// encoder, zero fields are left out (0.0 by bit pattern, so −0.0 is kept).
     @inline(__always)
@@ -143,61 +164,79 @@ public struct RemoteWriteEncoder: Sendable {
             sizes.append(contentsOf: repeatElement(0, count: more))
             cursors.append(contentsOf: repeatElement(0, count: more))
         }
-        for s in samples { precondition(s.series >= 0 && s.series < table.count, "sample for series \(s.series) of a \(table.count)-series table") }
         order.removeAll(keepingCapacity: true)
-        // Pass 1: sizes per series (indices checked above, so the per-series arrays are used unchecked).
-        counts.withUnsafeMutableBufferPointer { counts in
-            sizes.withUnsafeMutableBufferPointer { sizes in
-                for s in samples {
-                    if counts[s.series] == 0 { order.append(s.series) }
-                    counts[s.series] += 1
-                    sizes[s.series] += 2 + Protobuf.sampleSize(s)  // tag 0x12 + one-byte length (a Sample is < 128 bytes)
+        return samples.withUnsafeBufferPointer { samples in
+            // Pass 1: sizes per series (each index checked, then the per-series arrays are used unchecked).
+            counts.withUnsafeMutableBufferPointer { counts in
+                sizes.withUnsafeMutableBufferPointer { sizes in
+                    for s in samples {
+                        precondition(s.series >= 0 && s.series < table.count, "sample for series \(s.series) of a \(table.count)-series table")
+                        if counts[s.series] == 0 { order.append(s.series) }
+                        counts[s.series] &+= 1
+                        sizes[s.series] &+= 2 &+ Protobuf.sampleSize(s)  // tag 0x12 + one-byte length (a Sample is < 128 bytes)
+                    }
                 }
             }
-        }
-        // Layout: each TimeSeries is its header, its labels, then its samples; cursors point at the samples.
-        var total = 0
-        for series in order {
-            let body = table.encodedLabels[series].count + sizes[series]
-            total += 1 + Protobuf.varintSize(UInt64(body)) + body
-        }
-        if protobuf.count < total { protobuf.append(contentsOf: repeatElement(0, count: total - protobuf.count)) }
-        protobuf.withUnsafeMutableBytes { buffer in
-            let out = buffer.baseAddress!
-            var offset = 0
+            // Layout: each TimeSeries is its header, its labels, then its samples. First the cursors (where
+            // each series' samples start), then the samples, then headers and labels: a sample's wide
+            // stores may spill up to 8 bytes past it, onto bytes written later (or the slack at the end).
+            var total = 0
             for series in order {
-                let labels = table.encodedLabels[series]
-                out.storeBytes(of: 0x0A, toByteOffset: offset, as: UInt8.self)
-                offset = Protobuf.putVarint(UInt64(labels.count + sizes[series]), out, offset + 1)
-                labels.withUnsafeBytes { (out + offset).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-                offset += labels.count
-                cursors[series] = offset
-                offset += sizes[series]
+                let body = table.encodedLabels[series].count + sizes[series]
+                let header = 1 + Protobuf.varintSize(UInt64(body))
+                cursors[series] = total + header + table.encodedLabels[series].count
+                total += header + body
             }
-            // Pass 2: each sample at its series' cursor.
-            cursors.withUnsafeMutableBufferPointer { cursors in
-                for s in samples {
-                    var o = cursors[s.series]
-                    out.storeBytes(of: 0x12, toByteOffset: o, as: UInt8.self)
-                    out.storeBytes(of: UInt8(truncatingIfNeeded: Protobuf.sampleSize(s)), toByteOffset: o + 1, as: UInt8.self)
-                    o += 2
-                    if s.value.bitPattern != 0 {
-                        out.storeBytes(of: 0x09, toByteOffset: o, as: UInt8.self)
-                        out.storeBytes(of: s.value.bitPattern.littleEndian, toByteOffset: o + 1, as: UInt64.self)
-                        o += 9
+            let slack = 16
+            if protobuf.count < total + slack { protobuf.append(contentsOf: repeatElement(0, count: total + slack - protobuf.count)) }
+            protobuf.withUnsafeMutableBytes { buffer in
+                let out = buffer.baseAddress!
+                // Each sample at its series' cursor: tag, length (filled in after the fields), fields.
+                cursors.withUnsafeMutableBufferPointer { cursors in
+                    // The samples of one window share a timestamp: its varint is spread once.
+                    var lastTimestamp: Int64 = 0
+                    var lastVarint: UInt64 = 0
+                    var lastVarintSize = 0
+                    for s in samples {
+                        let start = cursors[s.series]
+                        out.storeBytes(of: 0x12, toByteOffset: start, as: UInt8.self)
+                        var o = start &+ 2
+                        if s.value.bitPattern != 0 {
+                            out.storeBytes(of: 0x09, toByteOffset: o, as: UInt8.self)
+                            out.storeBytes(of: s.value.bitPattern.littleEndian, toByteOffset: o &+ 1, as: UInt64.self)
+                            o &+= 9
+                        }
+                        if s.timestamp != 0 {
+                            out.storeBytes(of: 0x10, toByteOffset: o, as: UInt8.self)
+                            if s.timestamp == lastTimestamp {
+                                out.storeBytes(of: lastVarint, toByteOffset: o &+ 1, as: UInt64.self)
+                                o &+= 1 &+ lastVarintSize
+                            } else if let (varint, size) = Protobuf.wideVarint(UInt64(bitPattern: s.timestamp)) {
+                                out.storeBytes(of: varint, toByteOffset: o &+ 1, as: UInt64.self)
+                                o &+= 1 &+ size
+                                (lastTimestamp, lastVarint, lastVarintSize) = (s.timestamp, varint, size)
+                            } else {
+                                o = Protobuf.putVarint(UInt64(bitPattern: s.timestamp), out, o &+ 1)
+                            }
+                        }
+                        out.storeBytes(of: UInt8(truncatingIfNeeded: o &- start &- 2), toByteOffset: start &+ 1, as: UInt8.self)
+                        cursors[s.series] = o
                     }
-                    if s.timestamp != 0 {
-                        out.storeBytes(of: 0x10, toByteOffset: o, as: UInt8.self)
-                        o = Protobuf.putVarint(UInt64(bitPattern: s.timestamp), out, o + 1)
-                    }
-                    cursors[s.series] = o
+                }
+                var offset = 0
+                for series in order {
+                    let labels = table.encodedLabels[series]
+                    out.storeBytes(of: 0x0A, toByteOffset: offset, as: UInt8.self)
+                    offset = Protobuf.putVarint(UInt64(labels.count + sizes[series]), out, offset + 1)
+                    labels.withUnsafeBytes { (out + offset).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                    offset += labels.count + sizes[series]
                 }
             }
+            for series in order {
+                counts[series] = 0
+                sizes[series] = 0
+            }
+            return total
         }
-        for series in order {
-            counts[series] = 0
-            sizes[series] = 0
-        }
-        return total
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import RemoteWriteProtobuf
 import SwiftProtobuf
 import Testing
@@ -87,6 +88,23 @@ import Testing
             var bytes: [UInt8] = []
             Protobuf.appendVarint(value, to: &bytes)
             #expect(bytes.count == size)
+        }
+        // The 8-byte-word varint holds what the byte loop writes, around every 7-bit boundary.
+        var values: [UInt64] = [0, UInt64.max, 1_800_000_000_000]
+        for bits in 1...64 { values += [(1 << UInt64(bits - 1)) - 1, 1 << UInt64(bits - 1), (1 << UInt64(bits - 1)) + 1] }
+        let wide = UnsafeMutableRawPointer.allocate(byteCount: 32, alignment: 8)
+        let loop = UnsafeMutableRawPointer.allocate(byteCount: 32, alignment: 8)
+        defer { wide.deallocate(); loop.deallocate() }
+        for value in values {
+            let n = Protobuf.putVarint(value, loop, 3) - 3
+            #expect(n == Protobuf.varintSize(value))
+            guard let (word, size) = Protobuf.wideVarint(value) else {
+                #expect(value >= 1 << 56, "\(value)")
+                continue
+            }
+            wide.storeBytes(of: word, toByteOffset: 3, as: UInt64.self)
+            #expect(size == n, "\(value)")
+            #expect(memcmp(wide + 3, loop + 3, n) == 0, "\(value)")
         }
     }
 }
