@@ -308,4 +308,37 @@ import RAPLBackend
         let total = transport.requests.flatMap { $0.samples(["__name__": "rapl_energy_joules_total", "component": "package-0"]) }
         #expect(total.map(\.1) == [1.5, 3.5])
     }
+
+    /// A domain that refresh() finds mid-run (the window's domain list changes and reorders) gets its
+    /// series; the others keep theirs and their cumulative totals.
+    @Test func aDomainAppearingMidRunKeepsTheOthersTotals() async {
+        let transport = RecordingTransport()
+        let w = writer(transport) { $0.labels.cumulative = true }
+        let pkg = Domain(.package, socket: 0), dram = Domain(.dram, socket: 0), core = Domain(.core, socket: 0)
+        w.accept(window([1_000_000, 500_000], domains: [pkg, dram], endMicros: 1_800_000_000_000_000))
+        w.accept(window([2_000_000, 7, 500_000], domains: [pkg, core, dram], endMicros: 1_800_000_000_100_000))
+        w.accept(window([1_000_000, nil, 1_000_000], domains: [pkg, core, dram], endMicros: 1_800_000_000_200_000))
+        await w.cutBatch()
+        await w.drain(until: nil)
+        func totals(_ component: String) -> [Double] {
+            transport.requests.flatMap { $0.samples(["__name__": "rapl_energy_joules_total", "component": component]) }.map(\.1)
+        }
+        #expect(totals("package-0") == [1, 3, 4])
+        #expect(totals("dram") == [0.5, 1, 2])
+        #expect(totals("core") == [0.000007])
+        #expect(energy(transport.requests, component: "core").map(\.1) == [7])
+        // Read-error and stuck gauges follow the last window's domains, core included.
+        #expect(!transport.requests[0].samples(["__name__": "rapl_exporter_domain_stuck", "component": "core"]).isEmpty)
+    }
+
+    /// The pending gauge counts what is not yet delivered when a batch is cut: that batch included.
+    @Test func pendingGaugeIncludesTheBatchBeingCut() async {
+        let transport = RecordingTransport()
+        let w = writer(transport)
+        w.accept(window([1, 2], endMicros: 1_800_000_000_000_000))
+        await w.cutBatch()
+        await w.drain(until: nil)
+        let gauge = transport.requests[0].samples(["__name__": "rapl_exporter_samples_pending"]).map(\.1)
+        #expect(gauge == [2])
+    }
 }

@@ -154,6 +154,20 @@ final class ManualTimer: SamplingTimer, @unchecked Sendable {
         #expect(windows.map { $0.energy[0]! }.reduce(0, +) == EnergyUnit.joulesPowerOfTwo(14).microjoules(UInt128(10 * (reads.value - 1))))
     }
 
+    /// The sampling thread sets its own timer slack through /proc/TID/timerslack_ns.
+    @Test func aThreadSetsItsOwnTimerSlack() async throws {
+        let read = try await withCheckedThrowingContinuation { (done: CheckedContinuation<String, any Error>) in
+            let (started, _) = DedicatedThread.start(name: "slack-test") {
+                let ok = TimerSlack.set(nanoseconds: 1234)
+                let tid = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/thread-self"))?.split(separator: "/").last
+                let value = tid.flatMap { try? String(contentsOfFile: "/proc/\($0)/timerslack_ns", encoding: .utf8) }
+                done.resume(returning: "\(ok) \(value?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?")")
+            }
+            if !started { done.resume(throwing: CancellationError()) }
+        }
+        #expect(read == "true 1234")
+    }
+
     /// The real timer: a wait for a deadline in the past returns at once, stop() ends a long wait, and
     /// every later wait returns false.
     @Test func monotonicTimerWaitsForAbsoluteDeadlinesAndStops() async throws {
