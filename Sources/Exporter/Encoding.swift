@@ -76,12 +76,9 @@ enum Protobuf {
     }
 
     static func appendVarint(_ value: UInt64, to bytes: inout [UInt8]) {
-        var v = value
-        while v >= 0x80 {
-            bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
-            v >>= 7
-        }
-        bytes.append(UInt8(v))
+        let start = bytes.count
+        bytes.append(contentsOf: repeatElement(0, count: varintSize(value)))
+        bytes.withUnsafeMutableBytes { _ = putVarint(value, $0.baseAddress!, start) }
     }
 
     /// Writes a varint at `offset`; returns the offset after it.
@@ -134,8 +131,8 @@ enum Protobuf {
 public struct RemoteWriteEncoder: Sendable {
     private var protobuf: [UInt8] = []
     private var compressed: [UInt8] = []
-    /// Per series: samples in this request, encoded bytes of its samples, write cursor.
-    private var counts: [Int] = []
+    /// Per series: encoded bytes of its samples in this request (0 until its first sample: a sample takes
+    /// at least 2), write cursor.
     private var sizes: [Int] = []
     private var cursors: [Int] = []
     private var order: [Int] = []
@@ -158,23 +155,19 @@ public struct RemoteWriteEncoder: Sendable {
 
     /// Encodes into `protobuf`; returns the encoded length.
     private mutating func encodeProtobuf(_ samples: ArraySlice<PendingSample>, table: SeriesTable) -> Int {
-        if counts.count < table.count {
-            let more = table.count - counts.count
-            counts.append(contentsOf: repeatElement(0, count: more))
+        if sizes.count < table.count {
+            let more = table.count - sizes.count
             sizes.append(contentsOf: repeatElement(0, count: more))
             cursors.append(contentsOf: repeatElement(0, count: more))
         }
         order.removeAll(keepingCapacity: true)
         return samples.withUnsafeBufferPointer { samples in
             // Pass 1: sizes per series (each index checked, then the per-series arrays are used unchecked).
-            counts.withUnsafeMutableBufferPointer { counts in
-                sizes.withUnsafeMutableBufferPointer { sizes in
-                    for s in samples {
-                        precondition(s.series >= 0 && s.series < table.count, "sample for series \(s.series) of a \(table.count)-series table")
-                        if counts[s.series] == 0 { order.append(s.series) }
-                        counts[s.series] &+= 1
-                        sizes[s.series] &+= 2 &+ Protobuf.sampleSize(s)  // tag 0x12 + one-byte length (a Sample is < 128 bytes)
-                    }
+            sizes.withUnsafeMutableBufferPointer { sizes in
+                for s in samples {
+                    precondition(s.series >= 0 && s.series < table.count, "sample for series \(s.series) of a \(table.count)-series table")
+                    if sizes[s.series] == 0 { order.append(s.series) }
+                    sizes[s.series] &+= 2 &+ Protobuf.sampleSize(s)  // tag 0x12 + one-byte length (a Sample is < 128 bytes)
                 }
             }
             // Layout: each TimeSeries is its header, its labels, then its samples. First the cursors (where
@@ -232,10 +225,7 @@ public struct RemoteWriteEncoder: Sendable {
                     offset += labels.count + sizes[series]
                 }
             }
-            for series in order {
-                counts[series] = 0
-                sizes[series] = 0
-            }
+            for series in order { sizes[series] = 0 }
             return total
         }
     }

@@ -104,15 +104,10 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         mutating func add(_ window: borrowing EnergyWindow, _ labels: SeriesLabels) {
             if window.domains != domains {
                 // First window, or refresh() found a domain: look the series up again, keeping totals.
-                var carried: [Domain: UInt64] = [:]
-                for (i, d) in domains.enumerated() { carried[d] = totals[i] }
+                totals = window.domains.carrying(totals, from: domains, fill: 0)
                 domains = window.domains
                 series.removeAll()
-                totals.removeAll()
-                for domain in window.domains {
-                    series.append(series(for: domain, labels))
-                    totals.append(carried[domain] ?? 0)
-                }
+                for domain in window.domains { series.append(series(for: domain, labels)) }
             }
             let ts = timestamp(window.endMicroseconds)
             for i in domains.indices {

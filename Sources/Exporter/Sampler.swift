@@ -184,7 +184,6 @@ public final class Sampler: Service {
         let origin = timer.now()
         meter.read(now: .zero)
         var schedule = WindowSchedule(interval: interval)
-        var previousDomains = meter.domains
         var previousTotals = meter.totals
         var windowStart = Duration.zero
         let startWall = wallClock.nowMicroseconds()
@@ -203,10 +202,9 @@ public final class Sampler: Service {
             meter.read(now: elapsed)
             if !final { schedule.wokeUp(at: elapsed) }
 
-            if meter.domains != previousDomains {
-                // A domain found by refresh(): its window starts now.
-                previousTotals = meter.domains.map { d in previousDomains.firstIndex(of: d).map { previousTotals[$0] } ?? 0 }
-                previousDomains = meter.domains
+            if meter.domains != window.domains {
+                // A domain found by refresh() (window.domains are still the last window's): its window starts now.
+                previousTotals = meter.domains.carrying(previousTotals, from: window.domains, fill: 0)
             }
             window.energy.removeAll(keepingCapacity: true)
             window.stuck.removeAll(keepingCapacity: true)

@@ -69,20 +69,31 @@ public struct SystemWallClock: WallClock {
     }
 }
 
-/// Writes whole text to a file descriptor with `write(2)`, resuming after partial writes and EINTR.
-private func writeAll(_ fd: CInt, _ text: String) {
+/// Writes whole text to a file descriptor with `write(2)`, resuming after partial writes and EINTR;
+/// false on any other error.
+@discardableResult
+private func writeAll(_ fd: CInt, _ text: String) -> Bool {
     var t = text
-    t.withUTF8 { buffer in
+    return t.withUTF8 { buffer in
         var offset = 0
         while offset < buffer.count {
             let n = Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
             if n < 0 {
                 if errno == EINTR { continue }
-                return
+                return false
             }
             offset += n
         }
+        return true
     }
+}
+
+/// Writes `text` to an existing file (a `/proc` attribute), opened write-only; false if it cannot.
+private func overwrite(_ path: String, _ text: String) -> Bool {
+    let fd = open(path, O_WRONLY | O_CLOEXEC)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    return writeAll(fd, text)
 }
 
 /// Writes to standard output, whole lines at once (no stdio buffering to lose at exit).
@@ -96,8 +107,7 @@ enum AtomicFile {
         let temp = path + ".\(getpid()).tmp"
         let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { return false }
-        var text = content
-        let ok = text.withUTF8 { buffer in Glibc.write(fd, buffer.baseAddress, buffer.count) == buffer.count }
+        let ok = writeAll(fd, content)
         close(fd)
         return ok && rename(temp, path) == 0
     }
@@ -191,11 +201,7 @@ enum TimerSlack {
         // "TGID/task/TID"
         let target = String(decoding: link[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
         guard let tid = target.split(separator: "/").last else { return false }
-        let fd = open("/proc/\(tid)/timerslack_ns", O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var text = String(nanoseconds)
-        return text.withUTF8 { Glibc.write(fd, $0.baseAddress, $0.count) } == text.utf8.count
+        return overwrite("/proc/\(tid)/timerslack_ns", String(nanoseconds))
     }
 }
 
@@ -210,12 +216,7 @@ enum DedicatedThread {
     /// Starts `body` on a new thread; false (with errno's reason in `error`) when none can be created.
     static func start(name: String, _ body: @escaping @Sendable () -> Void) -> (started: Bool, error: CInt) {
         let named: @Sendable () -> Void = {
-            let fd = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
-            if fd >= 0 {
-                var comm = String(name.prefix(15))
-                _ = comm.withUTF8 { Glibc.write(fd, $0.baseAddress, $0.count) }
-                close(fd)
-            }
+            _ = overwrite("/proc/thread-self/comm", String(name.prefix(15)))
             body()
         }
         let context = Unmanaged.passRetained(Body(named)).toOpaque()

@@ -73,6 +73,14 @@ public struct Domain: Hashable, Sendable, Comparable {
     }
 }
 
+extension Array where Element == Domain {
+    /// Per-domain `values` kept for `old` (same order) rearranged for these domains; `fill` for a domain
+    /// `old` did not have. For when a refresh finds a domain and the domain order changes.
+    public func carrying<T>(_ values: [T], from old: [Domain], fill: T) -> [T] {
+        map { d in old.firstIndex(of: d).map { values[$0] } ?? fill }
+    }
+}
+
 /// Which backend reads the counters.
 public enum BackendKind: String, Sendable, CaseIterable, Codable {
     case perf, msr, sysfs

@@ -126,15 +126,12 @@ private struct Ledger {
         for spec in specs[counters.count...] where !all.contains(spec.domain) { all.append(spec.domain) }
         // Domains stay sorted; per-domain state follows its domain.
         let sorted = all.sorted()
-        func remap<T>(_ values: [T], fill: T) -> [T] {
-            sorted.map { d in old.firstIndex(of: d).map { values[$0] } ?? fill }
-        }
-        totals = remap(totals, fill: 0)
-        statuses = remap(statuses, fill: .failed("not read yet"))
-        readErrors = remap(readErrors, fill: 0)
-        lastChange = remap(lastChange, fill: nil)
-        reportedStuck = remap(reportedStuck, fill: false)
-        domainFailure = remap(domainFailure, fill: nil)
+        totals = sorted.carrying(totals, from: old, fill: 0)
+        statuses = sorted.carrying(statuses, from: old, fill: .failed("not read yet"))
+        readErrors = sorted.carrying(readErrors, from: old, fill: 0)
+        lastChange = sorted.carrying(lastChange, from: old, fill: nil)
+        reportedStuck = sorted.carrying(reportedStuck, from: old, fill: false)
+        domainFailure = sorted.carrying(domainFailure, from: old, fill: nil)
         scratch = Array(repeating: 0, count: sorted.count)
         domains = sorted
         for i in counters.indices { counters[i].domainIndex = sorted.firstIndex(of: specs[i].domain)! }

@@ -39,7 +39,14 @@ struct DescriptorTable: ~Copyable {
 
     var count: Int { fds.count }
 
-    subscript(index: Int) -> CInt? { fds[index] >= 0 ? fds[index] : nil }
+    /// The descriptor at `index`, opened with `open` first when there is none (on first use, or after a
+    /// failed read closed it).
+    mutating func descriptor(_ index: Int, open: () throws(KernelError) -> CInt) throws(KernelError) -> CInt {
+        if fds[index] >= 0 { return fds[index] }
+        let fd = try open()
+        fds[index] = fd
+        return fd
+    }
 
     mutating func append() -> Int {
         fds.append(-1)

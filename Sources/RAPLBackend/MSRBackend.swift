@@ -179,20 +179,13 @@ public final class MSRBackend: EnergyBackend {
         return cpus.count - 1
     }
 
-    /// The open device of `slot`, opened on first use (or again after a failure closed it).
-    private func descriptor(_ slot: Int) throws(CounterReadError) -> CInt {
-        if let fd = fds[slot] { return fd }
+    private func readRegister(slot: Int, _ register: UInt32) throws(CounterReadError) -> UInt64 {
+        let fd: CInt
         do {
-            let fd = try Kernel.openReadOnly(devices[slot])
-            fds.set(slot, fd)
-            return fd
+            fd = try fds.descriptor(slot) { () throws(KernelError) in try Kernel.openReadOnly(self.devices[slot]) }
         } catch {
             throw Self.describe(error)
         }
-    }
-
-    private func readRegister(slot: Int, _ register: UInt32) throws(CounterReadError) -> UInt64 {
-        let fd = try descriptor(slot)
         do {
             return try Kernel.msrRead(fd, register: register, path: self.devices[slot])
         } catch {

@@ -123,15 +123,12 @@ public final class PerfBackend: EnergyBackend {
     public func read(_ index: Int) throws(CounterReadError) -> RawCount {
         let event = events[index]
         let fd: CInt
-        if let open = fds[index] {
-            fd = open
-        } else {
-            do {
-                fd = try Kernel.perfOpen(type: event.type, config: event.config, cpu: event.cpu, path: event.label)
-            } catch {
-                throw Self.describe(error)
+        do {
+            fd = try fds.descriptor(index) { () throws(KernelError) in
+                try Kernel.perfOpen(type: event.type, config: event.config, cpu: event.cpu, path: event.label)
             }
-            fds.set(index, fd)
+        } catch {
+            throw Self.describe(error)
         }
         do {
             return RawCount(value: try Kernel.perfRead(fd, path: event.label), modulus: UInt128(1) << 64)

@@ -191,11 +191,10 @@ public final class SysfsBackend: EnergyBackend {
     public func read(_ index: Int) throws(CounterReadError) -> RawCount {
         if zones[index].modulus == nil { try loadRange(index) }
         let fd: CInt
-        if let open = fds[index] {
-            fd = open
-        } else {
-            do { fd = try Kernel.openReadOnly(zones[index].energyPath) } catch { throw Self.describe(error) }
-            fds.set(index, fd)
+        do {
+            fd = try fds.descriptor(index) { () throws(KernelError) in try Kernel.openReadOnly(self.zones[index].energyPath) }
+        } catch {
+            throw Self.describe(error)
         }
         let n: Int
         do {
