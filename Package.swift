@@ -75,7 +75,7 @@ let package = Package(
         // Fake hardware trees and a runner for the built binary, shared by the test targets.
         .target(
             name: "TestSupport",
-            dependencies: ["RAPLBackend"],
+            dependencies: ["RAPLBackend", .product(name: "Logging", package: "swift-log")],
             path: "Tests/TestSupport"
         ),
         .testTarget(

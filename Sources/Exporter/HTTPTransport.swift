@@ -97,13 +97,20 @@ public struct HTTPTransport: RemoteWriteTransport {
                     return channel.eventLoop.makeFailedFuture(error)
                 }
             }
+        // The exchange completes the promise; so do a failed connect and cancellation (shutdown
+        // abandons the request in flight at once instead of waiting out its timeout).
+        let connected = bootstrap.connect(host: endpoint.host, port: endpoint.port)
+        connected.whenFailure { promise.fail($0) }
+        promise.futureResult.whenComplete { _ in connected.whenSuccess { $0.close(promise: nil) } }
         do {
-            let channel = try await bootstrap.connect(host: endpoint.host, port: endpoint.port).get()
-            let result = try await promise.futureResult.get()
-            channel.close(promise: nil)
-            return result
+            return try await withTaskCancellationHandler {
+                try await promise.futureResult.get()
+            } onCancel: {
+                promise.fail(CancellationError())  // no-op when the exchange already completed it
+            }
+        } catch is CancellationError {
+            return .failure("cancelled by shutdown")
         } catch {
-            promise.fail(error)  // no-op when the exchange already completed it
             return .failure("\(endpoint.host):\(endpoint.port): \(Self.describe(error))")
         }
     }

@@ -9,11 +9,19 @@ import Synchronization
 ///   `maxSamplesPerRequest`), with the self-metrics appended.
 /// - Batches go out strictly in order, one at a time, so a series never goes backwards.
 /// - Network errors, 5xx and 429 are retried with exponential backoff and jitter, honouring
-///   `Retry-After`; other 4xx are dropped, counted and logged with the response body.
-/// - At most `maxQueuedBatches` batches wait; beyond that the oldest is dropped and counted.
+///   `Retry-After`. The backoff grows with consecutive failures up to its maximum and stays there
+///   until a request succeeds (a dropped batch does not reset it).
+/// - 413 (too large) splits the request in halves and retries them; another 4xx drops the request's
+///   samples, counted and logged with the (redacted) response body. A rejected request that carried
+///   energy and self-metrics together is retried as two, so the counters that show the rejection
+///   still reach the receiver.
+/// - At most `maxQueuedBatches` batches wait. When one more is cut, the head is tried at once,
+///   whatever its backoff, and only if that fails is the oldest batch dropped and counted: an outage
+///   shorter than `maxQueuedBatches × pushInterval` loses nothing.
 /// - Samples older than `maxSampleAge` are dropped rather than retried forever.
-/// - On graceful shutdown, what is pending is pushed within `shutdownTimeout`; what cannot be is
-///   counted as dropped and logged.
+/// - On graceful shutdown the request in flight is cancelled and everything pending gets at least one
+///   attempt, all within `shutdownTimeout` of the signal; what cannot be delivered is counted as
+///   dropped and logged. ``abandon()`` (a second signal) counts what is left at once.
 ///
 /// Generic over `Clock` (push ticks, backoff) so tests drive it with a manual clock.
 public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Duration {
@@ -36,8 +44,10 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         /// Samples sent again after a failure.
         public var retried: UInt64 = 0
         public var dropped: [DropReason: UInt64] = Dictionary(uniqueKeysWithValues: DropReason.allCases.map { ($0, 0) })
-        /// Requests by outcome.
+        /// Requests sent (every attempt, whatever its outcome).
         public var requests: UInt64 = 0
+        /// Requests split in halves after a 413.
+        public var splits: UInt64 = 0
         public var lastPushDuration: Duration = .zero
 
         public var totalDropped: UInt64 { dropped.values.reduce(0, +) }
@@ -47,17 +57,31 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
     /// samples already accepted (or rejected), so a retry re-sends only the request that failed.
     struct Batch {
         var samples: [PendingSample]
+        /// Where the self-metrics begin: a request never needs to mix them with energy after a rejection.
+        var selfMetricsStart: Int
         var delivered = 0
         var attempts = 0
         var retryAt: C.Instant?
+        /// The request size for this batch: halved after each 413.
+        var requestLimit: Int
+        /// After a rejected mixed request: send energy and self-metrics apart.
+        var separateSelfMetrics = false
 
         var remaining: Int { samples.count - delivered }
+
+        /// The end of the next request starting at `delivered`.
+        func requestEnd() -> Int {
+            var end = min(delivered + requestLimit, samples.count)
+            if separateSelfMetrics, delivered < selfMetricsStart { end = min(end, selfMetricsStart) }
+            return end
+        }
     }
 
     private struct DomainSeries {
         var energy: Int
         var cumulative: Int?
         var readErrors: Int
+        var glitches: Int
         var stuck: Int
     }
 
@@ -78,7 +102,12 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         var lateWindows: UInt64 = 0
         var missedWindows: UInt64 = 0
         var readErrors: [UInt64] = []
+        var glitches: [UInt64] = []
         var stuck: [Bool] = []
+
+        /// Energy per domain held back while the wall clock is behind the last timestamp sent.
+        var held: [UInt64] = []
+        var clockSteps: UInt64 = 0
 
         /// A strictly increasing ms timestamp: two windows closing within one millisecond (1 kHz
         /// sampling) must not produce two samples with one timestamp, which receivers reject.
@@ -88,6 +117,11 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
             return lastTimestamp
         }
 
+        /// A window stamped this far (ms) or more behind the last timestamp is held back rather than
+        /// pushed 1 ms past it: the wall clock stepped back, and stamping the windows of the next
+        /// seconds 1 ms apart would crowd them into an instant.
+        static var holdAfter: Int64 { 10 }
+
         mutating func series(for domain: Domain, _ labels: SeriesLabels) -> DomainSeries {
             if let s = byDomain[domain] { return s }
             let pairs = SeriesTable.domainLabels(domain, labels)
@@ -95,40 +129,59 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
                 energy: table.series(labels.metricName, pairs),
                 cumulative: labels.cumulative ? table.series(SeriesLabels.cumulativeMetricName, pairs) : nil,
                 readErrors: table.series("rapl_exporter_read_errors_total", pairs),
+                glitches: table.series("rapl_exporter_counter_glitches_total", pairs),
                 stuck: table.series("rapl_exporter_domain_stuck", pairs)
             )
             byDomain[domain] = s
             return s
         }
 
-        mutating func add(_ window: borrowing EnergyWindow, _ labels: SeriesLabels) {
+        /// - Parameter holdLimit: the longest a step back (ms) is waited out; beyond it, windows are
+        ///   stamped past the last timestamp as they come (the receiver already holds samples from the
+        ///   wrong future).
+        mutating func add(_ window: borrowing EnergyWindow, _ labels: SeriesLabels, holdLimit: Int64) {
             if window.domains != domains {
                 // First window, or refresh() found a domain: look the series up again, keeping totals.
                 totals = window.domains.carrying(totals, from: domains, fill: 0)
+                held = window.domains.carrying(held, from: domains, fill: 0)
                 domains = window.domains
                 series.removeAll()
                 for domain in window.domains { series.append(series(for: domain, labels)) }
             }
-            let ts = timestamp(window.endMicroseconds)
-            for i in domains.indices {
-                guard let energy = window.energy[i] else { continue }
-                pending.append(PendingSample(series: series[i].energy, value: Double(energy), timestamp: ts))
-                if let cumulative = series[i].cumulative {
-                    totals[i] &+= energy
-                    pending.append(PendingSample(series: cumulative, value: Double(totals[i]) / 1e6, timestamp: ts))
+            let behind = lastTimestamp == .min ? 0 : lastTimestamp &- window.endMicroseconds / 1000
+            if behind >= Self.holdAfter, behind <= holdLimit {
+                // The wall clock is behind what was sent: keep the energy (none is lost) and send it
+                // with the first window stamped after the last timestamp.
+                for i in domains.indices { if let energy = window.energy[i] { held[i] &+= energy } }
+            } else {
+                let ts = timestamp(window.endMicroseconds)
+                for i in domains.indices {
+                    guard var energy = window.energy[i] else { continue }
+                    energy &+= held[i]
+                    held[i] = 0
+                    pending.append(PendingSample(series: series[i].energy, value: Double(energy), timestamp: ts))
+                    if let cumulative = series[i].cumulative {
+                        totals[i] &+= energy
+                        pending.append(PendingSample(series: cumulative, value: Double(totals[i]) / 1e6, timestamp: ts))
+                    }
                 }
             }
+            clockSteps = window.clockSteps
             windows += 1
             lateWindows = window.lateWindows
             missedWindows = window.missedWindows
             readErrors.removeAll(keepingCapacity: true)
             readErrors.append(contentsOf: window.readErrors)
+            glitches.removeAll(keepingCapacity: true)
+            glitches.append(contentsOf: window.glitches)
             stuck.removeAll(keepingCapacity: true)
             stuck.append(contentsOf: window.stuck)
         }
     }
 
     private let settings: RemoteWriteSettings
+    /// The longest step back of the wall clock (ms) that windows are held back for: the sample age cap.
+    private let holdLimit: Int64
     private let transport: any RemoteWriteTransport
     private let clock: C
     private let wallClock: any WallClock
@@ -143,6 +196,10 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
     private var batches: [Batch] = []
     private var selfSeries: [String: Int] = [:]
     public private(set) var statistics = Statistics()
+    /// Failed attempts since the last delivered request: the backoff's exponent.
+    private var consecutiveFailures = 0
+    /// Set by ``abandon()``: nothing more is sent.
+    private var abandoned = false
 
     public init(
         settings: RemoteWriteSettings,
@@ -155,6 +212,7 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
     ) {
         self.health = health
         self.settings = settings
+        self.holdLimit = Int64(settings.maxSampleAge.seconds * 1000)
         self.transport = transport
         self.clock = clock
         self.wallClock = wallClock
@@ -169,7 +227,7 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
 
     /// Called on the sampling thread: appends the window's samples under the intake lock.
     public nonisolated func accept(_ window: borrowing EnergyWindow) {
-        intake.withLock { $0.add(window, settings.labels) }
+        intake.withLock { $0.add(window, settings.labels, holdLimit: holdLimit) }
     }
 
     /// Appends the self-metrics, stamped now.
@@ -199,42 +257,57 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         if intake.windows > 0 {
             add("rapl_exporter_windows_late_total", Double(intake.lateWindows))
             add("rapl_exporter_windows_missed_total", Double(intake.missedWindows))
+            add("rapl_exporter_clock_steps_total", Double(intake.clockSteps))
             for i in intake.domains.indices {
                 let s = intake.series[i]
                 samples.append(PendingSample(series: s.readErrors, value: Double(intake.readErrors[i]), timestamp: ts))
+                samples.append(PendingSample(series: s.glitches, value: Double(intake.glitches[i]), timestamp: ts))
                 samples.append(PendingSample(series: s.stuck, value: intake.stuck[i] ? 1 : 0, timestamp: ts))
             }
         }
     }
 
-    /// Turns what is pending into a batch (with the self-metrics) and enforces the queue bound.
-    func cutBatch() {
+    /// Turns what is pending into a batch (with the self-metrics). When that makes one batch more than
+    /// the queue holds, the head is tried at once, backoff or not, and the oldest is dropped only if
+    /// the receiver still cannot take it.
+    func cutBatch() async {
         let queued = queuedSamples
-        let samples = intake.withLock { intake -> [PendingSample] in
+        let (samples, selfStart) = intake.withLock { intake -> ([PendingSample], Int) in
             var samples = intake.pending
             intake.pending.removeAll(keepingCapacity: true)
+            let selfStart = samples.count
             appendSelfMetrics(to: &samples, &intake, pendingBefore: samples.count + queued)
             table = intake.table
-            return samples
+            return (samples, selfStart)
         }
-        batches.append(Batch(samples: samples))
+        batches.append(Batch(samples: samples, selfMetricsStart: selfStart, requestLimit: settings.maxSamplesPerRequest))
+        guard batches.count > settings.maxQueuedBatches, !abandoned else { return }
+        if let retryAt = batches[0].retryAt, retryAt > clock.now {
+            batches[0].retryAt = nil
+            await drain(until: nil)
+        }
         while batches.count > settings.maxQueuedBatches {
             let dropped = batches.removeFirst()
+            // The backoff belongs to the receiver, not to the batch: the new head waits it out too.
+            if batches[0].retryAt == nil { batches[0].retryAt = dropped.retryAt }
             statistics.dropped[.queueFull, default: 0] += UInt64(dropped.remaining)
             logger.error(
-                "queue full (\(settings.maxQueuedBatches) batches, MAX_RETRY_BATCHES): dropped the oldest batch of \(dropped.remaining) samples; total dropped \(statistics.totalDropped)"
+                "queue full (\(settings.maxQueuedBatches) batches, MAX_RETRY_BATCHES) and the receiver still fails: dropped the oldest batch of \(dropped.remaining) samples; total dropped \(statistics.totalDropped)"
             )
         }
     }
 
     public func run() async throws {
-        // As in the sampler: one wait for graceful shutdown, which cancels the push loop, then the flush.
+        // As in the sampler: one wait for graceful shutdown, which cancels the push loop (and the
+        // request in flight), then the flush; all of it within the shutdown timeout of the signal.
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.pushLoop() }
             do { try await gracefulShutdown() } catch {}
             group.cancelAll()
         }
-        await flush()
+        // Not cancelled with this task (a test or an escalating service group cancels it): the flush
+        // is bounded by its own deadline.
+        await Task { await self.flush() }.value
     }
 
     /// Cuts a batch every push interval and sends what is due, until cancelled.
@@ -250,37 +323,59 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
             }
             let now = clock.now
             if now >= nextPush {
-                cutBatch()
+                await cutBatch()
                 while nextPush <= now { nextPush = nextPush.advanced(by: settings.pushInterval) }
             }
             await drain(until: nil)
         }
     }
 
-    /// Shutdown: push everything within `shutdownTimeout`; count and log what is left.
+    /// Shutdown: everything pending gets an attempt now (a long `Retry-After` or backoff is not waited
+    /// out first), then retries while they fit in `shutdownTimeout`; what is left is counted and logged.
     public func flush() async {
-        cutBatch()
-        await drain(until: clock.now.advanced(by: settings.shutdownTimeout))
-        let left = batches.reduce(0) { $0 + $1.remaining }
+        let deadline = clock.now.advanced(by: settings.shutdownTimeout)
+        guard !abandoned else { return }
+        await cutBatch()
+        if !batches.isEmpty { batches[0].retryAt = nil }
+        await drain(until: deadline)
+        guard !abandoned else { return }
+        let left = queuedSamples
         if left > 0 {
             statistics.dropped[.shutdown, default: 0] += UInt64(left)
             batches.removeAll()
-            logger.error("shutdown: \(left) samples could not be delivered within \(settings.shutdownTimeout) and are dropped")
+            logger.error("shutdown: \(left) samples could not be delivered within \(settings.shutdownTimeout) and are dropped; \(summary())")
+        } else if statistics.totalDropped > 0 {
+            logger.warning("shutdown: the samples pending at shutdown were delivered, but samples were dropped during the run; \(summary())")
         } else {
-            logger.info("shutdown: everything delivered (\(statistics.sent) samples sent, \(statistics.totalDropped) dropped in all)")
+            logger.info("shutdown: everything delivered; \(summary())")
         }
+    }
+
+    /// A second signal: stop sending, count everything not delivered as dropped, and log it once.
+    public func abandon() {
+        guard !abandoned else { return }
+        abandoned = true
+        let left = intake.withLock { $0.pending.count } + queuedSamples
+        batches.removeAll()
+        statistics.dropped[.shutdown, default: 0] += UInt64(left)
+        logger.error("second signal: stopping now; \(left) samples not delivered are dropped; \(summary())")
+    }
+
+    private func summary() -> String {
+        let reasons = DropReason.allCases.compactMap { r in statistics.dropped[r].flatMap { $0 > 0 ? "\(r.rawValue) \($0)" : nil } }
+        return "\(statistics.sent) samples sent, \(statistics.totalDropped) dropped in all" + (reasons.isEmpty ? "" : " (\(reasons.joined(separator: ", ")))")
     }
 
     /// Sends queued batches in order, each in requests of at most `maxSamplesPerRequest`. Without a
     /// deadline it returns when the head batch must wait for a retry; with one (shutdown) it waits for
     /// retries that fall before the deadline.
     func drain(until deadline: C.Instant?) async {
-        while !batches.isEmpty {
+        while !batches.isEmpty, !abandoned {
             let now = clock.now
             if let deadline, now >= deadline { return }
             if let retryAt = batches[0].retryAt, retryAt > now {
                 guard let deadline, retryAt < deadline else { return }
-                try? await clock.sleep(until: retryAt, tolerance: nil)
+                do { try await clock.sleep(until: retryAt, tolerance: nil) } catch { return }
                 continue
             }
             dropTooOld()
@@ -291,13 +386,16 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
             var timeout = settings.requestTimeout
             if let deadline { timeout = min(timeout, now.duration(to: deadline)) }
             let from = batches[0].delivered
-            let to = min(from + settings.maxSamplesPerRequest, batches[0].samples.count)
+            let to = batches[0].requestEnd()
             let count = UInt64(to - from)
             let attempts = batches[0].attempts
-            if attempts > 0 { statistics.retried += count }
             let body = encoder.encode(batches[0].samples[from..<to], table: table)
             let start = clock.now
             let result = await transport.send(body, timeout: timeout)
+            // Cancelled by shutdown (the request in flight is abandoned and sent again by the flush)
+            // or by abandon(): not a receiver failure.
+            if Task.isCancelled || abandoned { return }
+            if attempts > 0 { statistics.retried += count }
             statistics.lastPushDuration = start.duration(to: clock.now)
             statistics.requests += 1
             let decision = PushDecision.decide(result, nowSeconds: wallClock.nowMicroseconds() / 1_000_000)
@@ -306,16 +404,32 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
             case .delivered:
                 statistics.sent += count
                 finishRequest(upTo: to)
-                if attempts > 0 { logger.notice("delivered \(count) samples after \(attempts) failed attempts") }
+                if consecutiveFailures > 0 { logger.notice("delivered \(count) samples after \(consecutiveFailures) failed attempts") }
+                consecutiveFailures = 0
             case .retry(let retryAfter, let reason):
                 statistics.failed += count
                 batches[0].attempts += 1
-                let delay = settings.retry.delay(attempt: batches[0].attempts, retryAfter: retryAfter, random: random())
+                consecutiveFailures += 1
+                let delay = settings.retry.delay(attempt: consecutiveFailures, retryAfter: retryAfter, random: random())
                 batches[0].retryAt = clock.now.advanced(by: delay)
                 logger.warning(
-                    "push of \(count) samples to \(settings.endpoint) failed (\(reason)); retry \(batches[0].attempts) in \(delay)\(retryAfter != nil ? " (Retry-After)" : ""); \(batches.count) batches waiting"
+                    "push of \(count) samples to \(settings.endpoint) failed (\(reason)); retry \(consecutiveFailures) in \(delay)\(retryAfter != nil ? " (Retry-After)" : ""); \(batches.count) batches waiting"
                 )
-            case .reject(let reason):
+            case .reject(let status, let reason):
+                if status == 413, count > 1 {
+                    // Too large for the receiver: the same samples in two requests, at once.
+                    batches[0].requestLimit = Int(count + 1) / 2
+                    statistics.splits += 1
+                    logger.warning("receiver refused a request of \(count) samples as too large (\(reason)); sending requests of at most \(batches[0].requestLimit)")
+                    continue
+                }
+                if from < batches[0].selfMetricsStart, to > batches[0].selfMetricsStart, !batches[0].separateSelfMetrics {
+                    // Energy and self-metrics together: send them apart, so that the counters that
+                    // show this rejection are not rejected with it.
+                    batches[0].separateSelfMetrics = true
+                    logger.warning("receiver rejected a request of \(count) samples (\(reason)); sending its energy and self-metrics apart")
+                    continue
+                }
                 statistics.dropped[.rejected, default: 0] += count
                 finishRequest(upTo: to)
                 logger.error("receiver rejected \(count) samples, dropped (not retried): \(reason)")

@@ -12,15 +12,22 @@ public struct EnergyWindow: Sendable {
     public var duration: Duration
     public var domains: [Domain]
     /// µJ per domain (same order as `domains`); nil where the domain could not be read at the end of
-    /// this window (its energy then appears in its next readable window, so none is lost).
+    /// this window (its energy then appears in its next readable window, so none is lost), or where
+    /// its counter glitched (an impossible step is not energy: see `EnergyMeter.glitches`).
     public var energy: [UInt64?]
     /// True for domains whose counter has not changed for a while (see `EnergyMeter.stuckAfter`).
     public var stuck: [Bool]
     /// Cumulative read failures per domain.
     public var readErrors: [UInt64]
+    /// Cumulative impossible counter steps per domain.
+    public var glitches: [UInt64]
     /// Cumulative scheduling figures.
     public var lateWindows: UInt64
     public var missedWindows: UInt64
+    /// Wall-clock steps seen so far (the wall clock moved more than ``WallClockSteps/threshold`` away
+    /// from the monotonic clock within one window), and this window's step in µs (0 when none).
+    public var clockSteps: UInt64
+    public var clockStepMicroseconds: Int64
     /// The last window, closed by shutdown.
     public var isFinal: Bool
 }
@@ -74,6 +81,31 @@ public struct WindowSchedule: Sendable, Equatable {
             missed += UInt64(skip)
         }
         next += 1 + skip
+    }
+}
+
+/// Detects steps of the wall clock: within one window, the wall clock moved more (or less) than the
+/// monotonic clock by over `threshold`. NTP's slewing (at most 500 ppm) never comes near it; a step by
+/// ntpd (over 128 ms), chrony's makestep, `date -s` or a resumed VM does.
+public struct WallClockSteps: Sendable {
+    public static let threshold: Int64 = 100_000  // µs
+    public private(set) var count: UInt64 = 0
+    private var lastWall: Int64
+    private var lastMonotonic: Int64 = 0
+
+    public init(wall: Int64) { lastWall = wall }
+
+    /// The step in µs since the last observation (0 below the threshold); `monotonic` is time since
+    /// the first observation.
+    public mutating func observe(wall: Int64, monotonic: Duration) -> Int64 {
+        let (seconds, attoseconds) = monotonic.components
+        let mono = seconds * 1_000_000 + attoseconds / 1_000_000_000_000
+        let step = (wall - lastWall) - (mono - lastMonotonic)
+        lastWall = wall
+        lastMonotonic = mono
+        guard abs(step) > Self.threshold else { return 0 }
+        count += 1
+        return step
     }
 }
 
@@ -192,8 +224,10 @@ public final class Sampler: Service {
         // One window value whose arrays are refilled in place every window.
         var window = EnergyWindow(
             startMicroseconds: startWall, endMicroseconds: startWall, duration: .zero, domains: meter.domains,
-            energy: [], stuck: [], readErrors: meter.readErrors, lateWindows: 0, missedWindows: 0, isFinal: false
+            energy: [], stuck: [], readErrors: meter.readErrors, glitches: meter.glitches, lateWindows: 0, missedWindows: 0,
+            clockSteps: 0, clockStepMicroseconds: 0, isFinal: false
         )
+        var steps = WallClockSteps(wall: startWall)
         var windows = 0
         while true {
             let final = !timer.wait(until: origin + schedule.nextDeadline)
@@ -210,7 +244,7 @@ public final class Sampler: Service {
             window.stuck.removeAll(keepingCapacity: true)
             for i in meter.domains.indices {
                 switch meter.statuses[i] {
-                case .failed:
+                case .failed, .glitch:
                     window.energy.append(nil)
                     window.stuck.append(false)
                 case .ok, .stuck:
@@ -224,8 +258,17 @@ public final class Sampler: Service {
             window.duration = elapsed - windowStart
             window.domains = meter.domains
             window.readErrors = meter.readErrors
+            window.glitches = meter.glitches
             window.lateWindows = schedule.late
             window.missedWindows = schedule.missed
+            window.clockStepMicroseconds = steps.observe(wall: endWall, monotonic: elapsed)
+            window.clockSteps = steps.count
+            if window.clockStepMicroseconds != 0 {
+                let step = window.clockStepMicroseconds
+                logger.warning(
+                    "the wall clock stepped \(step > 0 ? "forward" : "back") by \(Double(abs(step)) / 1e6) s against the monotonic clock (NTP, an operator, a resumed VM): windows stay exact; \(step > 0 ? "timestamps follow the new time" : "samples are held back until the new time passes the last one sent (see docs/reliability.md)")"
+                )
+            }
             window.isFinal = final
             sink.accept(window)
             health?.windowClosed()

@@ -31,8 +31,9 @@ public enum PushDecision: Sendable, Equatable {
     case delivered
     /// Network error, 5xx or 429: retry after the policy's backoff, or after `retryAfter` if given.
     case retry(retryAfter: Duration?, reason: String)
-    /// Another 4xx (or an unexpected status): retrying cannot help; drop and count.
-    case reject(reason: String)
+    /// Another 4xx (or an unexpected status): retrying the same request cannot help. 413 (too large)
+    /// is retried in smaller requests by the writer; anything else is dropped and counted.
+    case reject(status: Int, reason: String)
 
     /// The retry decision per status code. `nowSeconds` (wall clock) converts an HTTP-date Retry-After.
     public static func decide(_ result: TransportResult, nowSeconds: Int64) -> PushDecision {
@@ -48,9 +49,9 @@ public enum PushDecision: Sendable, Equatable {
                 let retryAfter = result.header("Retry-After").flatMap { Self.parseRetryAfter($0, nowSeconds: nowSeconds) }
                 return .retry(retryAfter: retryAfter, reason: "HTTP \(status)\(text.isEmpty ? "" : ": \(text)")")
             case 300..<400:
-                return .reject(reason: "HTTP \(status) (redirects are not followed: fix the URL)\(text.isEmpty ? "" : ": \(text)")")
+                return .reject(status: status, reason: "HTTP \(status) (redirects are not followed: fix the URL)\(text.isEmpty ? "" : ": \(text)")")
             default:
-                return .reject(reason: "HTTP \(status)\(text.isEmpty ? "" : ": \(text)")")
+                return .reject(status: status, reason: "HTTP \(status)\(text.isEmpty ? "" : ": \(text)")")
             }
         }
     }

@@ -10,6 +10,10 @@ public enum DomainStatus: Sendable, Equatable {
     /// Not read this time (or never yet): the message says why. The energy used meanwhile is not
     /// lost: it appears in the first successful read after.
     case failed(String)
+    /// Read, but the counter moved in a way no hardware can (it stepped back, was reset, or jumped
+    /// further than the domain's power bound allows): that step is not energy. Nothing is exported for
+    /// it and the counter is re-based on its new value; the message gives the numbers.
+    case glitch(String)
 }
 
 /// Owns counter deltas, wraparound and unit conversion for every backend.
@@ -30,6 +34,10 @@ public final class EnergyMeter {
     public var statuses: [DomainStatus] { ledger.statuses }
     /// Failed reads per domain since start.
     public var readErrors: [UInt64] { ledger.readErrors }
+    /// Counter steps per domain since start that were impossible as energy (see ``DomainStatus/glitch(_:)``).
+    public var glitches: [UInt64] { ledger.glitches }
+    /// The most power one counter can plausibly report; a step that would need more is a glitch.
+    public var maximumPower: Double { ledger.maximumPowerWatts }
 
     /// A domain whose total has not changed for this long is reported as stuck.
     public var stuckAfter: Duration { ledger.stuckAfter }
@@ -43,14 +51,24 @@ public final class EnergyMeter {
     /// access otherwise: several checks per counter per read).
     private var ledger: Ledger
 
+    /// The default bound on one counter's power, in watts: far above any package, DRAM or platform
+    /// domain shipped so far (the largest server packages draw about 500 W, bursts up to twice that),
+    /// far below what a counter glitch looks like (a 1 µJ step back on a 2^32-count counter reads as
+    /// ~65–262 kJ). `--max-domain-power` / `MAX_DOMAIN_POWER_W` overrides it.
+    public static let defaultMaximumPower = 5000.0
+
+    /// - Parameter maximumPower: the most watts one counter can report (see ``defaultMaximumPower``).
+    ///   A step needing more over the time since the counter's last read (plus ``glitchGrace`` for the
+    ///   hardware's update granularity) is a glitch, not energy.
     public init(
         backend: any EnergyBackend,
         stuckAfter: Duration = .seconds(5),
         retryAfter: Duration = .seconds(1),
+        maximumPower: Double = EnergyMeter.defaultMaximumPower,
         logger: Logger = Logger(label: "rapl-exporter.meter")
     ) {
         self.backend = backend
-        ledger = Ledger(stuckAfter: stuckAfter, retryAfter: retryAfter, logger: logger)
+        ledger = Ledger(stuckAfter: stuckAfter, retryAfter: retryAfter, maximumPowerWatts: maximumPower, logger: logger)
         ledger.adoptNewCounters(backend.counters)
     }
 
@@ -85,27 +103,42 @@ private struct Ledger {
         var retryAt: Duration?
         var failures: UInt64 = 0
         var consecutiveFailures = 0
+        /// Monotonic seconds of the last successful read (the time a step's energy was used in).
+        var readAt = 0.0
+        /// Impossible steps in the current glitch episode (0: not in one).
+        var episodeGlitches: UInt64 = 0
     }
+
+    /// Added to the time between two reads before the power bound is applied: RAPL counters update
+    /// about every millisecond (some parts every few), so a read can see a little more than the time
+    /// since the previous one.
+    static let glitchGrace = 0.05
 
     let stuckAfter: Duration
     let retryAfter: Duration
+    let maximumPowerWatts: Double
     let logger: Logger
     var domains: [Domain] = []
     var totals: [UInt64] = []
     var statuses: [DomainStatus] = []
     var readErrors: [UInt64] = []
+    var glitches: [UInt64] = []
     var counters: [CounterState] = []
     /// The unit of each counter (the backend's counter list is fixed once adopted).
     var units: [EnergyUnit] = []
+    /// Per counter: the most raw counts per second its domain can plausibly advance by.
+    var countsPerSecond: [Double] = []
     var lastChange: [Duration?] = []
     var reportedStuck: [Bool] = []
     var domainFailure: [String?] = []
+    var domainGlitch: [String?] = []
     /// Per-domain sums of the current read, reused so that a read allocates nothing.
     var scratch: [UInt64] = []
 
-    init(stuckAfter: Duration, retryAfter: Duration, logger: Logger) {
+    init(stuckAfter: Duration, retryAfter: Duration, maximumPowerWatts: Double, logger: Logger) {
         self.stuckAfter = stuckAfter
         self.retryAfter = retryAfter
+        self.maximumPowerWatts = maximumPowerWatts
         self.logger = logger
     }
 
@@ -129,6 +162,8 @@ private struct Ledger {
         totals = sorted.carrying(totals, from: old, fill: 0)
         statuses = sorted.carrying(statuses, from: old, fill: .failed("not read yet"))
         readErrors = sorted.carrying(readErrors, from: old, fill: 0)
+        glitches = sorted.carrying(glitches, from: old, fill: 0)
+        domainGlitch = sorted.carrying(domainGlitch, from: old, fill: nil)
         lastChange = sorted.carrying(lastChange, from: old, fill: nil)
         reportedStuck = sorted.carrying(reportedStuck, from: old, fill: false)
         domainFailure = sorted.carrying(domainFailure, from: old, fill: nil)
@@ -138,11 +173,15 @@ private struct Ledger {
         for spec in specs[counters.count...] {
             counters.append(CounterState(domainIndex: sorted.firstIndex(of: spec.domain)!))
             units.append(spec.unit)
+            countsPerSecond.append(maximumPowerWatts * 1e6 / spec.unit.microjoulesPerCount)
         }
     }
 
     mutating func read(_ backend: any EnergyBackend, now: Duration) {
         for d in domainFailure.indices where domainFailure[d] != nil { domainFailure[d] = nil }
+        for d in domainGlitch.indices where domainGlitch[d] != nil { domainGlitch[d] = nil }
+        let (wholeSeconds, attoseconds) = now.components
+        let nowSeconds = Double(wholeSeconds) + Double(attoseconds) * 1e-18
         for i in counters.indices {
             let d = counters[i].domainIndex
             if let retryAt = counters[i].retryAt, now < retryAt {
@@ -157,13 +196,21 @@ private struct Ledger {
                         let last = UInt128(counters[i].last)
                         let value = UInt128(raw.value)
                         let delta = value >= last ? value - last : raw.modulus - last + value
-                        counters[i].rawTotal &+= delta
-                        counters[i].microjoules = units[i].microjoules(counters[i].rawTotal)
+                        if isPlausible(i, delta: delta, modulus: raw.modulus, now: nowSeconds) {
+                            counters[i].rawTotal &+= delta
+                            counters[i].microjoules = units[i].microjoules(counters[i].rawTotal)
+                            if counters[i].episodeGlitches > 0 { glitchEnded(i, backend) }
+                        } else {
+                            glitched(i, backend, from: counters[i].last, to: raw.value, delta: delta, now: nowSeconds)
+                        }
+                    } else if counters[i].episodeGlitches > 0 {
+                        glitchEnded(i, backend)
                     }
                 } else {
                     counters[i].primed = true
                 }
                 counters[i].last = raw.value
+                counters[i].readAt = nowSeconds
                 if counters[i].failing != nil { recovered(i, backend) }
             } catch {
                 failed(i, error, backend, now: now)
@@ -175,6 +222,12 @@ private struct Ledger {
             let total = scratch[d]
             if let failure = domainFailure[d] {
                 statuses[d] = .failed(failure)
+                continue
+            }
+            if let glitch = domainGlitch[d] {
+                // Other counters of the domain may have moved: their energy stays in the total and
+                // reaches the next window, as after a failed read.
+                statuses[d] = .glitch(glitch)
                 continue
             }
             if total != totals[d] || lastChange[d] == nil {
@@ -197,6 +250,43 @@ private struct Ledger {
                 statuses[d] = .ok
             }
         }
+    }
+
+    /// Whether a step of `delta` counts since the counter's last read can be energy: within the power
+    /// bound over the time since then. When the bound allows a whole range of the counter, a wrap
+    /// cannot be told from a glitch and the step is taken as it reads.
+    @inline(__always)
+    private func isPlausible(_ i: Int, delta: UInt128, modulus: UInt128, now: Double) -> Bool {
+        let allowed = countsPerSecond[i] * (now - counters[i].readAt + Self.glitchGrace)
+        // delta < modulus ≤ 2^64.
+        if Double(UInt64(truncatingIfNeeded: delta)) <= allowed { return true }
+        return Double(modulus) <= allowed
+    }
+
+    /// Counter `i` stepped impossibly: no energy for this step, re-based on the new value (the caller
+    /// stores it), counted; logged once per episode with the numbers.
+    private mutating func glitched(_ i: Int, _ backend: any EnergyBackend, from last: UInt64, to value: UInt64, delta: UInt128, now: Double) {
+        let d = counters[i].domainIndex
+        glitches[d] += 1
+        counters[i].episodeGlitches += 1
+        let seconds = now - counters[i].readAt
+        let joules = Double(UInt64(truncatingIfNeeded: delta)) * units[i].microjoulesPerCount / 1e6
+        let direction = value < last ? "stepped back" : "jumped forward"
+        let message = "counter \(direction) from \(last) to \(value) in \(formatted(seconds * 1000, 1)) ms: as energy that is \(formatted(joules, 3)) J (\(formatted(joules / max(seconds, 1e-9), 0)) W), over the bound of \(formatted(maximumPowerWatts, 0)) W"
+        domainGlitch[d] = message
+        if counters[i].episodeGlitches == 1 {
+            let spec = backend.counters[i]
+            logger.warning(
+                "\(spec.domain.component()) (socket \(spec.domain.socket)) \(spec.source): \(message); not energy (a firmware or driver glitch, a reset or a hot-plug): no energy exported for this step, counting again from the new value"
+            )
+        }
+    }
+
+    /// Counter `i` moved plausibly after a glitch episode.
+    private mutating func glitchEnded(_ i: Int, _ backend: any EnergyBackend) {
+        let spec = backend.counters[i]
+        logger.notice("\(spec.domain.component()) (socket \(spec.domain.socket)) \(spec.source): counter consistent again after \(counters[i].episodeGlitches) impossible step(s)")
+        counters[i].episodeGlitches = 0
     }
 
     /// Counter `i` read again after failing.

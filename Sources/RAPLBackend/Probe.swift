@@ -116,6 +116,7 @@ public struct ProbeReport: Sendable {
                 case .ok: out += "\(formatted(domain.watts, 3)) W"
                 case .stuck: out += "STUCK: did not change in \(interval) (reads as 0 W, probably not real)"
                 case .failed(let why): out += "ERROR: \(why)"
+                case .glitch(let why): out += "GLITCH: \(why) (not counted as energy)"
                 }
                 out += "  [unit \(domain.unit), wraps at \(domain.wrapRange)]\n"
             }
@@ -151,6 +152,7 @@ public struct ProbeReport: Sendable {
                     case .ok: status = [("status", .string("ok"))]
                     case .stuck: status = [("status", .string("stuck"))]
                     case .failed(let why): status = [("status", .string("error")), ("error", .string(why))]
+                    case .glitch(let why): status = [("status", .string("glitch")), ("error", .string(why))]
                     }
                     return .object([
                         ("component", .string(d.domain.component(style))),

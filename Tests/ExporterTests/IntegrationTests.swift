@@ -132,13 +132,17 @@ struct ReceiverIntegrationTests {
     }
 
     @Test func badRequestIsDroppedNotRetried() async throws {
-        let (receiver, daemon) = try await run([.respond(400, [], "out of order sample")], seconds: 2)
+        let bad = ScriptedReceiver.Action.respond(400, [], "out of order sample")
+        let (receiver, daemon) = try await run([bad, bad], seconds: 2)
         let requests = receiver.requests
-        try #require(requests.count >= 2)
+        try #require(requests.count >= 3)
         #expect(requests[1].body != requests[0].body)
         let rejected = Set(windows([requests[0]]))
         #expect(!rejected.isEmpty)
-        #expect(rejected.isDisjoint(with: windows(Array(requests.dropFirst()))))
+        // The rejected request's energy alone, rejected again; then its self-metrics alone, accepted.
+        #expect(Set(windows([requests[1]])) == rejected)
+        #expect(windows([requests[2]]).isEmpty)
+        #expect(rejected.isDisjoint(with: windows(Array(requests.dropFirst(2)))))
         #expect(daemon.log.contains("receiver rejected"))
         #expect(daemon.log.contains("out of order sample"))
         let dropped = requests.last?.writeRequest?.samples(["__name__": "rapl_exporter_samples_dropped_total", "reason": "rejected"]).last?.1

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 import RAPLBackend
 @testable import Exporter
 
@@ -19,7 +20,7 @@ import RAPLBackend
 
     @Test(arguments: [400, 401, 403, 404, 409, 413, 301])
     func otherStatusesAreRejected(_ status: Int) {
-        guard case .reject(let reason) = PushDecision.decide(.response(status: status, headers: [], body: Array("out of order sample".utf8)), nowSeconds: 0) else {
+        guard case .reject(_, let reason) = PushDecision.decide(.response(status: status, headers: [], body: Array("out of order sample".utf8)), nowSeconds: 0) else {
             Issue.record("\(status) should not be retried")
             return
         }
@@ -43,7 +44,7 @@ import RAPLBackend
 
     @Test func longBodiesAreTruncatedForTheLog() {
         let body = Array(repeating: UInt8(ascii: "x"), count: 1000)
-        guard case .reject(let reason) = PushDecision.decide(.response(status: 400, headers: [], body: body), nowSeconds: 0) else { return }
+        guard case .reject(_, let reason) = PushDecision.decide(.response(status: 400, headers: [], body: body), nowSeconds: 0) else { return }
         #expect(reason.count < 300)
         #expect(reason.hasSuffix("… (1000 bytes)"))
     }
@@ -191,37 +192,69 @@ import RAPLBackend
 
     @Test func badRequestIsDroppedCountedAndLoggedNotRetried() async {
         let log = LogCapture()
-        let transport = RecordingTransport([.response(status: 400, headers: [], body: Array("out of order sample".utf8))])
+        let bad = TransportResult.response(status: 400, headers: [], body: Array("out of order sample".utf8))
+        let transport = RecordingTransport([bad, bad])
         let w = writer(transport, logger: log)
         w.accept(window([7], endMicros: 1_800_000_000_000_000))
         await w.cutBatch()
-        let batchSize = await w.pendingSamples
         await w.drain(until: nil)
         w.accept(window([8], endMicros: 1_800_000_000_100_000))
         await w.cutBatch()
         await w.drain(until: nil)
-        #expect(transport.bodies.count == 2)
-        #expect(energy([transport.requests[1]]).map(\.1) == [8])
+        // The mixed request, then its energy alone (rejected: dropped), its self-metrics alone
+        // (delivered), then the next batch.
+        #expect(transport.bodies.count == 4)
+        #expect(energy([transport.requests[1]]).map(\.1) == [7])
+        #expect(energy([transport.requests[2]]).isEmpty)
+        #expect(energy([transport.requests[3]]).map(\.1) == [8])
         let stats = await w.statistics
-        #expect(stats.dropped[.rejected] == UInt64(batchSize))
+        #expect(stats.dropped[.rejected] == 1)
         #expect(stats.retried == 0)
-        #expect(log.contains("receiver rejected \(batchSize) samples, dropped (not retried): HTTP 400: out of order sample"))
+        #expect(log.contains("receiver rejected 1 samples, dropped (not retried): HTTP 400: out of order sample"))
+        // The counter that shows the rejection reaches the receiver in the next batch.
+        #expect(transport.requests[3].samples(["__name__": "rapl_exporter_samples_dropped_total", "reason": "rejected"]).map(\.1) == [1])
     }
 
-    @Test func queueBoundDropsTheOldestBatch() async {
+    @Test func tooLargeIsSplitInHalvesNotDropped() async {
+        let tooLarge = TransportResult.response(status: 413, headers: [], body: Array("request entity too large".utf8))
+        let transport = RecordingTransport([tooLarge, tooLarge])
+        let w = writer(transport)
+        let t = Int64(1_800_000_000_000_000)
+        for i in 0..<8 { w.accept(window([UInt64(i)], endMicros: t + Int64(i) * 100_000)) }
+        await w.cutBatch()
+        let total = await w.pendingSamples
+        await w.drain(until: nil)
+        let stats = await w.statistics
+        #expect(stats.totalDropped == 0)
+        #expect(stats.splits == 2)
+        #expect(stats.sent == UInt64(total))
+        #expect(energy(transport.requests.dropFirst(2).map { $0 }).map(\.1) == (0..<8).map(Double.init))
+        // Whole, then halves, then quarters.
+        let sizes = transport.requests.map { $0.timeseries.reduce(0) { $0 + $1.samples.count } }
+        #expect(sizes[0] == total)
+        #expect(sizes[1] == (total + 1) / 2)
+        #expect(sizes.dropFirst(2).allSatisfy { $0 <= ((total + 1) / 2 + 1) / 2 })
+    }
+
+    @Test func queueBoundDropsTheOldestBatchAfterOneMoreAttempt() async {
         let transport = RecordingTransport(Array(repeating: .failure("connection refused"), count: 100))
         let clock = TestClock()
         let w = writer(transport, clock: clock) { $0.maxQueuedBatches = 2 }
         var sizes: [Int] = []
+        var attempts: [Int] = []
         for i in 0..<4 {
             let before = await w.pendingSamples
             w.accept(window([UInt64(i)], endMicros: 1_800_000_000_000_000 + Int64(i) * 4_000_000))
+            let sentBefore = transport.bodies.count
             await w.cutBatch()
-            sizes.append(await w.pendingSamples - before)
+            attempts.append(transport.bodies.count - sentBefore)
+            if i < 2 { sizes.append(await w.pendingSamples - before) }
             await w.drain(until: nil)
         }
+        // Cutting the third and fourth batch tried the head once more, though it was backing off.
+        #expect(attempts == [0, 0, 1, 1])
         #expect(await w.queuedBatches == 2)
-        // Two batches were dropped: the first two, whose sizes we recorded.
+        // Two batches were dropped: the first two (same shape).
         let stats = await w.statistics
         #expect(stats.dropped[.queueFull] == UInt64(sizes[0] + sizes[1]))
         // The survivors are the newest two, still in order: let the receiver recover.

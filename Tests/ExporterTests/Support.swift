@@ -87,22 +87,36 @@ final class TestWallClock: WallClock {
     func advance(by d: Duration) { micros.withLock { $0 += Int64(d.seconds * 1e6) } }
 }
 
-/// Records every request and answers from a script (then 204 forever).
+/// Records every request and answers from a script (then 204 forever); while `down()` is true every
+/// request fails as a refused connection instead.
 final class RecordingTransport: RemoteWriteTransport {
-    private let state: Mutex<(script: [TransportResult], bodies: [[UInt8]], timeouts: [Duration])>
+    private let state: Mutex<(script: [TransportResult], bodies: [[UInt8]], timeouts: [Duration], delivered: [[UInt8]])>
+    private let down: @Sendable () -> Bool
 
-    init(_ script: [TransportResult] = []) { state = Mutex((script, [], [])) }
+    init(_ script: [TransportResult] = [], down: @escaping @Sendable () -> Bool = { false }) {
+        state = Mutex((script, [], [], []))
+        self.down = down
+    }
 
     func send(_ body: [UInt8], timeout: Duration) async -> TransportResult {
-        state.withLock { s in
+        let down = down()
+        return state.withLock { s in
             s.bodies.append(body)
             s.timeouts.append(timeout)
-            return s.script.isEmpty ? .response(status: 204, headers: [], body: []) : s.script.removeFirst()
+            if down { return .failure("connection refused") }
+            let result = s.script.isEmpty ? .response(status: 204, headers: [], body: []) : s.script.removeFirst()
+            if case .response(200..<300, _, _) = result { s.delivered.append(body) }
+            return result
         }
     }
 
-    var requests: [Prometheus_WriteRequest] {
-        state.withLock { $0.bodies }.map { try! Prometheus_WriteRequest(serializedBytes: Snappy.uncompress($0)!) }
+    var requests: [Prometheus_WriteRequest] { state.withLock { $0.bodies }.map(Self.decode) }
+
+    /// The requests answered 2xx.
+    var deliveredRequests: [Prometheus_WriteRequest] { state.withLock { $0.delivered }.map(Self.decode) }
+
+    static func decode(_ body: [UInt8]) -> Prometheus_WriteRequest {
+        try! Prometheus_WriteRequest(serializedBytes: Snappy.uncompress(body)!)
     }
 
     var bodies: [[UInt8]] { state.withLock { $0.bodies } }
@@ -124,28 +138,6 @@ func energy(_ requests: [Prometheus_WriteRequest], component: String = "package-
     requests.flatMap { $0.samples(["__name__": "pyjoules_remote_write_energy_uj", "component": component]) }
 }
 
-/// Captures log lines for assertions.
-final class LogCapture: Sendable {
-    let lines = Mutex<[String]>([])
-    var logger: Logger {
-        Logger(label: "test") { _ in CaptureHandler(capture: self) }
-    }
-    func contains(_ text: String) -> Bool { lines.withLock { $0.contains { $0.contains(text) } } }
-}
-
-struct CaptureHandler: LogHandler {
-    let capture: LogCapture
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-    func log(event: LogEvent) {
-        capture.lines.withLock { $0.append("\(event.level) \(event.message)") }
-    }
-}
-
 func window(_ values: [UInt64?], domains: [Domain]? = nil, endMicros: Int64, duration: Duration = .milliseconds(100)) -> EnergyWindow {
     let doms = domains ?? [Domain(.package, socket: 0), Domain(.core, socket: 0)].prefix(values.count).map { $0 }
     return EnergyWindow(
@@ -156,8 +148,11 @@ func window(_ values: [UInt64?], domains: [Domain]? = nil, endMicros: Int64, dur
         energy: values,
         stuck: values.map { _ in false },
         readErrors: values.map { _ in 0 },
+        glitches: values.map { _ in 0 },
         lateWindows: 0,
         missedWindows: 0,
+        clockSteps: 0,
+        clockStepMicroseconds: 0,
         isFinal: false
     )
 }
