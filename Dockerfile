@@ -21,7 +21,7 @@ RUN setcap cap_perfmon,cap_sys_rawio,cap_dac_read_search+p /usr/local/bin/rapl-e
  && apt-get purge -y libcap2-bin && apt-get autoremove -y \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin rapl
 USER 10001:10001
-ENV HEALTH_FILE=/tmp/rapl-exporter.health
-# The exporter's own health (windows closing, pushes delivered), not Prometheus'.
+# The exporter's own health (windows closing, pushes delivered), not Prometheus'. Its heartbeat file is
+# /tmp/rapl-exporter-10001/health, in a directory the exporter makes for its user (HEALTH_FILE overrides).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 CMD ["rapl-exporter", "healthcheck"]
 ENTRYPOINT ["rapl-exporter"]

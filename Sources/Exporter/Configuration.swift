@@ -11,6 +11,9 @@ public struct RemoteWriteEndpoint: Sendable, Equatable, CustomStringConvertible 
     /// Parses `http(s)://host[:port][/path][?query]`; IPv6 hosts in brackets. Nil for anything else
     /// (other schemes, user info, empty host, a bad port).
     public init?(_ text: String) {
+        // Printable ASCII only: a space, CR, LF or any other control character would break the request
+        // line (percent-encode what needs it).
+        guard text.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { return nil }
         let lower = text.lowercased()
         let rest: Substring
         if lower.hasPrefix("http://") {
@@ -55,9 +58,41 @@ public struct RemoteWriteEndpoint: Sendable, Equatable, CustomStringConvertible 
         target = path
     }
 
+    /// For logs: the query's values are left out (tokens travel there: `?api_key=…`).
     public var description: String {
         let h = host.contains(":") ? "[\(host)]" : host
-        return "\(tls ? "https" : "http")://\(h):\(port)\(target)"
+        return "\(tls ? "https" : "http")://\(h):\(port)\(Self.redactingQuery(target))"
+    }
+
+    /// `text` with a password in its user info and the values of its query replaced by `***`, and any
+    /// control character escaped: what an error message may echo of a URL the user gave.
+    public static func redacted(_ text: String) -> String {
+        var t = Substring(text)
+        var out = ""
+        if let colon = t.firstIndex(of: ":"), t[colon...].hasPrefix("://") {
+            let rest = t.index(colon, offsetBy: 3)
+            out = String(t[..<rest])
+            t = t[rest...]
+            let authorityEnd = t.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? t.endIndex
+            var authority = t[..<authorityEnd]
+            if let at = authority.lastIndex(of: "@") {
+                let user = authority[..<at].split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+                out += user.count > 1 ? "\(user[0]):***@" : "\(user[0])@"
+                authority = authority[authority.index(after: at)...]
+            }
+            out += authority
+            t = t[authorityEnd...]
+        }
+        out += redactingQuery(String(t))
+        return String(out.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? "\\x\(String($0.value, radix: 16))" : String($0) }.joined())
+    }
+
+    static func redactingQuery(_ target: String) -> String {
+        guard let q = target.firstIndex(of: "?") else { return target }
+        let pairs = target[target.index(after: q)...].split(separator: "&", omittingEmptySubsequences: false).map { pair in
+            pair.split(separator: "=", maxSplits: 1).first.map { "\($0)=***" } ?? ""
+        }
+        return target[..<q] + "?" + pairs.joined(separator: "&")
     }
 
     /// The Host header value.
@@ -137,24 +172,25 @@ public enum RemoteWriteAuthorization: Sendable, Equatable {
     case basic(username: String, passwordFile: String)
     case bearer(tokenFile: String)
 
-    /// The Authorization header value, read from the secret file now.
-    public func headerValue() throws(KernelError) -> String? {
+    /// The Authorization header value, read from the secret file now. The file must be a regular file
+    /// holding one non-empty line (a final newline is ignored): a FIFO, a device, an empty file or one
+    /// with CR, LF or NUL inside is refused, the same at start (exit 2) as at every push.
+    public func headerValue() throws(SecretFileProblem) -> String? {
+        try header()?.value
+    }
+
+    /// The header value and the secret in it (token or password), read now.
+    func header() throws(SecretFileProblem) -> (value: String, secret: String)? {
         switch self {
         case .none:
             return nil
         case .basic(let username, let passwordFile):
-            let password = Self.stripNewline(try TextFile.read(passwordFile))
-            return "Basic " + Base64.encode(Array("\(username):\(password)".utf8))
+            let password = try SecretFileProblem.readLine(passwordFile, what: "password")
+            return ("Basic " + Base64.encode(Array("\(username):\(password)".utf8)), password)
         case .bearer(let tokenFile):
-            return "Bearer " + Self.stripNewline(try TextFile.read(tokenFile)).trimmingWhitespace()
+            let token = try SecretFileProblem.readLine(tokenFile, what: "bearer token").trimmingWhitespace()
+            return ("Bearer " + token, token)
         }
-    }
-
-    /// Files end with a newline more often than passwords do.
-    static func stripNewline(_ s: String) -> String {
-        var t = Substring(s)
-        while t.last == "\n" || t.last == "\r" { t.removeLast() }
-        return String(t)
     }
 
     /// The secret files, for checks at start.
@@ -165,6 +201,36 @@ public enum RemoteWriteAuthorization: Sendable, Equatable {
         case .bearer(let file): [file]
         }
     }
+}
+
+/// Why a secret file cannot be used: it names the file and the problem, never the content.
+public struct SecretFileProblem: Error, Sendable, CustomStringConvertible {
+    public var description: String
+
+    /// The one line a secret file holds, without its final newline (LF or CRLF).
+    static func readLine(_ path: String, what: String) throws(SecretFileProblem) -> String {
+        var bytes: ArraySlice<UInt8>
+        do {
+            bytes = try TextFile.readRegular(path)[...]
+        } catch {
+            throw SecretFileProblem(description: "cannot read the \(what) file: \(error)")
+        }
+        if bytes.last == UInt8(ascii: "\n") { bytes.removeLast() }
+        if bytes.last == UInt8(ascii: "\r") { bytes.removeLast() }
+        guard !bytes.isEmpty else { throw SecretFileProblem(description: "the \(what) file \(path) is empty") }
+        if bytes.contains(where: { $0 == 0 || $0 == UInt8(ascii: "\r") || $0 == UInt8(ascii: "\n") }) {
+            throw SecretFileProblem(description: "the \(what) file \(path) holds a NUL, CR or LF byte inside its line: an HTTP header cannot carry it")
+        }
+        guard let text = String(validating: bytes, as: UTF8.self), !text.unicodeScalars.contains(where: isControl) else {
+            throw SecretFileProblem(description: "the \(what) file \(path) is not one line of UTF-8 text without control characters")
+        }
+        return text
+    }
+}
+
+/// C0 controls but tab, DEL, and C1 controls.
+public func isControl(_ scalar: Unicode.Scalar) -> Bool {
+    (scalar.value < 0x20 && scalar != "\t") || (0x7F...0x9F).contains(scalar.value)
 }
 
 enum Base64 {

@@ -19,6 +19,9 @@ public struct HTTPTransport: RemoteWriteTransport {
     /// dropped its capabilities, so that they hold none.
     private var group: any EventLoopGroup { explicitGroup ?? MultiThreadedEventLoopGroup.singleton }
 
+    /// Values of the user's extra headers, long enough to be worth redacting from response bodies.
+    private let redactedHeaderValues: [String]
+
     public static let userAgent = "rapl-exporter/\(ExporterVersion.current)"
 
     /// The remote-write 1.0 headers plus `extraHeaders`; TLS when the endpoint is https.
@@ -41,6 +44,7 @@ public struct HTTPTransport: RemoteWriteTransport {
             ("User-Agent", Self.userAgent),
             ("Connection", "close"),
         ] + extraHeaders
+        self.redactedHeaderValues = extraHeaders.map(\.1).filter { $0.count >= 4 }
         if endpoint.tls {
             var configuration = TLSConfiguration.makeClientConfiguration()
             if let ca = tls.caFile {
@@ -71,11 +75,17 @@ public struct HTTPTransport: RemoteWriteTransport {
         var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: endpoint.target)
         for (name, value) in headers { head.headers.add(name: name, value: value) }
         head.headers.add(name: "Content-Length", value: String(body.count))
+        // What a response body must not echo into the log: the credentials sent, and the values of
+        // the extra headers (API keys travel there too).
+        var secrets = redactedHeaderValues
         do {
-            if let value = try authorization.headerValue() { head.headers.add(name: "Authorization", value: value) }
+            if let (value, secret) = try authorization.header() {
+                head.headers.add(name: "Authorization", value: value)
+                secrets += [value, String(value.drop { $0 != " " }.dropFirst()), secret]
+            }
         } catch {
-            // The message names the file and the errno, never its content.
-            return .failure("cannot read the credentials: \(error)")
+            // The message names the file and the problem, never its content.
+            return .failure("cannot use the credentials: \(error)")
         }
         let promise = group.next().makePromise(of: TransportResult.self)
         let request = head
@@ -103,11 +113,13 @@ public struct HTTPTransport: RemoteWriteTransport {
         connected.whenFailure { promise.fail($0) }
         promise.futureResult.whenComplete { _ in connected.whenSuccess { $0.close(promise: nil) } }
         do {
-            return try await withTaskCancellationHandler {
+            let result = try await withTaskCancellationHandler {
                 try await promise.futureResult.get()
             } onCancel: {
                 promise.fail(CancellationError())  // no-op when the exchange already completed it
             }
+            guard case .response(let status, let headers, let body) = result else { return result }
+            return .response(status: status, headers: headers, body: Redaction.redact(body, secrets))
         } catch is CancellationError {
             return .failure("cancelled by shutdown")
         } catch {
@@ -121,6 +133,56 @@ public struct HTTPTransport: RemoteWriteTransport {
         if let e = error as? BoringSSLError { return "TLS: \(e) (check --tls-ca-file / --tls-server-name)" }
         if error is ChannelError, case ChannelError.connectTimeout = error as! ChannelError { return "connect timed out" }
         return "\(error)"
+    }
+}
+
+/// Start-up checks of the TLS files, one by one, so that a failure says which file and why.
+public enum TLSFiles {
+    /// Nil when `path` is a readable regular file holding PEM certificates (or, `isKey`, a PEM private
+    /// key); else the reason.
+    public static func problem(_ path: String, isKey: Bool) -> String? {
+        let bytes: [UInt8]
+        do { bytes = try TextFile.readRegular(path, limit: 1 << 20) } catch { return "\(error)" }
+        do {
+            if isKey {
+                _ = try NIOSSLPrivateKey(bytes: bytes, format: .pem)
+            } else {
+                let certificates = try NIOSSLCertificate.fromPEMBytes(bytes)
+                if certificates.isEmpty { return "no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)" }
+            }
+        } catch {
+            return "not a PEM \(isKey ? "private key" : "certificate file") (\(error))"
+        }
+        return nil
+    }
+}
+
+/// Replaces every occurrence of the given secrets in a response body by `<redacted>`, longest first.
+enum Redaction {
+    static func redact(_ body: [UInt8], _ secrets: [String]) -> [UInt8] {
+        var out = body
+        for secret in Set(secrets).filter({ $0.utf8.count >= 4 }).sorted(by: { $0.utf8.count > $1.utf8.count }) {
+            out = replace(Array(secret.utf8), in: out)
+        }
+        return out
+    }
+
+    private static func replace(_ needle: [UInt8], in haystack: [UInt8]) -> [UInt8] {
+        guard haystack.count >= needle.count else { return haystack }
+        let mark = Array("<redacted>".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(haystack.count)
+        var i = 0
+        while i < haystack.count {
+            if i + needle.count <= haystack.count, haystack[i] == needle[0], haystack[i..<(i + needle.count)].elementsEqual(needle) {
+                out += mark
+                i += needle.count
+            } else {
+                out.append(haystack[i])
+                i += 1
+            }
+        }
+        return out
     }
 }
 

@@ -60,6 +60,9 @@ public final class HealthFile: Sendable {
             if !processAlive { return "the exporter (pid \(pid)) is not running" }
             let windowAllowance = Int64(max(10, 10 * scrapeInterval) * 1000)
             let lastWindow = max(lastWindowMillis, startedMillis)
+            if lastWindow - nowMillis > windowAllowance {
+                return "the last window is stamped \(Double(lastWindow - nowMillis) / 1000) s in the future (the clock stepped back, or the file is not the exporter's)"
+            }
             if nowMillis - lastWindow > windowAllowance {
                 return "no window closed for \(Double(nowMillis - lastWindow) / 1000) s (scrape interval \(scrapeInterval) s): sampling is stuck"
             }
@@ -72,6 +75,16 @@ public final class HealthFile: Sendable {
             }
             return nil
         }
+    }
+
+    /// `/tmp/rapl-exporter-UID/health`: in a directory of this user's (made 0700 at start), so that no
+    /// other local user can plant, replace or fake it. `healthcheck` run as the same user finds it.
+    public static var defaultPath: String { "/tmp/rapl-exporter-\(AtomicFile.userID)/health" }
+
+    /// Makes the default path's directory (see ``defaultPath``); the reason when it cannot be trusted.
+    public static func prepareDefaultDirectory() -> String? {
+        let path = defaultPath
+        return AtomicFile.ownDirectory(String(path[..<path.lastIndex(of: "/")!]))
     }
 
     public let path: String

@@ -298,16 +298,19 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
     }
 
     public func run() async throws {
-        // As in the sampler: one wait for graceful shutdown, which cancels the push loop (and the
-        // request in flight), then the flush; all of it within the shutdown timeout of the signal.
+        // As in the sampler: one wait for graceful shutdown, which cancels the push loop (a request in
+        // flight may finish, within the shutdown timeout), then the flush; all of it within the
+        // shutdown timeout of the signal.
+        var deadline = clock.now
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.pushLoop() }
             do { try await gracefulShutdown() } catch {}
+            deadline = clock.now.advanced(by: settings.shutdownTimeout)
             group.cancelAll()
         }
         // Not cancelled with this task (a test or an escalating service group cancels it): the flush
         // is bounded by its own deadline.
-        await Task { await self.flush() }.value
+        await Task { [deadline] in await self.flush(until: deadline) }.value
     }
 
     /// Cuts a batch every push interval and sends what is due, until cancelled.
@@ -332,8 +335,8 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
 
     /// Shutdown: everything pending gets an attempt now (a long `Retry-After` or backoff is not waited
     /// out first), then retries while they fit in `shutdownTimeout`; what is left is counted and logged.
-    public func flush() async {
-        let deadline = clock.now.advanced(by: settings.shutdownTimeout)
+    public func flush(until deadline: C.Instant? = nil) async {
+        let deadline = deadline ?? clock.now.advanced(by: settings.shutdownTimeout)
         guard !abandoned else { return }
         await cutBatch()
         if !batches.isEmpty { batches[0].retryAt = nil }
@@ -370,7 +373,7 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
     /// deadline it returns when the head batch must wait for a retry; with one (shutdown) it waits for
     /// retries that fall before the deadline.
     func drain(until deadline: C.Instant?) async {
-        while !batches.isEmpty, !abandoned {
+        while !batches.isEmpty, !abandoned, !Task.isCancelled {
             let now = clock.now
             if let deadline, now >= deadline { return }
             if let retryAt = batches[0].retryAt, retryAt > now {
@@ -391,10 +394,10 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
             let attempts = batches[0].attempts
             let body = encoder.encode(batches[0].samples[from..<to], table: table)
             let start = clock.now
-            let result = await transport.send(body, timeout: timeout)
-            // Cancelled by shutdown (the request in flight is abandoned and sent again by the flush)
-            // or by abandon(): not a receiver failure.
-            if Task.isCancelled || abandoned { return }
+            let (result, cut) = await sendOutlivingShutdown(body, timeout: timeout)
+            // Cut off at the shutdown deadline (the flush sends it again if time is left), or
+            // abandoned by a second signal: not a receiver failure.
+            if cut || abandoned { return }
             if attempts > 0 { statistics.retried += count }
             statistics.lastPushDuration = start.duration(to: clock.now)
             statistics.requests += 1
@@ -435,6 +438,29 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
                 logger.error("receiver rejected \(count) samples, dropped (not retried): \(reason)")
             }
         }
+    }
+
+    /// Sends a request that a graceful shutdown does not cut short: when the push loop is cancelled
+    /// (the signal) while it is in flight, it may still finish within `shutdownTimeout`, and only then is
+    /// it cancelled. True in `cut` when it was.
+    private func sendOutlivingShutdown(_ body: [UInt8], timeout: Duration) async -> (TransportResult, cut: Bool) {
+        let transport = transport
+        let sending = Task { await transport.send(body, timeout: timeout) }
+        let watchdog = Mutex<Task<Void, Never>?>(nil)
+        let clock = clock
+        let limit = settings.shutdownTimeout
+        let result = await withTaskCancellationHandler {
+            await sending.value
+        } onCancel: {
+            watchdog.withLock {
+                $0 = Task {
+                    try? await clock.sleep(for: limit)
+                    sending.cancel()
+                }
+            }
+        }
+        watchdog.withLock { $0?.cancel() }
+        return (result, sending.isCancelled)
     }
 
     /// The head batch's request ending at `to` is done (accepted or rejected).

@@ -70,9 +70,9 @@ public struct SystemWallClock: WallClock {
 }
 
 /// Writes whole text to a file descriptor with `write(2)`, resuming after partial writes and EINTR;
-/// false on any other error.
+/// 0, or the errno of the write that failed.
 @discardableResult
-private func writeAll(_ fd: CInt, _ text: String) -> Bool {
+private func writeAll(_ fd: CInt, _ text: String) -> CInt {
     var t = text
     return t.withUTF8 { buffer in
         var offset = 0
@@ -80,37 +80,62 @@ private func writeAll(_ fd: CInt, _ text: String) -> Bool {
             let n = Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
             if n < 0 {
                 if errno == EINTR { continue }
-                return false
+                return errno
             }
             offset += n
         }
-        return true
+        return 0
     }
 }
+
+/// The text of an errno value (`strerror(3)`).
+func errorText(_ code: CInt) -> String { String(cString: strerror(code)) }
 
 /// Writes `text` to an existing file (a `/proc` attribute), opened write-only; false if it cannot.
 private func overwrite(_ path: String, _ text: String) -> Bool {
     let fd = open(path, O_WRONLY | O_CLOEXEC)
     guard fd >= 0 else { return false }
     defer { close(fd) }
-    return writeAll(fd, text)
+    return writeAll(fd, text) == 0
 }
 
 /// Writes to standard output, whole lines at once (no stdio buffering to lose at exit).
 enum StandardOutput {
-    static func write(_ text: String) { writeAll(1, text) }
+    /// 0, or the errno of the failed write (EPIPE, EBADF when closed, ENOSPC on /dev/full, …).
+    static func write(_ text: String) -> CInt { writeAll(1, text) }
 }
 
-/// Replaces a small file atomically: write a temp file beside it, then `rename(2)` over it.
+/// Replaces a small file atomically: a temporary file made with `mkstemp(3)` beside it (a new,
+/// unpredictable name, opened O_EXCL: no symlink or file planted in a shared directory is followed or
+/// reused), then `rename(2)` over it (which replaces a symlink at the path itself, never its target).
 enum AtomicFile {
     static func write(_ path: String, _ content: String) -> Bool {
-        let temp = path + ".\(getpid()).tmp"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        var template = Array((path + ".XXXXXX").utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else { return false }
-        let ok = writeAll(fd, content)
+        let temp = String(cString: template)
+        // mkstemp makes it 0600; the health check may run as another user of the same group.
+        fchmod(fd, 0o644)
+        let ok = writeAll(fd, content) == 0
         close(fd)
-        return ok && rename(temp, path) == 0
+        if ok, rename(temp, path) == 0 { return true }
+        unlink(temp)
+        return false
     }
+
+    /// Makes `path` a directory of this user's, mode 0700, or accepts one that already is: a real
+    /// directory (not a symlink) owned by this user and writable by no one else. The reason otherwise.
+    static func ownDirectory(_ path: String) -> String? {
+        if mkdir(path, 0o700) != 0, errno != EEXIST { return "cannot create \(path): \(errorText(errno))" }
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return "cannot stat \(path): \(errorText(errno))" }
+        guard st.st_mode & S_IFMT == S_IFDIR else { return "\(path) is not a directory (a symlink or file someone else made?)" }
+        guard st.st_uid == geteuid() else { return "\(path) belongs to uid \(st.st_uid), not to this process (uid \(geteuid()))" }
+        guard st.st_mode & 0o022 == 0 else { return "\(path) is writable by others (mode \(String(st.st_mode & 0o777, radix: 8)))" }
+        return nil
+    }
+
+    static var userID: UInt32 { geteuid() }
 
     static func processExists(_ pid: Int32) -> Bool {
         kill(pid, 0) == 0 || errno == EPERM
@@ -122,6 +147,9 @@ enum AtomicFile {
 /// Writes to standard error (no Foundation).
 public enum StandardError {
     public static func write(_ text: String) { writeAll(2, text) }
+
+    /// `strerror(3)` of `code`.
+    public static func describe(errno code: CInt) -> String { errorText(code) }
 }
 
 /// The sampler's time source: a monotonic clock and a blocking wait for an absolute deadline on it.

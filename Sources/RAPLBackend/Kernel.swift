@@ -18,7 +18,17 @@ public struct KernelError: Error, Sendable, Equatable, CustomStringConvertible {
     public var path: String
     public var errno: Errno
 
-    public var description: String { "\(call) \(path): \(errno)" }
+    /// Said instead of the errno's text when the call itself succeeded but the file is unsuitable.
+    public var detail: String?
+
+    public init(call: String, path: String, errno: Errno, detail: String? = nil) {
+        self.call = call
+        self.path = path
+        self.errno = errno
+        self.detail = detail
+    }
+
+    public var description: String { "\(call) \(path): \(detail ?? "\(errno)")" }
 
     /// True for EACCES and EPERM: a capability or file-mode problem rather than a missing file.
     public var isPermission: Bool { errno == .permissionDenied || errno == .notPermitted }
@@ -105,6 +115,44 @@ enum Kernel {
             bytes.append(contentsOf: chunk[0..<n])
         }
         return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The bytes of a small regular file, for secrets and other files a user names: opened without
+    /// blocking and without becoming a controlling terminal, and refused unless `fstat(2)` says it is a
+    /// regular file of at most `limit` bytes (a FIFO would hang the reader, `/dev/zero` never ends).
+    static func readRegularFile(_ path: String, limit: Int = 64 * 1024) throws(KernelError) -> [UInt8] {
+        let fd: CInt
+        do {
+            fd = try path.withCString {
+                try FileDescriptor.open($0, .readOnly, options: [.closeOnExec, .nonBlocking, .init(rawValue: O_NOCTTY)]).rawValue
+            }
+        } catch {
+            throw KernelError(call: "open", path: path, errno: error as? Errno ?? .ioError)
+        }
+        defer { _ = Glibc.close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw KernelError(call: "fstat", path: path, errno: Errno(rawValue: Glibc.errno)) }
+        guard st.st_mode & S_IFMT == S_IFREG else {
+            throw KernelError(call: "open", path: path, errno: .invalidArgument, detail: "not a regular file")
+        }
+        guard st.st_size <= limit else {
+            throw KernelError(call: "open", path: path, errno: .fileTooLarge, detail: "larger than \(limit) bytes")
+        }
+        var bytes = [UInt8](repeating: 0, count: Int(st.st_size))
+        var offset = 0
+        while offset < bytes.count {
+            let n: Int
+            do {
+                n = try bytes.withUnsafeMutableBytes { buf in
+                    try FileDescriptor(rawValue: fd).read(into: UnsafeMutableRawBufferPointer(rebasing: buf[offset...]), retryOnInterrupt: true)
+                }
+            } catch {
+                throw KernelError(call: "read", path: path, errno: error as? Errno ?? .ioError)
+            }
+            if n == 0 { break }
+            offset += n
+        }
+        return Array(bytes[..<offset])
     }
 
     /// `access(2)`-free existence check: `stat(2)` succeeds (follows symlinks).

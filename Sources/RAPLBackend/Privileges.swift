@@ -49,4 +49,10 @@ public enum TextFile {
     public static func read(_ path: String) throws(KernelError) -> String {
         try Kernel.readText(path)
     }
+
+    /// The bytes of a regular file of at most `limit` bytes; anything else (a FIFO, a device, a
+    /// directory) is refused without blocking. The error names the path, never the content.
+    public static func readRegular(_ path: String, limit: Int = 64 * 1024) throws(KernelError) -> [UInt8] {
+        try Kernel.readRegularFile(path, limit: limit)
+    }
 }

@@ -13,13 +13,11 @@ struct HealthcheckCommand: ParsableCommand {
         """
     )
 
-    static let defaultPath = "/tmp/rapl-exporter.health"
-
-    @Option(help: ArgumentHelp("The daemon's heartbeat file (HEALTH_FILE).", valueName: "path"))
+    @Option(help: ArgumentHelp("The daemon's heartbeat file (HEALTH_FILE; default /tmp/rapl-exporter-UID/health).", valueName: "path"))
     var healthFile: String?
 
     func run() throws {
-        let (healthy, message) = HealthFile.check(path: healthFile ?? environment("HEALTH_FILE") ?? Self.defaultPath)
+        let (healthy, message) = HealthFile.check(path: healthFile ?? environment("HEALTH_FILE") ?? HealthFile.defaultPath)
         print(message)
         if !healthy { throw ExitCode(1) }
     }

@@ -50,4 +50,52 @@ import TestSupport
         #expect(missing.status == 1)
         #expect(missing.stdout.contains("no health file"))
     }
+
+    @Test func aLastWindowFromTheFutureIsNotHealthy() {
+        let problem = state(window: 200_000).problem(nowMillis: 100_000, processAlive: true)
+        #expect(problem?.contains("in the future") == true, "\(problem ?? "healthy")")
+        // A clock that stepped back less than the allowance is tolerated.
+        #expect(state(window: 105_000).problem(nowMillis: 100_000, processAlive: true) == nil)
+    }
+
+    /// The old temporary name (`<health>.<pid>.tmp`, opened O_CREAT|O_TRUNC) let any local user plant a
+    /// symlink there and have the root exporter overwrite a file of their choosing; a symlink at the
+    /// health path itself must be replaced, not followed, too.
+    @Test func plantedSymlinksAreNeitherFollowedNorWrittenThrough() throws {
+        let tree = FakeTree()
+        tree.write("victim", "precious\n", mode: 0o644)
+        let victim = tree.root + "/victim"
+        let path = tree.root + "/health"
+        #expect(symlink(victim, path + ".\(getpid()).tmp") == 0)
+        #expect(symlink(victim, path) == 0)
+        #expect(AtomicFile.write(path, "pid=1\n"))
+        #expect(try String(contentsOfFile: victim, encoding: .utf8) == "precious\n")
+        var st = stat()
+        #expect(lstat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFREG)
+        #expect(st.st_mode & 0o777 == 0o644)
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "pid=1\n")
+        // No temporary file is left behind.
+        let left = try FileManager.default.contentsOfDirectory(atPath: tree.root).filter { $0.hasPrefix("health.") && !$0.hasSuffix(".tmp") }
+        #expect(left.isEmpty, "\(left)")
+    }
+
+    /// The default health file lives in a directory of the exporter's user: one planted by someone else
+    /// (another owner, a symlink, writable by others) is refused.
+    @Test(.enabled(if: getuid() == 0, "needs root to make a directory another user's"))
+    func theDefaultDirectoryMustBeTheExportersOwn() throws {
+        let tree = FakeTree()
+        let own = tree.root + "/own"
+        #expect(AtomicFile.ownDirectory(own) == nil)
+        #expect(AtomicFile.ownDirectory(own) == nil, "an existing one of ours is fine")
+        let theirs = tree.root + "/theirs"
+        #expect(mkdir(theirs, 0o755) == 0 && chown(theirs, 65534, 65534) == 0)
+        #expect(AtomicFile.ownDirectory(theirs)?.contains("belongs to uid 65534") == true)
+        let link = tree.root + "/link"
+        #expect(symlink(own, link) == 0)
+        #expect(AtomicFile.ownDirectory(link)?.contains("not a directory") == true)
+        let open = tree.root + "/open"
+        #expect(mkdir(open, 0o777) == 0 && chmod(open, 0o777) == 0)
+        #expect(AtomicFile.ownDirectory(open)?.contains("writable by others") == true)
+        #expect(HealthFile.defaultPath == "/tmp/rapl-exporter-\(geteuid())/health")
+    }
 }

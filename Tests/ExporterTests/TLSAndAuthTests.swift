@@ -98,7 +98,6 @@ struct TLSAndAuthTests {
 
     @Test(arguments: [
         (["--basic-auth-username", "u"], "basic auth needs both"),
-        (["--basic-auth-username", "u", "--basic-auth-password-file", "/nonexistent/pw"], "cannot read the credentials file: open /nonexistent/pw: No such file or directory"),
         (["--bearer-token-file", "/nonexistent/t", "--basic-auth-username", "u", "--basic-auth-password-file", "/x"], "not both"),
         (["--header", "Authorization: Bearer x"], "header 'Authorization' is set by rapl-exporter itself"),
         (["--header", "no colon"], "invalid header 'no colon'"),
@@ -113,7 +112,7 @@ struct TLSAndAuthTests {
     @Test func aBadCAFileExitsTwo() async throws {
         let result = try await Binary.run(Binary.path, ["--remote-write-url", "https://127.0.0.1:9/api/v1/write", "--tls-ca-file", "/etc/hostname"])
         #expect(result.status == 2, "\(result.stderr)")
-        #expect(result.stderr.contains("cannot set up TLS"))
+        #expect(result.stderr.contains("cannot load the CA file (--tls-ca-file, REMOTE_WRITE_TLS_CA_FILE) /etc/hostname: not a PEM certificate file"), "\(result.stderr)")
     }
 
     @Test func base64() {

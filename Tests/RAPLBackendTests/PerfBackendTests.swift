@@ -22,7 +22,7 @@ import TestSupport
     @Test func realSyscallOpensReadsAndConverts() async throws {
         let tree = try tree(events: [
             ("energy-pkg", "event=0x00", "2.3283064365386962890625e-10"),
-            ("energy-ram", "event=0x00", "1e-6"),
+            ("energy-ram", "event=0x00", "1e-9"),  // 1 W per busy CPU: under the glitch bound however slow the test
         ])
         let backend = try PerfBackend(paths: tree.paths, facts: rootFacts)
         #expect(backend.counters.map(\.domain) == [Domain(.package, socket: 0), Domain(.dram, socket: 0)])
