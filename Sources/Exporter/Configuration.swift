@@ -284,7 +284,7 @@ public struct RemoteWriteSettings: Sendable {
         maxSamplesPerRequest: Int = 2000,
         maxSampleAge: Duration = .seconds(1800),
         requestTimeout: Duration = .seconds(10),
-        shutdownTimeout: Duration = .seconds(10),
+        shutdownTimeout: Duration = .seconds(8),
         retry: RetryPolicy = RetryPolicy(),
         labels: SeriesLabels = SeriesLabels()
     ) {

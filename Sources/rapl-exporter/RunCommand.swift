@@ -52,7 +52,7 @@ struct RunCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("Bound on one remote-write request, connect to response (REQUEST_TIMEOUT_S; default 10).", valueName: "seconds"))
     var requestTimeout: String?
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Time allowed at shutdown to push what is pending (SHUTDOWN_TIMEOUT_S; default 10).", valueName: "seconds"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("The whole shutdown, pushing what is pending included, ends within this (SHUTDOWN_TIMEOUT_S; default 8: inside Docker's 10 s stop grace).", valueName: "seconds"))
     var shutdownTimeout: String?
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Largest request; bigger batches are split (MAX_SAMPLES_PER_REQUEST; default 2000).", valueName: "n"))
@@ -152,7 +152,7 @@ struct RunCommand: ParsableCommand {
         let perRequest = try count(maxSamplesPerRequest, "MAX_SAMPLES_PER_REQUEST", "max-samples-per-request", default: 2000)
         let age = try seconds(maxSampleAge, "MAX_SAMPLE_AGE_S", "max-sample-age", default: 1800)!
         let timeout = try seconds(requestTimeout, "REQUEST_TIMEOUT_S", "request-timeout", default: 10)!
-        let shutdown = try seconds(shutdownTimeout, "SHUTDOWN_TIMEOUT_S", "shutdown-timeout", default: 10)!
+        let shutdown = try seconds(shutdownTimeout, "SHUTDOWN_TIMEOUT_S", "shutdown-timeout", default: 8)!
         let stuck = try seconds(stuckAfter, "STUCK_AFTER_S", "stuck-after", default: 5)!
         let runFor = try seconds(duration, "RUN_DURATION_S", "duration", default: nil)
         let power = try seconds(maxDomainPower, "MAX_DOMAIN_POWER_W", "max-domain-power", default: EnergyMeter.defaultMaximumPower, unit: "watts")!

@@ -315,6 +315,34 @@ import RAPLBackend
         #expect(log.contains("could not be delivered within"))
     }
 
+    /// A long Retry-After pending at shutdown does not make everything be dropped unattempted: the
+    /// queue gets one attempt at once.
+    @Test func shutdownAttemptsAtOnceDespiteALongRetryAfter() async {
+        let log = LogCapture()
+        let transport = RecordingTransport([.response(status: 429, headers: [("Retry-After", "300")], body: [])])
+        let w = writer(transport, logger: log) { $0.shutdownTimeout = .seconds(10) }
+        w.accept(window([5], endMicros: 1_800_000_000_000_000))
+        await w.cutBatch()
+        await w.drain(until: nil)
+        #expect(transport.bodies.count == 1)
+        await w.flush()
+        #expect(transport.bodies.count == 3)  // the waiting batch, then the one cut at shutdown
+        #expect(await w.statistics.totalDropped == 0)
+        #expect(log.contains("shutdown: everything delivered"))
+    }
+
+    /// The shutdown summary does not claim that everything was delivered when samples were dropped.
+    @Test func shutdownSummaryMentionsEarlierDrops() async {
+        let log = LogCapture()
+        let bad = TransportResult.response(status: 400, headers: [], body: [])
+        let w = writer(RecordingTransport([bad, bad]), logger: log)
+        w.accept(window([5], endMicros: 1_800_000_000_000_000))
+        await w.flush()
+        #expect(!log.contains("everything delivered"))
+        #expect(log.contains("samples were dropped during the run"))
+        #expect(log.contains("dropped in all (rejected 1)"))
+    }
+
     @Test func runPushesEveryIntervalAndFlushesOnCancellation() async throws {
         let transport = RecordingTransport()
         let clock = TestClock()

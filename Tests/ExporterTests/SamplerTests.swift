@@ -241,3 +241,57 @@ final class ManualTimer: SamplingTimer, @unchecked Sendable {
         }
     }
 }
+
+/// A counter that reads the next scripted value at each read (the last one forever).
+final class SequenceBackend: EnergyBackend {
+    let kind = BackendKind.sysfs
+    let counters = [CounterSpec(domain: Domain(.package, socket: 0), unit: .microjoule, source: "sequence")]
+    let notes: [String] = []
+    private var values: [UInt64]
+
+    init(_ values: [UInt64]) { self.values = values }
+
+    func read(_ index: Int) throws(CounterReadError) -> RawCount {
+        let v = values.count > 1 ? values.removeFirst() : values[0]
+        return RawCount(value: v, modulus: 262_143_328_851)
+    }
+}
+
+/// Wall time that follows a manual timer, plus an offset a test can step.
+final class FollowingWallClock: WallClock {
+    let timer: ManualTimer
+    let offset = Mutex<Int64>(1_800_000_000_000_000)
+    init(_ timer: ManualTimer) { self.timer = timer }
+    func nowMicroseconds() -> Int64 {
+        let (s, a) = timer.now().components
+        return offset.withLock { $0 } + s * 1_000_000 + a / 1_000_000_000_000
+    }
+}
+
+@Suite struct SamplerGlitchAndClockTests {
+    /// A counter that steps back is no energy for that window (nil, counted), the windows around it
+    /// stay exact; a wall-clock step is detected and counted while window lengths stay monotonic.
+    @Test func aGlitchIsNoEnergyAndAClockStepIsCounted() async throws {
+        let timer = ManualTimer()
+        let wall = FollowingWallClock(timer)
+        let sink = RecordingSink()
+        let backend = SequenceBackend([1000, 2000, 3000, 2999, 4000, 5000])
+        let sampler = Sampler(meter: EnergyMeter(backend: backend), interval: .milliseconds(100), sink: sink, timer: timer, wallClock: wall)
+        let task = Task { try await sampler.run() }
+        for k in 0..<5 {
+            #expect(await timer.nextWait() != nil)
+            if k == 2 { wall.offset.withLock { $0 -= 30_000_000 } }  // the wall clock steps back 30 s
+            timer.advance(by: .milliseconds(100))
+        }
+        #expect(await timer.nextWait() != nil)
+        task.cancel()
+        try await task.value
+        let windows = sink.windows
+        #expect(windows.prefix(5).map { $0.energy[0] } == [1000, 1000, nil, 1001, 1000])
+        #expect(windows[2].glitches == [1])
+        #expect(windows.last?.glitches == [1])
+        #expect(windows.allSatisfy { $0.duration <= .milliseconds(100) })
+        #expect(windows[2].clockStepMicroseconds == -30_000_000)
+        #expect(windows.last?.clockSteps == 1)
+    }
+}
