@@ -113,7 +113,7 @@ enum AtomicFile {
         var template = Array((path + ".XXXXXX").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else { return false }
-        let temp = String(cString: template)
+        let temp = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         // mkstemp makes it 0600; the health check may run as another user of the same group.
         fchmod(fd, 0o644)
         let ok = writeAll(fd, content) == 0

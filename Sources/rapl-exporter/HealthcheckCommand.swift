@@ -13,11 +13,10 @@ struct HealthcheckCommand: ParsableCommand {
         """
     )
 
-    @Option(help: ArgumentHelp("The daemon's heartbeat file (HEALTH_FILE; default /tmp/rapl-exporter-UID/health).", valueName: "path"))
-    var healthFile: String?
+    @Option(help: .key(.healthFile)) var healthFile: String?
 
     func run() throws {
-        let (healthy, message) = HealthFile.check(path: healthFile ?? environment("HEALTH_FILE") ?? HealthFile.defaultPath)
+        let (healthy, message) = HealthFile.check(path: healthFile ?? ProcessEnvironment.current["HEALTH_FILE"].flatMap { $0.isEmpty ? nil : $0 } ?? HealthFile.defaultPath)
         print(message)
         if !healthy { throw ExitCode(1) }
     }

@@ -12,20 +12,20 @@ struct ProbeCommand: AsyncParsableCommand {
 
     @OptionGroup var reading: ReadingOptions
 
-    @Option(help: ArgumentHelp("Seconds between the two reads used to compute power.", valueName: "seconds"))
-    var interval: Double = 1.0
+    @Option(parsing: .unconditional, help: .key(.probeInterval)) var interval: Double = 1.0
 
-    @Flag(help: "Print the report as JSON.")
-    var json = false
+    @Flag(help: .key(.probeJSON)) var json = false
 
     func run() async throws {
-        let (preference, style) = try withConfiguration {
+        let reading = try withConfiguration { () throws(ConfigurationError) in
             guard interval > 0, interval <= 3600, interval.isFinite else {
-                throw ConfigurationError(description: "invalid --interval \(interval): expected seconds > 0 and ≤ 3600")
+                throw ConfigurationError("invalid --interval \(interval): expected seconds > 0 and ≤ 3600")
             }
-            try reading.bootstrapLogging()
-            return (try reading.resolvedBackend(), try reading.resolvedNameStyle())
+            let reading = try Settings.resolveReading(self.reading.commandLine, environment: ProcessEnvironment.current)
+            bootstrapLogging(reading.logLevel)
+            return reading
         }
+        let (preference, style) = (reading.backend, reading.nameStyle)
         var logger = Logger(label: "rapl-exporter.probe")
         // The report says everything the log would; keep stderr for real problems.
         logger.logLevel = .error

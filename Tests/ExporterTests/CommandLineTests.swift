@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TestSupport
+import Exporter
 
 /// The `run` command's configuration, through the real binary.
 @Suite struct CommandLineTests {
@@ -36,6 +37,20 @@ import TestSupport
         #expect(result.stderr.contains(message), "\(result.stderr)")
         #expect(result.stderr.split(separator: "\n").count == 1)
         #expect(result.stdout.isEmpty)
+    }
+
+    /// The help is generated from the key table: every setting's flag, variable and default are there.
+    @Test func helpListsEveryKeyOfTheTable() async throws {
+        for (command, keys) in [("run", SettingKey.all.filter { $0.commands.contains(.run) }), ("probe", SettingKey.all.filter { $0.commands.contains(.probe) })] {
+            let result = try await Binary.run(Binary.path, [command, "--help"], environment: ["COLUMNS": "400"])
+            #expect(result.status == 0)
+            let help = result.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+            for key in keys {
+                #expect(help.contains("--\(key.flag)"), "\(command): \(key)")
+                if let variable = key.variable { #expect(help.contains(variable), "\(command): \(key) \(variable)") }
+                if let value = key.defaultText { #expect(help.contains("default \(value)"), "\(command): \(key) default") }
+            }
+        }
     }
 
     @Test func aFlagBeatsItsVariable() async throws {

@@ -1,0 +1,319 @@
+import Logging
+import RAPLBackend
+
+/// A configuration error: one clear line on stderr and exit status 2, before anything starts.
+public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// What the command line gave, by key: the last value of each option, every value of a repeatable one,
+/// and the boolean flags that are set. A key absent here falls back to its variable, then its default.
+public struct CommandLineValues: Sendable {
+    public var values: [SettingKey: String] = [:]
+    public var lists: [SettingKey: [String]] = [:]
+    public var flags: Set<SettingKey> = []
+
+    public init() {}
+
+    public subscript(_ key: SettingKey) -> String? {
+        get { values[key] }
+        set { values[key] = newValue }
+    }
+}
+
+/// TLS, credentials and extra headers for the remote-write connection.
+public struct RemoteWriteConnection: Sendable {
+    public var tls: TLSSettings
+    public var authorization: RemoteWriteAuthorization
+    public var headers: [(String, String)]
+}
+
+/// Where and how the counters are read: what `run` and `probe` share.
+public struct ReadingSettings: Sendable {
+    public var backend: BackendPreference
+    public var nameStyle: NameStyle
+    public var logLevel: Logger.Level
+    public var paths: HardwarePaths
+}
+
+/// The run command's settings, typed and checked: resolved from the command line and the environment
+/// (injected, so precedence and every invalid value are tested in-process) through ``SettingKey/all``.
+/// A flag beats its variable, a variable beats the default; an empty variable counts as unset.
+public struct Settings: Sendable {
+    public enum Output: String, Sendable { case remoteWrite = "remote-write", stdout }
+
+    public var reading: ReadingSettings
+    public var scrapeInterval: Duration
+    public var output: Output
+    /// Set whenever a URL is given, whatever the output: every option given is checked.
+    public var endpoint: RemoteWriteEndpoint?
+    public var connection: RemoteWriteConnection?
+    /// The remote writer's settings, with output remote-write.
+    public var remoteWrite: RemoteWriteSettings?
+    public var duration: Duration?
+    public var stuckAfter: Duration
+    public var maximumPower: Double
+    public var keepCapabilities: Bool
+    /// The heartbeat file as given; nil for the default (`HealthFile.defaultPath`).
+    public var healthFile: String?
+
+    public static func resolve(_ cli: CommandLineValues, environment: [String: String]) throws(ConfigurationError) -> Settings {
+        try Resolver(cli: cli, environment: environment).run()
+    }
+
+    public static func resolveReading(_ cli: CommandLineValues, environment: [String: String]) throws(ConfigurationError) -> ReadingSettings {
+        try Resolver(cli: cli, environment: environment).reading()
+    }
+}
+
+/// Reads each key once: flag, else variable, else default; and checks it.
+struct Resolver {
+    let cli: CommandLineValues
+    let environment: [String: String]
+
+    /// The flag's value, else the variable's (empty counts as unset).
+    func text(_ key: SettingKey) -> String? {
+        if let value = cli.values[key] { return value }
+        guard let variable = key.variable, let value = environment[variable], !value.isEmpty else { return nil }
+        return value
+    }
+
+    /// A positive, finite number (seconds, watts) no larger than `limit`.
+    func number(_ key: SettingKey, default fallback: Double?, max limit: Double = 86400 * 365) throws(ConfigurationError) -> Double? {
+        guard let text = text(key) else { return fallback }
+        guard let value = Double(text), value.isFinite, value > 0, value <= limit else {
+            throw ConfigurationError("invalid \(key.flag) '\(printable(text))' (\(key.names)): expected a number of \(key.valueName) > 0")
+        }
+        return value
+    }
+
+    func count(_ key: SettingKey, default fallback: Int) throws(ConfigurationError) -> Int {
+        guard let text = text(key) else { return fallback }
+        guard let value = Int(text), value >= 1 else {
+            throw ConfigurationError("invalid \(key.flag) '\(printable(text))' (\(key.names)): expected a whole number ≥ 1")
+        }
+        return value
+    }
+
+    /// The flag, or its variable: 1/true/yes/on or 0/false/no/off (any case); anything else is an error.
+    func boolean(_ key: SettingKey) throws(ConfigurationError) -> Bool {
+        if cli.flags.contains(key) { return true }
+        guard let variable = key.variable, let text = environment[variable], !text.isEmpty else { return false }
+        switch text.lowercased() {
+        case "1", "true", "yes", "on": return true
+        case "0", "false", "no", "off": return false
+        default:
+            throw ConfigurationError("invalid \(variable) '\(printable(text))' (or --\(key.flag)): expected true or false (1/0, yes/no, on/off)")
+        }
+    }
+
+    /// The repeated flag's values, else the variable's, split at the key's separator.
+    func list(_ key: SettingKey) -> [String] {
+        if let values = cli.lists[key], !values.isEmpty { return values }
+        guard case .list(let separator) = key.kind, let text = text(key) else { return [] }
+        return text.split(whereSeparator: { $0 == separator || $0 == "\n" }).map(String.init).filter { !trimmed(Substring($0)).isEmpty }
+    }
+
+    func reading() throws(ConfigurationError) -> ReadingSettings {
+        let backendText = text(.backend) ?? "auto"
+        guard let backend = BackendPreference(rawValue: backendText.lowercased()) else {
+            throw ConfigurationError("invalid backend '\(printable(backendText))' (\(SettingKey.backend.names)): expected auto, perf, msr or sysfs")
+        }
+        let styleText = text(.componentNames) ?? "seed"
+        guard let style = NameStyle(rawValue: styleText.lowercased()) else {
+            throw ConfigurationError("invalid component names '\(printable(styleText))' (\(SettingKey.componentNames.names)): expected seed or pyjoules")
+        }
+        let levelText = text(.logLevel) ?? "info"
+        // The seed's Python logging names WARN/FATAL and upper case; accept those too.
+        let normalized =
+            switch levelText.lowercased() {
+            case "warn": "warning"
+            case "fatal": "critical"
+            default: levelText.lowercased()
+            }
+        guard let level = Logger.Level(rawValue: normalized) else {
+            throw ConfigurationError("invalid log level '\(printable(levelText))' (\(SettingKey.logLevel.names)): expected trace, debug, info, notice, warning, error or critical")
+        }
+        let paths = HardwarePaths(sysfsRoot: text(.sysfsRoot) ?? "/sys", devRoot: text(.devRoot) ?? "/dev", procRoot: text(.procRoot) ?? "/proc")
+        return ReadingSettings(backend: backend, nameStyle: style, logLevel: level, paths: paths)
+    }
+
+    func run() throws(ConfigurationError) -> Settings {
+        let reading = try reading()
+        let scrape = try number(.scrapeInterval, default: 0.1)!
+        guard scrape >= 0.0001 else {
+            throw ConfigurationError("invalid scrape-interval \(scrape): the shortest supported window is 0.0001 s (RAPL itself updates about every 1 ms)")
+        }
+        let push = try number(.pushInterval, default: 4)!
+        guard push >= scrape else {
+            throw ConfigurationError("invalid push-interval \(push) s: it is shorter than the scrape interval \(scrape) s (PUSH_INTERVAL_S must be ≥ SCRAPE_INTERVAL_S)")
+        }
+        let batches = try count(.maxRetryBatches, default: 5)
+        let perRequest = try count(.maxSamplesPerRequest, default: 2000)
+        let age = try number(.maxSampleAge, default: 1800)!
+        let timeout = try number(.requestTimeout, default: 10)!
+        let shutdown = try number(.shutdownTimeout, default: 8)!
+        let stuck = try number(.stuckAfter, default: 5)!
+        let runFor = try number(.duration, default: nil)
+        let power = try number(.maxDomainPower, default: EnergyMeter.defaultMaximumPower)!
+        let url = text(.remoteWriteURL)
+        let outputText = text(.output) ?? (url == nil ? "stdout" : "remote-write")
+        guard let output = Settings.Output(rawValue: outputText.lowercased()) else {
+            throw ConfigurationError("invalid output '\(printable(outputText))' (\(SettingKey.output.names)): expected remote-write or stdout")
+        }
+        let labels = try seriesLabels(style: reading.nameStyle)
+        let keep = try boolean(.keepCapabilities)
+        var endpoint: RemoteWriteEndpoint?
+        var connection: RemoteWriteConnection?
+        if let url {
+            guard let parsed = RemoteWriteEndpoint(url) else {
+                throw ConfigurationError(
+                    "invalid remote-write URL '\(RemoteWriteEndpoint.redacted(url))' (\(SettingKey.remoteWriteURL.names)): expected http://host[:port]/path or https://…, printable ASCII without spaces (percent-encode the rest), without user info (use --basic-auth-username)"
+                )
+            }
+            endpoint = parsed
+            // Checked whatever the output: an option given wrongly is an error, not a surprise later.
+            connection = try self.connection(parsed)
+        }
+        var remoteWrite: RemoteWriteSettings?
+        if output == .remoteWrite {
+            guard let endpoint else {
+                throw ConfigurationError("output remote-write needs REMOTE_WRITE_URL (or --remote-write-url)")
+            }
+            remoteWrite = RemoteWriteSettings(
+                endpoint: endpoint,
+                pushInterval: Duration(secondsValue: push),
+                maxQueuedBatches: batches,
+                maxSamplesPerRequest: perRequest,
+                maxSampleAge: Duration(secondsValue: age),
+                requestTimeout: Duration(secondsValue: timeout),
+                shutdownTimeout: Duration(secondsValue: shutdown),
+                labels: labels
+            )
+        }
+        return Settings(
+            reading: reading,
+            scrapeInterval: Duration(secondsValue: scrape),
+            output: output,
+            endpoint: endpoint,
+            connection: connection,
+            remoteWrite: remoteWrite,
+            duration: runFor.map { Duration(secondsValue: $0) },
+            stuckAfter: Duration(secondsValue: stuck),
+            maximumPower: power,
+            keepCapabilities: keep,
+            healthFile: text(.healthFile)
+        )
+    }
+
+    func seriesLabels(style: NameStyle) throws(ConfigurationError) -> SeriesLabels {
+        let source = text(.serviceLabel) ?? "cpu-pyjoules"
+        let metric = text(.metricName) ?? "pyjoules_remote_write_energy_uj"
+        guard isValidMetricName(metric) else {
+            throw ConfigurationError("invalid metric name '\(printable(metric))' (\(SettingKey.metricName.names)): expected [a-zA-Z_:][a-zA-Z0-9_:]*")
+        }
+        guard !source.isEmpty, isValidLabelValue(source) else {
+            throw ConfigurationError("invalid service label '\(printable(source))' (\(SettingKey.serviceLabel.names)): expected non-empty UTF-8 text without control characters")
+        }
+        var extra: [(String, String)] = []
+        for pair in list(.labels) {
+            let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, isValidLabelName(parts[0]), !parts[1].isEmpty else {
+                throw ConfigurationError("invalid label '\(printable(pair))' (\(SettingKey.labels.names)): expected name=value with name [a-zA-Z_][a-zA-Z0-9_]*")
+            }
+            guard isValidLabelValue(parts[1]) else {
+                throw ConfigurationError("invalid label '\(printable(pair))' (\(SettingKey.labels.names)): the value must be UTF-8 text without control characters")
+            }
+            guard !SeriesLabels.reservedLabelNames.contains(parts[0]) else {
+                throw ConfigurationError("label '\(parts[0])' is set by rapl-exporter itself")
+            }
+            guard !extra.contains(where: { $0.0 == parts[0] }) else {
+                throw ConfigurationError("label '\(parts[0])' is given twice (\(SettingKey.labels.names)): a series has one value per label")
+            }
+            extra.append((parts[0], parts[1]))
+        }
+        var labels = SeriesLabels(metricName: metric, source: source, nameStyle: style, cumulative: try boolean(.cumulative))
+        labels.extra = extra
+        return labels
+    }
+
+    /// TLS, credentials and extra headers, checked now (the secret files' contents are checked by the
+    /// caller after the capabilities are dropped, as the process that reads them at every push).
+    func connection(_ endpoint: RemoteWriteEndpoint) throws(ConfigurationError) -> RemoteWriteConnection {
+        let tls = TLSSettings(
+            caFile: text(.tlsCAFile),
+            certificateFile: text(.tlsCertFile),
+            keyFile: text(.tlsKeyFile),
+            serverName: text(.tlsServerName),
+            insecureSkipVerify: try boolean(.tlsInsecureSkipVerify)
+        )
+        if (tls.certificateFile == nil) != (tls.keyFile == nil) {
+            throw ConfigurationError("mutual TLS needs both --tls-cert-file and --tls-key-file (REMOTE_WRITE_TLS_CERT_FILE, REMOTE_WRITE_TLS_KEY_FILE)")
+        }
+        if !endpoint.tls, tls != TLSSettings() {
+            throw ConfigurationError("TLS options are set but the remote-write URL \(endpoint) is http://; use https://")
+        }
+        let username = text(.basicAuthUsername)
+        let authorization: RemoteWriteAuthorization
+        switch (username, text(.basicAuthPasswordFile), text(.bearerTokenFile)) {
+        case (nil, nil, nil): authorization = .none
+        case (let user?, let file?, nil): authorization = .basic(username: user, passwordFile: file)
+        case (nil, nil, let file?): authorization = .bearer(tokenFile: file)
+        case (_, _, _?): throw ConfigurationError("choose basic auth or a bearer token, not both")
+        default:
+            throw ConfigurationError("basic auth needs both --basic-auth-username and --basic-auth-password-file (REMOTE_WRITE_USERNAME, REMOTE_WRITE_PASSWORD_FILE)")
+        }
+        if let username, username.contains(":") || !isValidLabelValue(username) {
+            throw ConfigurationError("invalid basic-auth user name (\(SettingKey.basicAuthUsername.names)): no ':' and no control characters")
+        }
+        var headers: [(String, String)] = []
+        for pair in list(.headers) {
+            let invalid = ConfigurationError(
+                "invalid header '\(printable(pair))' (\(SettingKey.headers.names)): expected 'Name: value', the name letters, digits, '-' and '_', the value non-empty UTF-8 without control characters"
+            )
+            guard let colon = pair.firstIndex(of: ":") else { throw invalid }
+            let name = trimmed(pair[..<colon])
+            let value = trimmed(pair[pair.index(after: colon)...])
+            guard !name.isEmpty,
+                name.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_".unicodeScalars.contains($0)) }),
+                !value.isEmpty, isValidLabelValue(value)
+            else { throw invalid }
+            guard !reservedHeaderNames.contains(name.lowercased()) else {
+                throw ConfigurationError("header '\(name)' is set by rapl-exporter itself (use the auth options for Authorization)")
+            }
+            headers.append((name, value))
+        }
+        return RemoteWriteConnection(tls: tls, authorization: authorization, headers: headers)
+    }
+}
+
+/// `text` with control characters escaped, so that a message about it stays one line.
+func printable(_ text: String) -> String {
+    text.unicodeScalars.map { isControl($0) || $0 == "\t" ? "\\x\(String($0.value, radix: 16))" : String($0) }.joined()
+}
+
+/// UTF-8 (nothing replaced while decoding) without control characters: what a label value may hold.
+func isValidLabelValue(_ text: String) -> Bool {
+    !text.unicodeScalars.contains { isControl($0) || $0 == "\t" || $0 == "\u{FFFD}" }
+}
+
+func isValidLabelName(_ name: String) -> Bool {
+    isValidMetricName(name) && !name.contains(":") && !name.hasPrefix("__")
+}
+
+func isValidMetricName(_ name: String) -> Bool {
+    guard let first = name.unicodeScalars.first else { return false }
+    func ok(_ c: Unicode.Scalar, first: Bool) -> Bool {
+        (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || c == "_" || c == ":" || (!first && c >= "0" && c <= "9")
+    }
+    return ok(first, first: true) && name.unicodeScalars.dropFirst().allSatisfy { ok($0, first: false) }
+}
+
+/// `text` without leading and trailing spaces and tabs (and a final CR).
+func trimmed(_ text: Substring) -> String {
+    var t = text
+    while let f = t.first, f == " " || f == "\t" { t.removeFirst() }
+    while let l = t.last, l == " " || l == "\t" || l == "\r" { t.removeLast() }
+    return String(t)
+}
