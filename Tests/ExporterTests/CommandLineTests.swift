@@ -5,12 +5,7 @@ import Exporter
 
 /// The `run` command's configuration, through the real binary.
 @Suite struct CommandLineTests {
-    func tree() -> FakeTree {
-        let tree = FakeTree()
-        tree.zone("intel-rapl:0", name: "package-0", energy: 1)
-        tree.zone("intel-rapl:0:0", name: "core", energy: 1)
-        return tree
-    }
+    func tree() -> FakeTree { .powercap([("intel-rapl:0", "package-0", 1), ("intel-rapl:0:0", "core", 1)]) }
 
     @Test(arguments: [
         (["--scrape-interval", "0"], [String: String](), "invalid scrape-interval '0'"),
@@ -57,7 +52,7 @@ import Exporter
         let tree = tree()
         let result = try await Binary.run(
             Binary.path,
-            ["--sysfs-root", tree.sys, "--backend", "sysfs", "--scrape-interval", "0.1", "--duration", "0.35"],
+            tree.sysfsArguments + ["--scrape-interval", "0.1", "--duration", "0.35"],
             environment: ["SCRAPE_INTERVAL_S": "nonsense", "LOG_LEVEL": "error"]
         )
         #expect(result.status == 0, "\(result.stderr)")
@@ -73,7 +68,7 @@ import Exporter
         let tree = tree()
         let result = try await Binary.run(
             Binary.path,
-            ["--sysfs-root", tree.sys, "--backend", "sysfs", "--duration", "1"],
+            tree.sysfsArguments + ["--duration", "1"],
             environment: ["SCRAPE_INTERVAL_S": "0.1", "LOG_LEVEL": "warning", "REMOTE_WRITE_URL": ""]
         )
         #expect(result.status == 0, "\(result.stderr)")

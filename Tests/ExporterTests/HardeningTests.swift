@@ -8,11 +8,7 @@ import TestSupport
 @Suite struct HardeningTests {
     static let url = "http://127.0.0.1:9/api/v1/write"
 
-    func tree() -> FakeTree {
-        let tree = FakeTree()
-        tree.zone("intel-rapl:0", name: "package-0", energy: 1)
-        return tree
-    }
+    func tree() -> FakeTree { .powercap() }
 
     /// A temporary file with `bytes`.
     func file(_ bytes: [UInt8], mode: mode_t = 0o600) -> String {
@@ -80,13 +76,13 @@ import TestSupport
         ]
         for (path, message) in cases {
             try await expectRefused(
-                ["--sysfs-root", tree.sys, "--backend", "sysfs", "--remote-write-url", Self.url, "--bearer-token-file", path],
+                tree.sysfsArguments + ["--remote-write-url", Self.url, "--bearer-token-file", path],
                 [:], message
             )
         }
         // A good token with a final CRLF is fine (the daemon starts and stops).
         let good = file(Array("token-value\r\n".utf8))
-        let result = try await Binary.run(Binary.path, ["--sysfs-root", tree.sys, "--backend", "sysfs", "--remote-write-url", Self.url, "--bearer-token-file", good, "--duration", "0.3", "--shutdown-timeout", "0.2"])
+        let result = try await Binary.run(Binary.path, tree.sysfsArguments + ["--remote-write-url", Self.url, "--bearer-token-file", good, "--duration", "0.3", "--shutdown-timeout", "0.2"])
         #expect(result.status == 0, "\(result.stderr)")
     }
 
@@ -99,13 +95,13 @@ import TestSupport
         let secret = file(Array("pw\n".utf8), mode: 0o600)
         #expect(chown(secret, 65534, 65534) == 0)
         try await expectRefused(
-            ["--sysfs-root", tree.sys, "--backend", "sysfs", "--remote-write-url", Self.url,
+            tree.sysfsArguments + ["--remote-write-url", Self.url,
              "--basic-auth-username", "u", "--basic-auth-password-file", secret],
             [:], "Permission denied (checked as the unprivileged process that reads it at every push)"
         )
         // With the capabilities kept, the same file is readable at every push, so it is accepted.
-        let kept = try await Binary.run(Binary.path, [
-            "--sysfs-root", tree.sys, "--backend", "sysfs", "--remote-write-url", Self.url, "--keep-capabilities",
+        let kept = try await Binary.run(Binary.path, tree.sysfsArguments + [
+            "--remote-write-url", Self.url, "--keep-capabilities",
             "--basic-auth-username", "u", "--basic-auth-password-file", secret, "--duration", "0.3", "--shutdown-timeout", "0.2",
         ])
         #expect(kept.status == 0, "\(kept.stderr)")
@@ -130,7 +126,7 @@ import TestSupport
     /// (128 + signal), after counting what is dropped.
     @Test func sighupIsGracefulAndASecondSignalExitsAtOnce() async throws {
         let tree = tree()
-        let hup = try Daemon(["--sysfs-root", tree.sys, "--backend", "sysfs", "--scrape-interval", "0.05"])
+        let hup = try Daemon(tree.sysfsArguments + ["--scrape-interval", "0.05"])
         try await hup.waitSampling()
         kill(hup.process.processIdentifier, SIGHUP)
         #expect(try await hup.waitExit(seconds: 10) == 0, "\(hup.log)")
@@ -140,7 +136,7 @@ import TestSupport
         // A receiver that never answers, a long request timeout and shutdown timeout: the flush would
         // wait; the second SIGTERM does not.
         let receiver = try await ScriptedReceiver(Array(repeating: .hang, count: 20))
-        let term = try Daemon(["--sysfs-root", tree.sys, "--backend", "sysfs", "--scrape-interval", "0.05", "--push-interval", "0.2",
+        let term = try Daemon(tree.sysfsArguments + ["--scrape-interval", "0.05", "--push-interval", "0.2",
                                "--remote-write-url", receiver.url, "--request-timeout", "60", "--shutdown-timeout", "60"])
         try await term.waitSampling()
         try await waitUntil("a request in flight") { !receiver.requests.isEmpty }
@@ -158,7 +154,7 @@ import TestSupport
     @Test func shutdownIsBoundedByTheShutdownTimeout() async throws {
         let tree = tree()
         let receiver = try await ScriptedReceiver(Array(repeating: .hang, count: 20))
-        let d = try Daemon(["--sysfs-root", tree.sys, "--backend", "sysfs", "--scrape-interval", "0.05", "--push-interval", "0.2",
+        let d = try Daemon(tree.sysfsArguments + ["--scrape-interval", "0.05", "--push-interval", "0.2",
                             "--remote-write-url", receiver.url, "--request-timeout", "30", "--shutdown-timeout", "1.5"])
         try await d.waitSampling()
         try await waitUntil("a request in flight") { !receiver.requests.isEmpty }
@@ -184,8 +180,8 @@ import TestSupport
         let receiver = try await ScriptedReceiver([
             .respond(401, [], "invalid bearer token \(token) for tenant OrgSecret-42 (header Bearer \(token))"),
         ])
-        let d = try Daemon([
-            "--sysfs-root", tree.sys, "--backend", "sysfs", "--scrape-interval", "0.05", "--push-interval", "0.2", "--duration", "1",
+        let d = try Daemon(tree.sysfsArguments + [
+            "--scrape-interval", "0.05", "--push-interval", "0.2", "--duration", "1",
             "--remote-write-url", receiver.url, "--bearer-token-file", file(Array((token + "\n").utf8)),
             "--header", "X-Scope-OrgID: OrgSecret-42",
         ])

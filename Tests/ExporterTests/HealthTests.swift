@@ -34,10 +34,9 @@ import TestSupport
     }
 
     @Test func healthcheckCommandAgainstARunningDaemon() async throws {
-        let tree = FakeTree()
-        tree.zone("intel-rapl:0", name: "package-0", energy: 1)
+        let tree = FakeTree.powercap()
         let file = tree.root + "/health"
-        let daemon = try Daemon(["--sysfs-root", tree.sys, "--backend", "sysfs", "--output", "stdout", "--health-file", file, "--duration", "5"])
+        let daemon = try Daemon(tree.sysfsArguments + ["--output", "stdout", "--health-file", file, "--duration", "5"])
         try await daemon.waitSampling()
         let healthy = try await Binary.run(Binary.path, ["healthcheck", "--health-file", file])
         #expect(healthy.status == 0, "\(healthy.stdout)")

@@ -11,12 +11,7 @@ struct ReceiverIntegrationTests {
     static let step: UInt64 = 12_345
     static let max: UInt64 = 10_000_000
 
-    func tree() -> FakeTree {
-        let tree = FakeTree()
-        tree.zone("intel-rapl:0", name: "package-0", energy: 9_500_000, max: Self.max)
-        tree.zone("intel-rapl:0:0", name: "dram", energy: 0)
-        return tree
-    }
+    func tree() -> FakeTree { .powercap([("intel-rapl:0", "package-0", 9_500_000), ("intel-rapl:0:0", "dram", 0)], max: Self.max) }
 
     /// Advances the counters `steps` times, `pace` apart; `during` runs after each step (outages).
     /// Returns the µJ added to package-0 (it wraps at max_energy_range_uj).
@@ -93,10 +88,9 @@ struct ReceiverIntegrationTests {
 @Suite struct ScriptedReceiverTests {
     func run(_ script: [ScriptedReceiver.Action], seconds: Double, extra: [String] = []) async throws -> (ScriptedReceiver, Daemon) {
         let receiver = try await ScriptedReceiver(script)
-        let tree = FakeTree()
-        tree.zone("intel-rapl:0", name: "package-0", energy: 1)
-        let daemon = try Daemon([
-            "--sysfs-root", tree.sys, "--backend", "sysfs", "--remote-write-url", receiver.url,
+        let tree = FakeTree.powercap()
+        let daemon = try Daemon(tree.sysfsArguments + [
+            "--remote-write-url", receiver.url,
             "--scrape-interval", "0.05", "--push-interval", "0.5", "--duration", String(seconds),
         ] + extra)
         #expect(try await daemon.waitExit() == 0, "\(daemon.log)")

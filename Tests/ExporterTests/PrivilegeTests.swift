@@ -6,10 +6,9 @@ import TestSupport
 @Suite struct PrivilegeTests {
     @Test(.enabled(if: getuid() == 0, "needs root, which starts with every capability"))
     func capabilitiesAreDroppedAfterStartAndCountersStillRead() async throws {
-        let tree = FakeTree()
-        tree.zone("intel-rapl:0", name: "package-0", energy: 1000)
-        let daemon = try Daemon([
-            "--sysfs-root", tree.sys, "--backend", "sysfs", "--output", "stdout",
+        let tree = FakeTree.powercap([("intel-rapl:0", "package-0", 1000)])
+        let daemon = try Daemon(tree.sysfsArguments + [
+            "--output", "stdout",
             "--scrape-interval", "0.05", "--duration", "5",
         ])
         try await daemon.waitSampling()
@@ -41,9 +40,8 @@ import TestSupport
 
     @Test(.enabled(if: getuid() == 0, "needs root"))
     func keepCapabilitiesKeepsThem() async throws {
-        let tree = FakeTree()
-        tree.zone("intel-rapl:0", name: "package-0", energy: 1000)
-        let daemon = try Daemon(["--sysfs-root", tree.sys, "--backend", "sysfs", "--output", "stdout", "--duration", "5", "--keep-capabilities"])
+        let tree = FakeTree.powercap([("intel-rapl:0", "package-0", 1000)])
+        let daemon = try Daemon(tree.sysfsArguments + ["--output", "stdout", "--duration", "5", "--keep-capabilities"])
         try await daemon.waitSampling()
         let status = try String(contentsOfFile: "/proc/\(daemon.process.processIdentifier)/status", encoding: .utf8)
         let capPrm = status.split(separator: "\n").first { $0.hasPrefix("CapPrm:") }?.split(separator: "\t").last.map(String.init)

@@ -2,37 +2,19 @@ import Foundation
 import Synchronization
 import Testing
 import RAPLBackend
+import TestSupport
 @testable import Exporter
 
-/// A backend whose counter advances by `step` raw counts at every read.
-final class StepBackend: EnergyBackend {
-    let kind = BackendKind.sysfs
-    let counters = [
-        CounterSpec(domain: Domain(.package, socket: 0), unit: .joulesPowerOfTwo(14), source: "step"),
-        CounterSpec(domain: Domain(.dram, socket: 0), unit: .microjoule, source: "flat"),
-    ]
-    let notes: [String] = []
-    var value: UInt64 = 0xFFFF_FF00  // wraps during the test
-    /// Reads of the moving counter, kept outside the backend so a test can look after handing it over.
-    let reads: Reads
-    let step: UInt64
-
-    init(step: UInt64, reads: Reads) {
-        self.step = step
-        self.reads = reads
-    }
-
-    func read(_ index: Int) throws(CounterReadError) -> RawCount {
-        if index == 1 { return RawCount(value: 5, modulus: UInt128(1) << 32) }
-        reads.count.withLock { $0 += 1 }
-        value = (value + step) & 0xFFFF_FFFF
-        return RawCount(value: value, modulus: UInt128(1) << 32)
-    }
-}
-
-final class Reads: Sendable {
-    let count = Mutex<UInt64>(0)
-    var value: UInt64 { count.withLock { $0 } }
+/// A package counter (2^-14 J) that advances by `step` at every read from just below its 32-bit wrap, and
+/// a DRAM counter that stays at 5.
+func steppingBackend(step: UInt64) -> ScriptedBackend {
+    ScriptedBackend(
+        [
+            CounterSpec(domain: Domain(.package, socket: 0), unit: .joulesPowerOfTwo(14), source: "step"),
+            CounterSpec(domain: Domain(.dram, socket: 0), unit: .microjoule, source: "flat"),
+        ],
+        modulus: UInt128(1) << 32, steps: [step, 0], start: [0xFFFF_FF00, 5]
+    )
 }
 
 final class RecordingSink: WindowSink {
@@ -107,10 +89,10 @@ final class ManualTimer: SamplingTimer, @unchecked Sendable {
 
 @Suite struct SamplerTests {
     @Test func windowsAreBackToBackExactAndTheLastIsClosedOnShutdown() async throws {
-        let reads = Reads()
+        let backend = steppingBackend(step: 1000)
         let timer = ManualTimer()
         let sink = RecordingSink()
-        let sampler = Sampler(meter: EnergyMeter(backend: StepBackend(step: 1000, reads: reads)), interval: .milliseconds(100), sink: sink, timer: timer, wallClock: TestWallClock())
+        let sampler = Sampler(meter: EnergyMeter(backend: backend), interval: .milliseconds(100), sink: sink, timer: timer, wallClock: TestWallClock())
         let task = Task { try await sampler.run() }
         for _ in 0..<5 {
             #expect(await timer.nextWait() != nil)
@@ -129,15 +111,15 @@ final class ManualTimer: SamplingTimer, @unchecked Sendable {
         for (a, b) in zip(windows, windows.dropFirst()) { #expect(a.endMicroseconds == b.startMicroseconds) }
         // The sum over windows is exactly the conversion of the counter's total change (it wrapped).
         let total = windows.reduce(UInt64(0)) { $0 + $1.energy[0]! }
-        #expect(total == EnergyUnit.joulesPowerOfTwo(14).microjoules(UInt128(1000 * (reads.value - 1))))
+        #expect(total == EnergyUnit.joulesPowerOfTwo(14).microjoules(UInt128(1000 * (backend.reads / 2 - 1))))
         #expect(windows.allSatisfy { $0.energy[1] == 0 })
     }
 
     @Test func aLateWakeUpIsCountedAndTheWindowStaysExact() async throws {
-        let reads = Reads()
+        let backend = steppingBackend(step: 10)
         let timer = ManualTimer()
         let sink = RecordingSink()
-        let sampler = Sampler(meter: EnergyMeter(backend: StepBackend(step: 10, reads: reads)), interval: .milliseconds(100), sink: sink, timer: timer, wallClock: TestWallClock())
+        let sampler = Sampler(meter: EnergyMeter(backend: backend), interval: .milliseconds(100), sink: sink, timer: timer, wallClock: TestWallClock())
         let task = Task { try await sampler.run() }
         #expect(await timer.nextWait() == .milliseconds(100))
         timer.advance(by: .milliseconds(250))  // deadline at 100 ms, woke at 250 ms: late, 200 ms missed
@@ -151,7 +133,7 @@ final class ManualTimer: SamplingTimer, @unchecked Sendable {
         #expect(windows[0].lateWindows == 1)
         #expect(windows[0].missedWindows == 1)
         #expect(windows[1].duration == .milliseconds(50))
-        #expect(windows.map { $0.energy[0]! }.reduce(0, +) == EnergyUnit.joulesPowerOfTwo(14).microjoules(UInt128(10 * (reads.value - 1))))
+        #expect(windows.map { $0.energy[0]! }.reduce(0, +) == EnergyUnit.joulesPowerOfTwo(14).microjoules(UInt128(10 * (backend.reads / 2 - 1))))
     }
 
     /// The sampling thread sets its own timer slack through /proc/TID/timerslack_ns.
@@ -242,21 +224,6 @@ final class ManualTimer: SamplingTimer, @unchecked Sendable {
     }
 }
 
-/// A counter that reads the next scripted value at each read (the last one forever).
-final class SequenceBackend: EnergyBackend {
-    let kind = BackendKind.sysfs
-    let counters = [CounterSpec(domain: Domain(.package, socket: 0), unit: .microjoule, source: "sequence")]
-    let notes: [String] = []
-    private var values: [UInt64]
-
-    init(_ values: [UInt64]) { self.values = values }
-
-    func read(_ index: Int) throws(CounterReadError) -> RawCount {
-        let v = values.count > 1 ? values.removeFirst() : values[0]
-        return RawCount(value: v, modulus: 262_143_328_851)
-    }
-}
-
 /// Wall time that follows a manual timer, plus an offset a test can step.
 final class FollowingWallClock: WallClock {
     let timer: ManualTimer
@@ -275,7 +242,10 @@ final class FollowingWallClock: WallClock {
         let timer = ManualTimer()
         let wall = FollowingWallClock(timer)
         let sink = RecordingSink()
-        let backend = SequenceBackend([1000, 2000, 3000, 2999, 4000, 5000])
+        let backend = ScriptedBackend(
+            [CounterSpec(domain: Domain(.package, socket: 0), unit: .microjoule, source: "sequence")],
+            modulus: 262_143_328_851, queued: [[1000, 2000, 3000, 2999, 4000]], start: [5000]
+        )
         let sampler = Sampler(meter: EnergyMeter(backend: backend), interval: .milliseconds(100), sink: sink, timer: timer, wallClock: wall)
         let task = Task { try await sampler.run() }
         for k in 0..<5 {

@@ -31,14 +31,10 @@ final class SelfSigned: Sendable {
 
 @Suite(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl"), "needs openssl to make a certificate"))
 struct TLSAndAuthTests {
-    func tree() -> FakeTree {
-        let tree = FakeTree()
-        tree.zone("intel-rapl:0", name: "package-0", energy: 1)
-        return tree
-    }
+    func tree() -> FakeTree { .powercap() }
 
     func daemon(_ tree: FakeTree, _ args: [String], seconds: Double = 1.5) throws -> Daemon {
-        try Daemon(["--sysfs-root", tree.sys, "--backend", "sysfs", "--scrape-interval", "0.05", "--push-interval", "0.3", "--duration", String(seconds)] + args)
+        try Daemon(tree.sysfsArguments + ["--scrape-interval", "0.05", "--push-interval", "0.3", "--duration", String(seconds)] + args)
     }
 
     @Test func httpsWithACustomCABasicAuthAndATenantHeader() async throws {

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import RAPLBackend
 
 /// A fake machine in a temp dir, in the kernel's real layout: `sys/` (powercap zones as symlinks from
@@ -153,6 +154,17 @@ public final class FakeTree: @unchecked Sendable {
         }
     }
 
+    /// The tree most daemon tests run on: powercap zones only (by default one package), read with
+    /// ``sysfsArguments``.
+    public static func powercap(_ zones: [(id: String, name: String, energy: UInt64)] = [("intel-rapl:0", "package-0", 1)], max: UInt64 = 262_143_328_850) -> FakeTree {
+        let tree = FakeTree()
+        for zone in zones { tree.zone(zone.id, name: zone.name, energy: zone.energy, max: max) }
+        return tree
+    }
+
+    /// `--sysfs-root <this tree> --backend sysfs`.
+    public var sysfsArguments: [String] { ["--sysfs-root", sys, "--backend", "sysfs"] }
+
     /// One Intel client machine that every backend can read: CPU 0 on package 0; a perf `power` PMU whose
     /// energy-pkg is this machine's real software PMU (so it opens and moves); MSRs with a 2^-14 J unit;
     /// a powercap package zone. Nil where this machine has no software PMU.
@@ -182,23 +194,39 @@ public let rootFacts = SystemFacts(
     identity: CPUIdentity(vendor: .intel, family: 6, model: 0x8C)
 )
 
-/// A backend whose raw values a test sets directly.
-public final class ScriptedBackend: EnergyBackend {
+/// The one scripted backend: a test sets each counter's raw value directly (`values`), queues values
+/// read one per read (`queued`), or lets it advance by a fixed step at every read (`steps`). Reads are
+/// counted behind a lock, so a test may look while a sampling thread owns the backend (hence
+/// `@unchecked Sendable`: the scripted values are set before the backend is handed over).
+public final class ScriptedBackend: EnergyBackend, @unchecked Sendable {
     public let kind = BackendKind.sysfs
     public var counters: [CounterSpec]
     public var notes: [String] = []
     public var values: [Result<UInt64, CounterReadError>]
+    /// Values read first, one per read, before `values` (per counter).
+    public var queued: [[UInt64]]
+    /// Added to the value before each read (per counter, wrapping at the modulus).
+    public var steps: [UInt64]
     public var modulus: UInt128
-    public var reads = 0
+    private let readCount = Mutex(0)
 
-    public init(_ counters: [CounterSpec], modulus: UInt128) {
+    public init(_ counters: [CounterSpec], modulus: UInt128, queued: [[UInt64]]? = nil, steps: [UInt64]? = nil, start: [UInt64]? = nil) {
         self.counters = counters
-        self.values = counters.map { _ in .success(0) }
+        self.values = (start ?? counters.map { _ in 0 }).map { .success($0) }
+        self.queued = queued ?? counters.map { _ in [] }
+        self.steps = steps ?? counters.map { _ in 0 }
         self.modulus = modulus
     }
 
+    /// Reads so far, of every counter.
+    public var reads: Int { readCount.withLock { $0 } }
+
     public func read(_ index: Int) throws(CounterReadError) -> RawCount {
-        reads += 1
+        readCount.withLock { $0 += 1 }
+        if !queued[index].isEmpty { return RawCount(value: queued[index].removeFirst(), modulus: modulus) }
+        if steps[index] != 0, case .success(let v) = values[index] {
+            values[index] = .success(UInt64((UInt128(v) + UInt128(steps[index])) % modulus))
+        }
         switch values[index] {
         case .success(let v): return RawCount(value: v, modulus: modulus)
         case .failure(let e): throw e
