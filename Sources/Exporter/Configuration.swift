@@ -156,7 +156,9 @@ public struct TLSSettings: Sendable, Equatable {
     /// Skip certificate verification (tests only; logged loudly).
     public var insecureSkipVerify: Bool
 
-    public init(caFile: String? = nil, certificateFile: String? = nil, keyFile: String? = nil, serverName: String? = nil, insecureSkipVerify: Bool = false) {
+    public init(
+        caFile: String? = nil, certificateFile: String? = nil, keyFile: String? = nil, serverName: String? = nil, insecureSkipVerify: Bool = false
+    ) {
         self.caFile = caFile
         self.certificateFile = certificateFile
         self.keyFile = keyFile
@@ -219,7 +221,8 @@ public struct SecretFileProblem: Error, Sendable, CustomStringConvertible {
         if bytes.last == UInt8(ascii: "\r") { bytes.removeLast() }
         guard !bytes.isEmpty else { throw SecretFileProblem(description: "the \(what) file \(path) is empty") }
         if bytes.contains(where: { $0 == 0 || $0 == UInt8(ascii: "\r") || $0 == UInt8(ascii: "\n") }) {
-            throw SecretFileProblem(description: "the \(what) file \(path) holds a NUL, CR or LF byte inside its line: an HTTP header cannot carry it")
+            throw SecretFileProblem(
+                description: "the \(what) file \(path) holds a NUL, CR or LF byte inside its line: an HTTP header cannot carry it")
         }
         guard let text = String(validating: bytes, as: UTF8.self), !text.unicodeScalars.contains(where: isControl) else {
             throw SecretFileProblem(description: "the \(what) file \(path) is not one line of UTF-8 text without control characters")
@@ -318,7 +321,10 @@ public struct SeriesLabels: Sendable {
 
     public static let cumulativeMetricName = "rapl_energy_joules_total"
 
-    public init(metricName: String = "pyjoules_remote_write_energy_uj", source: String = "cpu-pyjoules", nameStyle: NameStyle = .seed, cumulative: Bool = false) {
+    public init(
+        metricName: String = "pyjoules_remote_write_energy_uj", source: String = "cpu-pyjoules", nameStyle: NameStyle = .seed,
+        cumulative: Bool = false
+    ) {
         self.metricName = metricName
         self.source = source
         self.nameStyle = nameStyle

@@ -38,7 +38,8 @@ public struct SeriesTable: Sendable {
         var bytes: [UInt8] = []
         for (name, value) in all {
             // Label { string name = 1; string value = 2; } as field 1 of TimeSeries.
-            let n = name.utf8.count, v = value.utf8.count
+            let n = name.utf8.count
+            let v = value.utf8.count
             let body = (n > 0 ? 1 + Protobuf.varintSize(UInt64(n)) + n : 0) + (v > 0 ? 1 + Protobuf.varintSize(UInt64(v)) + v : 0)
             bytes.append(0x0A)
             Protobuf.appendVarint(UInt64(body), to: &bytes)
@@ -84,7 +85,8 @@ enum Protobuf {
     /// Writes a varint at `offset`; returns the offset after it.
     @inline(__always)
     static func putVarint(_ value: UInt64, _ out: UnsafeMutableRawPointer, _ offset: Int) -> Int {
-        var v = value, o = offset
+        var v = value
+        var o = offset
         while v >= 0x80 {
             out.storeBytes(of: UInt8(truncatingIfNeeded: v) | 0x80, toByteOffset: o, as: UInt8.self)
             v >>= 7

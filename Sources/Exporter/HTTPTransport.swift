@@ -36,14 +36,15 @@ public struct HTTPTransport: RemoteWriteTransport {
         self.endpoint = endpoint
         self.explicitGroup = group
         self.authorization = authorization
-        self.headers = [
-            ("Host", endpoint.hostHeader),
-            ("Content-Encoding", "snappy"),
-            ("Content-Type", "application/x-protobuf"),
-            ("X-Prometheus-Remote-Write-Version", "0.1.0"),
-            ("User-Agent", Self.userAgent),
-            ("Connection", "close"),
-        ] + extraHeaders
+        self.headers =
+            [
+                ("Host", endpoint.hostHeader),
+                ("Content-Encoding", "snappy"),
+                ("Content-Type", "application/x-protobuf"),
+                ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+                ("User-Agent", Self.userAgent),
+                ("Connection", "close"),
+            ] + extraHeaders
         self.redactedHeaderValues = extraHeaders.map(\.1).filter { $0.count >= 4 }
         if endpoint.tls {
             var configuration = TLSConfiguration.makeClientConfiguration()
@@ -230,7 +231,8 @@ private final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHand
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         timer = context.eventLoop.scheduleTask(deadline: deadline) {
             let (handler, context) = loopBound.value
-            handler.complete(.failure(ExchangeError(description: "no complete response within \(handler.timeout) (request timeout)")), context: context)
+            handler.complete(
+                .failure(ExchangeError(description: "no complete response within \(handler.timeout) (request timeout)")), context: context)
         }
     }
 

@@ -61,7 +61,8 @@ public final class HealthFile: Sendable {
             let windowAllowance = Int64(max(10, 10 * scrapeInterval) * 1000)
             let lastWindow = max(lastWindowMillis, startedMillis)
             if lastWindow - nowMillis > windowAllowance {
-                return "the last window is stamped \(Double(lastWindow - nowMillis) / 1000) s in the future (the clock stepped back, or the file is not the exporter's)"
+                return
+                    "the last window is stamped \(Double(lastWindow - nowMillis) / 1000) s in the future (the clock stepped back, or the file is not the exporter's)"
             }
             if nowMillis - lastWindow > windowAllowance {
                 return "no window closed for \(Double(nowMillis - lastWindow) / 1000) s (scrape interval \(scrapeInterval) s): sampling is stuck"

@@ -366,7 +366,8 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
 
     private func summary() -> String {
         let reasons = DropReason.allCases.compactMap { r in statistics.dropped[r].flatMap { $0 > 0 ? "\(r.rawValue) \($0)" : nil } }
-        return "\(statistics.sent) samples sent, \(statistics.totalDropped) dropped in all" + (reasons.isEmpty ? "" : " (\(reasons.joined(separator: ", ")))")
+        return "\(statistics.sent) samples sent, \(statistics.totalDropped) dropped in all"
+            + (reasons.isEmpty ? "" : " (\(reasons.joined(separator: ", ")))")
     }
 
     /// Sends queued batches in order, each in requests of at most `maxSamplesPerRequest`. Without a
@@ -423,7 +424,9 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
                     // Too large for the receiver: the same samples in two requests, at once.
                     batches[0].requestLimit = Int(count + 1) / 2
                     statistics.splits += 1
-                    logger.warning("receiver refused a request of \(count) samples as too large (\(reason)); sending requests of at most \(batches[0].requestLimit)")
+                    logger.warning(
+                        "receiver refused a request of \(count) samples as too large (\(reason)); sending requests of at most \(batches[0].requestLimit)"
+                    )
                     continue
                 }
                 if from < batches[0].selfMetricsStart, to > batches[0].selfMetricsStart, !batches[0].separateSelfMetrics {

@@ -211,7 +211,8 @@ public final class Sampler: Service {
         // Wake-ups within 0.1 % of the interval (1 µs at 1 kHz) instead of the kernel's default 50 µs.
         let slack = Swift.min(Swift.max(Int(interval / .nanoseconds(1)) / 1000, 1000), 50_000)
         if slack < 50_000 && !TimerSlack.set(nanoseconds: slack) {
-            logger.notice("could not set the sampling thread's timer slack to \(slack) ns (/proc/TID/timerslack_ns); wake-ups may be up to 50 µs late")
+            logger.notice(
+                "could not set the sampling thread's timer slack to \(slack) ns (/proc/TID/timerslack_ns); wake-ups may be up to 50 µs late")
         }
         let origin = timer.now()
         meter.read(now: .zero)

@@ -62,48 +62,88 @@ public struct SettingKey: Sendable, Hashable, CustomStringConvertible {
 
 extension SettingKey {
     // MARK: Sampling and output
-    public static let remoteWriteURL = SettingKey("remote-write-url", "REMOTE_WRITE_URL", value: "url", "Remote-write endpoint, http(s)://host[:port]/path; with none, windows go to stdout")
-    public static let scrapeInterval = SettingKey("scrape-interval", "SCRAPE_INTERVAL_S", default: "0.1", value: "seconds", "Seconds per measurement window (at least 0.0001)")
-    public static let pushInterval = SettingKey("push-interval", "PUSH_INTERVAL_S", default: "4", value: "seconds", "Seconds between remote-write batches; at least the scrape interval")
-    public static let maxRetryBatches = SettingKey("max-retry-batches", "MAX_RETRY_BATCHES", default: "5", value: "n", "Batches that may wait for delivery; beyond it the oldest is tried once more, then dropped")
+    public static let remoteWriteURL = SettingKey(
+        "remote-write-url", "REMOTE_WRITE_URL", value: "url", "Remote-write endpoint, http(s)://host[:port]/path; with none, windows go to stdout")
+    public static let scrapeInterval = SettingKey(
+        "scrape-interval", "SCRAPE_INTERVAL_S", default: "0.1", value: "seconds", "Seconds per measurement window (at least 0.0001)")
+    public static let pushInterval = SettingKey(
+        "push-interval", "PUSH_INTERVAL_S", default: "4", value: "seconds", "Seconds between remote-write batches; at least the scrape interval")
+    public static let maxRetryBatches = SettingKey(
+        "max-retry-batches", "MAX_RETRY_BATCHES", default: "5", value: "n",
+        "Batches that may wait for delivery; beyond it the oldest is tried once more, then dropped")
     public static let serviceLabel = SettingKey("service-label", "SERVICE_LABEL", default: "cpu-pyjoules", value: "name", "Value of the source label")
-    public static let metricName = SettingKey("metric-name", "METRIC_DEFAULT", default: "pyjoules_remote_write_energy_uj", value: "name", "Name of the per-window energy metric")
-    public static let cumulative = SettingKey("cumulative", "EXPORT_CUMULATIVE", .boolean, "Also write the cumulative counter rapl_energy_joules_total, for rate()")
-    public static let output = SettingKey("output", "OUTPUT", default: "remote-write with a URL, else stdout", value: "kind", "remote-write or stdout")
+    public static let metricName = SettingKey(
+        "metric-name", "METRIC_DEFAULT", default: "pyjoules_remote_write_energy_uj", value: "name", "Name of the per-window energy metric")
+    public static let cumulative = SettingKey(
+        "cumulative", "EXPORT_CUMULATIVE", .boolean, "Also write the cumulative counter rapl_energy_joules_total, for rate()")
+    public static let output = SettingKey(
+        "output", "OUTPUT", default: "remote-write with a URL, else stdout", value: "kind", "remote-write or stdout")
     public static let duration = SettingKey("duration", "RUN_DURATION_S", value: "seconds", "Run this many seconds, then stop exactly as on SIGTERM")
-    public static let maxSampleAge = SettingKey("max-sample-age", "MAX_SAMPLE_AGE_S", default: "1800", value: "seconds", "Drop samples older than this instead of retrying them")
-    public static let requestTimeout = SettingKey("request-timeout", "REQUEST_TIMEOUT_S", default: "10", value: "seconds", "Bound on one remote-write request, connect to response")
-    public static let shutdownTimeout = SettingKey("shutdown-timeout", "SHUTDOWN_TIMEOUT_S", default: "8", value: "seconds", "The whole shutdown, pushing what is pending included, ends within this (inside Docker's 10 s stop grace)")
-    public static let maxSamplesPerRequest = SettingKey("max-samples-per-request", "MAX_SAMPLES_PER_REQUEST", default: "2000", value: "n", "Largest request; bigger batches are split")
-    public static let stuckAfter = SettingKey("stuck-after", "STUCK_AFTER_S", default: "5", value: "seconds", "Warn when a counter has not changed for this long")
-    public static let maxDomainPower = SettingKey("max-domain-power", "MAX_DOMAIN_POWER_W", default: "5000", value: "watts", "Most watts one counter can report; a step that would need more is a glitch, not energy")
+    public static let maxSampleAge = SettingKey(
+        "max-sample-age", "MAX_SAMPLE_AGE_S", default: "1800", value: "seconds", "Drop samples older than this instead of retrying them")
+    public static let requestTimeout = SettingKey(
+        "request-timeout", "REQUEST_TIMEOUT_S", default: "10", value: "seconds", "Bound on one remote-write request, connect to response")
+    public static let shutdownTimeout = SettingKey(
+        "shutdown-timeout", "SHUTDOWN_TIMEOUT_S", default: "8", value: "seconds",
+        "The whole shutdown, pushing what is pending included, ends within this (inside Docker's 10 s stop grace)")
+    public static let maxSamplesPerRequest = SettingKey(
+        "max-samples-per-request", "MAX_SAMPLES_PER_REQUEST", default: "2000", value: "n", "Largest request; bigger batches are split")
+    public static let stuckAfter = SettingKey(
+        "stuck-after", "STUCK_AFTER_S", default: "5", value: "seconds", "Warn when a counter has not changed for this long")
+    public static let maxDomainPower = SettingKey(
+        "max-domain-power", "MAX_DOMAIN_POWER_W", default: "5000", value: "watts",
+        "Most watts one counter can report; a step that would need more is a glitch, not energy")
 
     // MARK: Connection
-    public static let tlsCAFile = SettingKey("tls-ca-file", "REMOTE_WRITE_TLS_CA_FILE", default: "the system's", value: "path", "PEM file of the CA(s) to trust for https")
-    public static let tlsCertFile = SettingKey("tls-cert-file", "REMOTE_WRITE_TLS_CERT_FILE", value: "path", "Client certificate (PEM) for mutual TLS")
+    public static let tlsCAFile = SettingKey(
+        "tls-ca-file", "REMOTE_WRITE_TLS_CA_FILE", default: "the system's", value: "path", "PEM file of the CA(s) to trust for https")
+    public static let tlsCertFile = SettingKey(
+        "tls-cert-file", "REMOTE_WRITE_TLS_CERT_FILE", value: "path", "Client certificate (PEM) for mutual TLS")
     public static let tlsKeyFile = SettingKey("tls-key-file", "REMOTE_WRITE_TLS_KEY_FILE", value: "path", "Client key (PEM) for mutual TLS")
-    public static let tlsServerName = SettingKey("tls-server-name", "REMOTE_WRITE_TLS_SERVER_NAME", value: "name", "Name to verify in the server certificate and send as SNI")
-    public static let tlsInsecureSkipVerify = SettingKey("tls-insecure-skip-verify", "REMOTE_WRITE_TLS_INSECURE_SKIP_VERIFY", .boolean, "Do not verify the server certificate. For tests only")
-    public static let basicAuthUsername = SettingKey("basic-auth-username", "REMOTE_WRITE_USERNAME", value: "name", "Basic-auth user name; the password comes from --basic-auth-password-file")
-    public static let basicAuthPasswordFile = SettingKey("basic-auth-password-file", "REMOTE_WRITE_PASSWORD_FILE", value: "path", "File holding the basic-auth password; read at every push, never logged")
-    public static let bearerTokenFile = SettingKey("bearer-token-file", "REMOTE_WRITE_BEARER_TOKEN_FILE", value: "path", "File holding a bearer token; read at every push, never logged")
-    public static let labels = SettingKey("label", "EXTRA_LABELS", .list(separator: ","), value: "label", "Extra label on every series, 'name=value', repeatable, e.g. 'node=web-1' (the variable ','-separated)")
-    public static let headers = SettingKey("header", "REMOTE_WRITE_HEADERS", .list(separator: ";"), value: "header", "Extra request header 'Name: value', repeatable, e.g. 'X-Scope-OrgID: tenant-1' (the variable ';'-separated)")
+    public static let tlsServerName = SettingKey(
+        "tls-server-name", "REMOTE_WRITE_TLS_SERVER_NAME", value: "name", "Name to verify in the server certificate and send as SNI")
+    public static let tlsInsecureSkipVerify = SettingKey(
+        "tls-insecure-skip-verify", "REMOTE_WRITE_TLS_INSECURE_SKIP_VERIFY", .boolean, "Do not verify the server certificate. For tests only")
+    public static let basicAuthUsername = SettingKey(
+        "basic-auth-username", "REMOTE_WRITE_USERNAME", value: "name", "Basic-auth user name; the password comes from --basic-auth-password-file")
+    public static let basicAuthPasswordFile = SettingKey(
+        "basic-auth-password-file", "REMOTE_WRITE_PASSWORD_FILE", value: "path",
+        "File holding the basic-auth password; read at every push, never logged")
+    public static let bearerTokenFile = SettingKey(
+        "bearer-token-file", "REMOTE_WRITE_BEARER_TOKEN_FILE", value: "path", "File holding a bearer token; read at every push, never logged")
+    public static let labels = SettingKey(
+        "label", "EXTRA_LABELS", .list(separator: ","), value: "label",
+        "Extra label on every series, 'name=value', repeatable, e.g. 'node=web-1' (the variable ','-separated)")
+    public static let headers = SettingKey(
+        "header", "REMOTE_WRITE_HEADERS", .list(separator: ";"), value: "header",
+        "Extra request header 'Name: value', repeatable, e.g. 'X-Scope-OrgID: tenant-1' (the variable ';'-separated)")
 
     // MARK: Process
-    public static let healthFile = SettingKey("health-file", "HEALTH_FILE", default: "/tmp/rapl-exporter-UID/health", value: "path", commands: [.run, .healthcheck], "Heartbeat file read by 'rapl-exporter healthcheck'")
-    public static let keepCapabilities = SettingKey("keep-capabilities", "KEEP_CAPABILITIES", .boolean, "Keep capabilities after the counters are open; by default all are dropped")
+    public static let healthFile = SettingKey(
+        "health-file", "HEALTH_FILE", default: "/tmp/rapl-exporter-UID/health", value: "path", commands: [.run, .healthcheck],
+        "Heartbeat file read by 'rapl-exporter healthcheck'")
+    public static let keepCapabilities = SettingKey(
+        "keep-capabilities", "KEEP_CAPABILITIES", .boolean, "Keep capabilities after the counters are open; by default all are dropped")
 
     // MARK: Reading (run and probe)
-    public static let backend = SettingKey("backend", "RAPL_BACKEND", default: "auto", value: "name", commands: [.run, .probe], "Backend: auto, perf, msr or sysfs")
-    public static let sysfsRoot = SettingKey("sysfs-root", nil, default: "/sys", value: "path", commands: [.run, .probe], "Where sysfs is mounted (containers: /host/sys)")
-    public static let devRoot = SettingKey("dev-root", nil, default: "/dev", value: "path", commands: [.run, .probe], "Where /dev is (for /dev/cpu/N/msr)")
-    public static let procRoot = SettingKey("proc-root", nil, default: "/proc", value: "path", commands: [.run, .probe], "Where procfs is (cpuinfo, perf_event_paranoid)")
-    public static let componentNames = SettingKey("component-names", "COMPONENT_NAMES", default: "seed", value: "style", commands: [.run, .probe], "Component names: seed (package-0, core, …) or pyjoules (package_0, core_0, …)")
-    public static let logLevel = SettingKey("log-level", "LOG_LEVEL", default: "info", value: "level", commands: [.run, .probe], "Log level: trace, debug, info, notice, warning, error, critical")
+    public static let backend = SettingKey(
+        "backend", "RAPL_BACKEND", default: "auto", value: "name", commands: [.run, .probe], "Backend: auto, perf, msr or sysfs")
+    public static let sysfsRoot = SettingKey(
+        "sysfs-root", nil, default: "/sys", value: "path", commands: [.run, .probe], "Where sysfs is mounted (containers: /host/sys)")
+    public static let devRoot = SettingKey(
+        "dev-root", nil, default: "/dev", value: "path", commands: [.run, .probe], "Where /dev is (for /dev/cpu/N/msr)")
+    public static let procRoot = SettingKey(
+        "proc-root", nil, default: "/proc", value: "path", commands: [.run, .probe], "Where procfs is (cpuinfo, perf_event_paranoid)")
+    public static let componentNames = SettingKey(
+        "component-names", "COMPONENT_NAMES", default: "seed", value: "style", commands: [.run, .probe],
+        "Component names: seed (package-0, core, …) or pyjoules (package_0, core_0, …)")
+    public static let logLevel = SettingKey(
+        "log-level", "LOG_LEVEL", default: "info", value: "level", commands: [.run, .probe],
+        "Log level: trace, debug, info, notice, warning, error, critical")
 
     // MARK: probe
-    public static let probeInterval = SettingKey("interval", nil, default: "1", value: "seconds", commands: [.probe], "Seconds between the two reads used to compute power")
+    public static let probeInterval = SettingKey(
+        "interval", nil, default: "1", value: "seconds", commands: [.probe], "Seconds between the two reads used to compute power")
     public static let probeJSON = SettingKey("json", nil, .boolean, commands: [.probe], "Print the report as JSON")
 
     /// Every setting, in the order of docs/configuration.md.

@@ -41,7 +41,10 @@ public struct ReadingSettings: Sendable {
 /// (injected, so precedence and every invalid value are tested in-process) through ``SettingKey/all``.
 /// A flag beats its variable, a variable beats the default; an empty variable counts as unset.
 public struct Settings: Sendable {
-    public enum Output: String, Sendable { case remoteWrite = "remote-write", stdout }
+    public enum Output: String, Sendable {
+        case remoteWrite = "remote-write"
+        case stdout
+    }
 
     public var reading: ReadingSettings
     public var scrapeInterval: Duration
@@ -122,7 +125,8 @@ struct Resolver {
         }
         let styleText = text(.componentNames) ?? "seed"
         guard let style = NameStyle(rawValue: styleText.lowercased()) else {
-            throw ConfigurationError("invalid component names '\(printable(styleText))' (\(SettingKey.componentNames.names)): expected seed or pyjoules")
+            throw ConfigurationError(
+                "invalid component names '\(printable(styleText))' (\(SettingKey.componentNames.names)): expected seed or pyjoules")
         }
         let levelText = text(.logLevel) ?? "info"
         // The seed's Python logging names WARN/FATAL and upper case; accept those too.
@@ -133,7 +137,9 @@ struct Resolver {
             default: levelText.lowercased()
             }
         guard let level = Logger.Level(rawValue: normalized) else {
-            throw ConfigurationError("invalid log level '\(printable(levelText))' (\(SettingKey.logLevel.names)): expected trace, debug, info, notice, warning, error or critical")
+            throw ConfigurationError(
+                "invalid log level '\(printable(levelText))' (\(SettingKey.logLevel.names)): expected trace, debug, info, notice, warning, error or critical"
+            )
         }
         let paths = HardwarePaths(sysfsRoot: text(.sysfsRoot) ?? "/sys", devRoot: text(.devRoot) ?? "/dev", procRoot: text(.procRoot) ?? "/proc")
         return ReadingSettings(backend: backend, nameStyle: style, logLevel: level, paths: paths)
@@ -143,11 +149,13 @@ struct Resolver {
         let reading = try reading()
         let scrape = try number(.scrapeInterval, default: 0.1)!
         guard scrape >= 0.0001 else {
-            throw ConfigurationError("invalid scrape-interval \(scrape): the shortest supported window is 0.0001 s (RAPL itself updates about every 1 ms)")
+            throw ConfigurationError(
+                "invalid scrape-interval \(scrape): the shortest supported window is 0.0001 s (RAPL itself updates about every 1 ms)")
         }
         let push = try number(.pushInterval, default: 4)!
         guard push >= scrape else {
-            throw ConfigurationError("invalid push-interval \(push) s: it is shorter than the scrape interval \(scrape) s (PUSH_INTERVAL_S must be ≥ SCRAPE_INTERVAL_S)")
+            throw ConfigurationError(
+                "invalid push-interval \(push) s: it is shorter than the scrape interval \(scrape) s (PUSH_INTERVAL_S must be ≥ SCRAPE_INTERVAL_S)")
         }
         let batches = try count(.maxRetryBatches, default: 5)
         let perRequest = try count(.maxSamplesPerRequest, default: 2000)
@@ -214,16 +222,20 @@ struct Resolver {
             throw ConfigurationError("invalid metric name '\(printable(metric))' (\(SettingKey.metricName.names)): expected [a-zA-Z_:][a-zA-Z0-9_:]*")
         }
         guard !source.isEmpty, isValidLabelValue(source) else {
-            throw ConfigurationError("invalid service label '\(printable(source))' (\(SettingKey.serviceLabel.names)): expected non-empty UTF-8 text without control characters")
+            throw ConfigurationError(
+                "invalid service label '\(printable(source))' (\(SettingKey.serviceLabel.names)): expected non-empty UTF-8 text without control characters"
+            )
         }
         var extra: [(String, String)] = []
         for pair in list(.labels) {
             let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2, isValidLabelName(parts[0]), !parts[1].isEmpty else {
-                throw ConfigurationError("invalid label '\(printable(pair))' (\(SettingKey.labels.names)): expected name=value with name [a-zA-Z_][a-zA-Z0-9_]*")
+                throw ConfigurationError(
+                    "invalid label '\(printable(pair))' (\(SettingKey.labels.names)): expected name=value with name [a-zA-Z_][a-zA-Z0-9_]*")
             }
             guard isValidLabelValue(parts[1]) else {
-                throw ConfigurationError("invalid label '\(printable(pair))' (\(SettingKey.labels.names)): the value must be UTF-8 text without control characters")
+                throw ConfigurationError(
+                    "invalid label '\(printable(pair))' (\(SettingKey.labels.names)): the value must be UTF-8 text without control characters")
             }
             guard !SeriesLabels.reservedLabelNames.contains(parts[0]) else {
                 throw ConfigurationError("label '\(parts[0])' is set by rapl-exporter itself")
@@ -249,7 +261,8 @@ struct Resolver {
             insecureSkipVerify: try boolean(.tlsInsecureSkipVerify)
         )
         if (tls.certificateFile == nil) != (tls.keyFile == nil) {
-            throw ConfigurationError("mutual TLS needs both --tls-cert-file and --tls-key-file (REMOTE_WRITE_TLS_CERT_FILE, REMOTE_WRITE_TLS_KEY_FILE)")
+            throw ConfigurationError(
+                "mutual TLS needs both --tls-cert-file and --tls-key-file (REMOTE_WRITE_TLS_CERT_FILE, REMOTE_WRITE_TLS_KEY_FILE)")
         }
         if !endpoint.tls, tls != TLSSettings() {
             throw ConfigurationError("TLS options are set but the remote-write URL \(endpoint) is http://; use https://")
@@ -262,7 +275,8 @@ struct Resolver {
         case (nil, nil, let file?): authorization = .bearer(tokenFile: file)
         case (_, _, _?): throw ConfigurationError("choose basic auth or a bearer token, not both")
         default:
-            throw ConfigurationError("basic auth needs both --basic-auth-username and --basic-auth-password-file (REMOTE_WRITE_USERNAME, REMOTE_WRITE_PASSWORD_FILE)")
+            throw ConfigurationError(
+                "basic auth needs both --basic-auth-username and --basic-auth-password-file (REMOTE_WRITE_USERNAME, REMOTE_WRITE_PASSWORD_FILE)")
         }
         if let username, username.contains(":") || !isValidLabelValue(username) {
             throw ConfigurationError("invalid basic-auth user name (\(SettingKey.basicAuthUsername.names)): no ':' and no control characters")
@@ -276,7 +290,9 @@ struct Resolver {
             let name = trimmed(pair[..<colon])
             let value = trimmed(pair[pair.index(after: colon)...])
             guard !name.isEmpty,
-                name.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_".unicodeScalars.contains($0)) }),
+                name.unicodeScalars.allSatisfy({
+                    $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_".unicodeScalars.contains($0))
+                }),
                 !value.isEmpty, isValidLabelValue(value)
             else { throw invalid }
             guard !reservedHeaderNames.contains(name.lowercased()) else {

@@ -8,9 +8,9 @@ public enum TransportResult: Sendable, Equatable {
 
     public static func == (a: TransportResult, b: TransportResult) -> Bool {
         switch (a, b) {
-        case let (.response(s1, h1, b1), .response(s2, h2, b2)):
+        case (.response(let s1, let h1, let b1), .response(let s2, let h2, let b2)):
             s1 == s2 && b1 == b2 && h1.map { "\($0.0):\($0.1)" } == h2.map { "\($0.0):\($0.1)" }
-        case let (.failure(x), .failure(y)): x == y
+        case (.failure(let x), .failure(let y)): x == y
         default: false
         }
     }

@@ -89,7 +89,8 @@ public struct BackendSelector {
         }
         if readable == 0 {
             let error = firstError ?? CounterReadError("no counter found")
-            return .failure(BackendUnavailable(kind, reason: "no counter can be read: \(error.message)", fix: error.fix ?? "see docs/troubleshooting.md"))
+            return .failure(
+                BackendUnavailable(kind, reason: "no counter can be read: \(error.message)", fix: error.fix ?? "see docs/troubleshooting.md"))
         }
         return .success(backend)
     }

@@ -272,7 +272,8 @@ private struct Ledger {
         let seconds = now - counters[i].readAt
         let joules = Double(UInt64(truncatingIfNeeded: delta)) * units[i].microjoulesPerCount / 1e6
         let direction = value < last ? "stepped back" : "jumped forward"
-        let message = "counter \(direction) from \(last) to \(value) in \(formatted(seconds * 1000, 1)) ms: as energy that is \(formatted(joules, 3)) J (\(formatted(joules / max(seconds, 1e-9), 0)) W), over the bound of \(formatted(maximumPowerWatts, 0)) W"
+        let message =
+            "counter \(direction) from \(last) to \(value) in \(formatted(seconds * 1000, 1)) ms: as energy that is \(formatted(joules, 3)) J (\(formatted(joules / max(seconds, 1e-9), 0)) W), over the bound of \(formatted(maximumPowerWatts, 0)) W"
         domainGlitch[d] = message
         if counters[i].episodeGlitches == 1 {
             let spec = backend.counters[i]
@@ -285,7 +286,9 @@ private struct Ledger {
     /// Counter `i` moved plausibly after a glitch episode.
     private mutating func glitchEnded(_ i: Int, _ backend: any EnergyBackend) {
         let spec = backend.counters[i]
-        logger.notice("\(spec.domain.component()) (socket \(spec.domain.socket)) \(spec.source): counter consistent again after \(counters[i].episodeGlitches) impossible step(s)")
+        logger.notice(
+            "\(spec.domain.component()) (socket \(spec.domain.socket)) \(spec.source): counter consistent again after \(counters[i].episodeGlitches) impossible step(s)"
+        )
         counters[i].episodeGlitches = 0
     }
 
@@ -303,7 +306,9 @@ private struct Ledger {
         readErrors[d] += 1
         if counters[i].failing == nil {
             let spec = backend.counters[i]
-            logger.warning("\(spec.domain.component()) (socket \(spec.domain.socket)): \(error); skipped, retried at the next read, then backing off to every \(retryAfter)")
+            logger.warning(
+                "\(spec.domain.component()) (socket \(spec.domain.socket)): \(error); skipped, retried at the next read, then backing off to every \(retryAfter)"
+            )
         }
         counters[i].failing = error.description
         counters[i].consecutiveFailures += 1

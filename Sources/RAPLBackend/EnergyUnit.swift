@@ -96,7 +96,8 @@ public struct EnergyUnit: Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         let (scaled, overflow) = denominator.multipliedReportingOverflow(by: 1_000_000)
         if !overflow, let joules = EnergyUnit(numerator: numerator, denominator: scaled),
-           joules.numerator == 1, joules.denominator.nonzeroBitCount == 1 {
+            joules.numerator == 1, joules.denominator.nonzeroBitCount == 1
+        {
             let bits = joules.denominator.trailingZeroBitCount
             return bits == 0 ? "1 J" : "2^-\(bits) J (\(microjoulesPerCount) µJ)"
         }

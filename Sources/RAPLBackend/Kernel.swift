@@ -7,9 +7,9 @@ import CPerfShim
 import SystemPackage
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 /// A failed system call: which call, on which path, and the `Errno` it returned.

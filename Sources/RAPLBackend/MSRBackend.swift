@@ -77,7 +77,8 @@ public final class MSRBackend: EnergyBackend {
         guard facts.capabilities.contains(.sysRawio) else {
             throw BackendUnavailable(
                 .msr,
-                reason: "the process lacks CAP_SYS_RAWIO (held: \(facts.capabilities)), which the msr driver requires to open \(paths.msrDevice(places[0].cpu))",
+                reason:
+                    "the process lacks CAP_SYS_RAWIO (held: \(facts.capabilities)), which the msr driver requires to open \(paths.msrDevice(places[0].cpu))",
                 fix: "run as root, or grant CAP_SYS_RAWIO (docker run --cap-add SYS_RAWIO --device /dev/cpu/N/msr; setcap cap_sys_rawio+p)"
             )
         }

@@ -33,15 +33,19 @@ public final class PerfBackend: EnergyBackend {
             throw BackendUnavailable(
                 .perf,
                 reason: "no RAPL perf PMU: \(dir) does not exist",
-                fix: "needs a RAPL CPU and a kernel with the RAPL perf driver (Intel: Linux 3.14+, AMD: 5.8+); VMs rarely expose one; use another backend"
+                fix:
+                    "needs a RAPL CPU and a kernel with the RAPL perf driver (Intel: Linux 3.14+, AMD: 5.8+); VMs rarely expose one; use another backend"
             )
         }
         if let paranoid = facts.perfParanoid, paranoid > 0,
-           !facts.capabilities.contains(.perfmon), !facts.capabilities.contains(.sysAdmin) {
+            !facts.capabilities.contains(.perfmon), !facts.capabilities.contains(.sysAdmin)
+        {
             throw BackendUnavailable(
                 .perf,
-                reason: "kernel.perf_event_paranoid is \(paranoid) and the process has neither CAP_PERFMON nor CAP_SYS_ADMIN (held: \(facts.capabilities))",
-                fix: "grant CAP_PERFMON (docker run --cap-add PERFMON; setcap cap_perfmon+p; CAP_SYS_ADMIN before Linux 5.8), or sysctl kernel.perf_event_paranoid=0"
+                reason:
+                    "kernel.perf_event_paranoid is \(paranoid) and the process has neither CAP_PERFMON nor CAP_SYS_ADMIN (held: \(facts.capabilities))",
+                fix:
+                    "grant CAP_PERFMON (docker run --cap-add PERFMON; setcap cap_perfmon+p; CAP_SYS_ADMIN before Linux 5.8), or sysctl kernel.perf_event_paranoid=0"
             )
         }
         let typePath = dir + "/type"

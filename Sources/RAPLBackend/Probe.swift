@@ -69,14 +69,15 @@ public struct ProbeReport: Sendable {
                     let b = beforeDomains.firstIndex(of: domain).map { before[$0] } ?? 0
                     let energy = meter.totals[i] &- b
                     let specs = backend.counters.filter { $0.domain == domain }
-                    domains.append(DomainResult(
-                        domain: domain,
-                        unit: specs.first.map { "\($0.unit)" } ?? "",
-                        wrapRange: Self.wrapRange(backend.kind, specs),
-                        energyMicrojoules: energy,
-                        watts: seconds > 0 ? Double(energy) / 1e6 / seconds : 0,
-                        status: meter.statuses[i]
-                    ))
+                    domains.append(
+                        DomainResult(
+                            domain: domain,
+                            unit: specs.first.map { "\($0.unit)" } ?? "",
+                            wrapRange: Self.wrapRange(backend.kind, specs),
+                            energyMicrojoules: energy,
+                            watts: seconds > 0 ? Double(energy) / 1e6 / seconds : 0,
+                            status: meter.statuses[i]
+                        ))
                 }
                 results.append(BackendResult(kind: kind, unavailable: nil, domains: domains, notes: backend.notes))
             }
@@ -137,36 +138,46 @@ public struct ProbeReport: Sendable {
             ("capabilities", .string(capabilities.description)),
             ("perf_event_paranoid", perfParanoid.map { .int(Int64($0)) } ?? .null),
             ("auto_choice", autoChoice.map { .string($0.rawValue) } ?? .null),
-            ("backends", .array(backends.map { backend in
-                var fields: [(String, JSONValue)] = [
-                    ("backend", .string(backend.kind.rawValue)),
-                    ("available", .bool(backend.unavailable == nil)),
-                ]
-                if let why = backend.unavailable {
-                    fields.append(("reason", .string(why.reason)))
-                    fields.append(("fix", .string(why.fix)))
-                }
-                fields.append(("domains", .array(backend.domains.map { d in
-                    var status: [(String, JSONValue)] = []
-                    switch d.status {
-                    case .ok: status = [("status", .string("ok"))]
-                    case .stuck: status = [("status", .string("stuck"))]
-                    case .failed(let why): status = [("status", .string("error")), ("error", .string(why))]
-                    case .glitch(let why): status = [("status", .string("glitch")), ("error", .string(why))]
-                    }
-                    return .object([
-                        ("component", .string(d.domain.component(style))),
-                        ("socket", .int(Int64(d.domain.socket))),
-                        ("die", d.domain.die.map { .int(Int64($0)) } ?? .null),
-                        ("unit", .string(d.unit)),
-                        ("wrap_range", .string(d.wrapRange)),
-                        ("energy_uj", .uint(d.energyMicrojoules)),
-                        ("power_w", .double(d.watts)),
-                    ] + status)
-                })))
-                fields.append(("notes", .array(backend.notes.map { .string($0) })))
-                return .object(fields)
-            })),
+            (
+                "backends",
+                .array(
+                    backends.map { backend in
+                        var fields: [(String, JSONValue)] = [
+                            ("backend", .string(backend.kind.rawValue)),
+                            ("available", .bool(backend.unavailable == nil)),
+                        ]
+                        if let why = backend.unavailable {
+                            fields.append(("reason", .string(why.reason)))
+                            fields.append(("fix", .string(why.fix)))
+                        }
+                        fields.append(
+                            (
+                                "domains",
+                                .array(
+                                    backend.domains.map { d in
+                                        var status: [(String, JSONValue)] = []
+                                        switch d.status {
+                                        case .ok: status = [("status", .string("ok"))]
+                                        case .stuck: status = [("status", .string("stuck"))]
+                                        case .failed(let why): status = [("status", .string("error")), ("error", .string(why))]
+                                        case .glitch(let why): status = [("status", .string("glitch")), ("error", .string(why))]
+                                        }
+                                        return .object(
+                                            [
+                                                ("component", .string(d.domain.component(style))),
+                                                ("socket", .int(Int64(d.domain.socket))),
+                                                ("die", d.domain.die.map { .int(Int64($0)) } ?? .null),
+                                                ("unit", .string(d.unit)),
+                                                ("wrap_range", .string(d.wrapRange)),
+                                                ("energy_uj", .uint(d.energyMicrojoules)),
+                                                ("power_w", .double(d.watts)),
+                                            ] + status)
+                                    })
+                            ))
+                        fields.append(("notes", .array(backend.notes.map { .string($0) })))
+                        return .object(fields)
+                    })
+            ),
         ])
     }
 }

@@ -68,8 +68,10 @@ public final class SysfsBackend: EnergyBackend {
             // devices/virtual/powercap, which the runtime masks.
             throw BackendUnavailable(
                 .sysfs,
-                reason: "\(paths.powercap) lists \(ids.count) zone\(ids.count == 1 ? "" : "s") but none can be read (\(problems.first ?? "no zone name"))",
-                fix: "in a container Docker masks /sys/devices/virtual/powercap: mount the host's /sys read-only at /host/sys and pass --sysfs-root /host/sys (or run with --security-opt systempaths=unconfined)"
+                reason:
+                    "\(paths.powercap) lists \(ids.count) zone\(ids.count == 1 ? "" : "s") but none can be read (\(problems.first ?? "no zone name"))",
+                fix:
+                    "in a container Docker masks /sys/devices/virtual/powercap: mount the host's /sys read-only at /host/sys and pass --sysfs-root /host/sys (or run with --security-opt systempaths=unconfined)"
             )
         }
     }
@@ -111,13 +113,14 @@ public final class SysfsBackend: EnergyBackend {
                 return Domain(.package, socket: socket, die: die)
             }
         }
-        let kind: DomainKind = switch name {
-        case "core": .core
-        case "uncore": .uncore
-        case "dram": .dram
-        case "psys": .psys
-        default: .other(name)
-        }
+        let kind: DomainKind =
+            switch name {
+            case "core": .core
+            case "uncore": .uncore
+            case "dram": .dram
+            case "psys": .psys
+            default: .other(name)
+            }
         return Domain(kind, socket: parent?.socket ?? 0, die: parent?.die)
     }
 
@@ -151,7 +154,8 @@ public final class SysfsBackend: EnergyBackend {
                 parents[(id.mmio ? [-1] : []) + [id.parts[0]]] = domain
             }
             if counters.contains(where: { $0.domain == domain }) {
-                let note = id.mmio
+                let note =
+                    id.mmio
                     ? "sysfs zone \(id.name) (\(name)) skipped: duplicates \(domain.component()) already read through intel-rapl"
                     : "sysfs zone \(id.name) (\(name)) skipped: a zone for \(domain.component()) socket \(domain.socket) is already read"
                 notes.append(note)
@@ -248,7 +252,8 @@ public final class SysfsBackend: EnergyBackend {
         if error.isPermission {
             return CounterReadError(
                 "\(error)",
-                fix: "energy_uj is readable by root only since Linux 5.10: run as root (or with CAP_DAC_READ_SEARCH), or make it readable with a udev rule / chmod on the host"
+                fix:
+                    "energy_uj is readable by root only since Linux 5.10: run as root (or with CAP_DAC_READ_SEARCH), or make it readable with a udev rule / chmod on the host"
             )
         }
         if error.errno == .noSuchFileOrDirectory {

@@ -86,12 +86,13 @@ public struct CPUIdentity: Sendable, Equatable {
             let value = parts[1].trimmingWhitespace()
             switch key {
             case "vendor_id":
-                vendor = switch value {
-                case "GenuineIntel": .intel
-                case "AuthenticAMD": .amd
-                case "HygonGenuine": .hygon
-                default: .other
-                }
+                vendor =
+                    switch value {
+                    case "GenuineIntel": .intel
+                    case "AuthenticAMD": .amd
+                    case "HygonGenuine": .hygon
+                    default: .other
+                    }
             case "cpu family": family = Int(value)
             case "model": model = Int(value)
             default: break

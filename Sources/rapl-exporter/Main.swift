@@ -4,7 +4,7 @@ import Exporter
 import RAPLBackend
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The entry point. Not ArgumentParser's async `main`: `run` opens the counters and drops its

@@ -4,7 +4,7 @@ import Logging
 import RAPLBackend
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 extension ArgumentHelp {

@@ -1,6 +1,6 @@
 import ArgumentParser
-import Logging
 import Exporter
+import Logging
 import RAPLBackend
 
 struct ProbeCommand: AsyncParsableCommand {

@@ -11,10 +11,10 @@ struct RunCommand: ParsableCommand {
         commandName: "run",
         abstract: "Sample the energy counters and push them with remote write (or print them). The default command.",
         discussion: """
-        Every option falls back to the environment variable in parentheses, then to the default; a flag beats
-        its variable. With no REMOTE_WRITE_URL, windows are printed to stdout as JSON lines.
-        Invalid values exit with status 2 before anything starts. See docs/configuration.md.
-        """
+            Every option falls back to the environment variable in parentheses, then to the default; a flag beats
+            its variable. With no REMOTE_WRITE_URL, windows are printed to stdout as JSON lines.
+            Invalid values exit with status 2 before anything starts. See docs/configuration.md.
+            """
     )
 
     @OptionGroup var reading: ReadingOptions
@@ -62,7 +62,9 @@ struct RunCommand: ParsableCommand {
             (.healthFile, healthFile),
         ]
         for (key, value) in options { v[key] = value }
-        for (key, set) in [(SettingKey.cumulative, cumulative), (.keepCapabilities, keepCapabilities), (.tlsInsecureSkipVerify, tlsInsecureSkipVerify)] where set {
+        for (key, set) in [
+            (SettingKey.cumulative, cumulative), (.keepCapabilities, keepCapabilities), (.tlsInsecureSkipVerify, tlsInsecureSkipVerify),
+        ] where set {
             v.flags.insert(key)
         }
         v.lists[.labels] = labels
@@ -112,7 +114,9 @@ struct RunCommand: ParsableCommand {
             do {
                 try Privileges.dropAll()
                 let used = Privileges.needed(for: backend.kind, permitted: facts.capabilities).intersection(facts.capabilities)
-                logger.info("capabilities: had \(facts.capabilities), opened \(backend.kind) with \(used), now dropped all (CapEff \(Privileges.effectiveFromProc() ?? "?"))")
+                logger.info(
+                    "capabilities: had \(facts.capabilities), opened \(backend.kind) with \(used), now dropped all (CapEff \(Privileges.effectiveFromProc() ?? "?"))"
+                )
                 if threads > 1 {
                     logger.warning("capabilities were dropped with \(threads) threads running; threads started before may keep theirs")
                 }
@@ -141,7 +145,9 @@ struct RunCommand: ParsableCommand {
             services.append(remote)
             sink = remote
             writer = remote
-            logger.info("pushing to \(settings.endpoint) every \(settings.pushInterval), source=\(settings.labels.source), metric \(settings.labels.metricName)")
+            logger.info(
+                "pushing to \(settings.endpoint) every \(settings.pushInterval), source=\(settings.labels.source), metric \(settings.labels.metricName)"
+            )
         } else {
             let shutdown = ShutdownTrigger()
             let printer = StdoutSink(style: config.reading.nameStyle) { _ in shutdown.fire() }
@@ -176,7 +182,8 @@ struct RunCommand: ParsableCommand {
             path = given
         } else {
             if let problem = HealthFile.prepareDefaultDirectory() {
-                logger.error("no health file: \(problem); 'rapl-exporter healthcheck' will report unhealthy (set --health-file to a directory of this user's)")
+                logger.error(
+                    "no health file: \(problem); 'rapl-exporter healthcheck' will report unhealthy (set --health-file to a directory of this user's)")
                 return nil
             }
             path = HealthFile.defaultPath
@@ -187,7 +194,11 @@ struct RunCommand: ParsableCommand {
     /// The HTTP transport, each TLS file loaded on its own so that a failure names the file and why.
     static func makeTransport(_ endpoint: RemoteWriteEndpoint, _ connection: RemoteWriteConnection) throws(ConfigurationError) -> HTTPTransport {
         let tls = connection.tls
-        for (file, what) in [(tls.caFile, "CA file (--tls-ca-file, REMOTE_WRITE_TLS_CA_FILE)"), (tls.certificateFile, "client certificate (--tls-cert-file, REMOTE_WRITE_TLS_CERT_FILE)"), (tls.keyFile, "client key (--tls-key-file, REMOTE_WRITE_TLS_KEY_FILE)")] {
+        for (file, what) in [
+            (tls.caFile, "CA file (--tls-ca-file, REMOTE_WRITE_TLS_CA_FILE)"),
+            (tls.certificateFile, "client certificate (--tls-cert-file, REMOTE_WRITE_TLS_CERT_FILE)"),
+            (tls.keyFile, "client key (--tls-key-file, REMOTE_WRITE_TLS_KEY_FILE)"),
+        ] {
             guard let file else { continue }
             if let problem = TLSFiles.problem(file, isKey: what.hasPrefix("client key")) {
                 throw ConfigurationError("cannot load the \(what) \(file): \(problem)")

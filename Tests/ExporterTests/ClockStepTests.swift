@@ -1,6 +1,7 @@
 import RAPLBackend
-import Testing
 import TestSupport
+import Testing
+
 @testable import Exporter
 
 /// The wall clock steps while windows stay exact on the monotonic clock: steps are detected and

@@ -1,7 +1,7 @@
-import Foundation
-import Testing
-import TestSupport
 import Exporter
+import Foundation
+import TestSupport
+import Testing
 
 /// The `run` command's configuration, through the real binary.
 @Suite struct CommandLineTests {
@@ -36,7 +36,9 @@ import Exporter
 
     /// The help is generated from the key table: every setting's flag, variable and default are there.
     @Test func helpListsEveryKeyOfTheTable() async throws {
-        for (command, keys) in [("run", SettingKey.all.filter { $0.commands.contains(.run) }), ("probe", SettingKey.all.filter { $0.commands.contains(.probe) })] {
+        for (command, keys) in [
+            ("run", SettingKey.all.filter { $0.commands.contains(.run) }), ("probe", SettingKey.all.filter { $0.commands.contains(.probe) }),
+        ] {
             let result = try await Binary.run(Binary.path, [command, "--help"], environment: ["COLUMNS": "400"])
             #expect(result.status == 0)
             let help = result.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
@@ -85,7 +87,8 @@ import Exporter
     @Test func noBackendExitsOneWithTheReasons() async throws {
         let empty = FakeTree()
         empty.remove("sys/class/powercap")
-        let result = try await Binary.run(Binary.path, ["--sysfs-root", empty.sys, "--dev-root", empty.dev, "--proc-root", empty.proc, "--duration", "1"])
+        let result = try await Binary.run(
+            Binary.path, ["--sysfs-root", empty.sys, "--dev-root", empty.dev, "--proc-root", empty.proc, "--duration", "1"])
         #expect(result.status == 1)
         #expect(result.stderr.contains("backend sysfs: rejected"))
         #expect(result.stderr.contains("rapl-exporter probe"))

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// Docker does not run on these machines: the deployment files are parsed and checked instead.
 @Suite struct DeployFilesTests {
@@ -18,7 +18,8 @@ import TestSupport
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
     }
 
-    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/apparmor_parser"), "apparmor_parser missing (scripts/test installs it)"))
+    @Test(
+        .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/apparmor_parser"), "apparmor_parser missing (scripts/test installs it)"))
     func apparmorProfileParses() async throws {
         // -Q: parse without loading into the kernel; -K: no cache.
         let result = try await Binary.run("/usr/sbin/apparmor_parser", ["-Q", "-K", "-T", Self.root + "/deploy/apparmor/rapl-exporter"])

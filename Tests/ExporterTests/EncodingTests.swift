@@ -2,6 +2,7 @@ import Foundation
 import RemoteWriteProtobuf
 import SwiftProtobuf
 import Testing
+
 @testable import Exporter
 
 /// The hand-written remote-write encoder against the generated swift-protobuf types.
@@ -37,7 +38,9 @@ import Testing
         var table = SeriesTable()
         let ids = [
             table.series("pyjoules_remote_write_energy_uj", [("component", "package-0"), ("socket", "0"), ("source", "cpu-pyjoules")]),
-            table.series("pyjoules_remote_write_energy_uj", [("component", "dram"), ("socket", "1"), ("die", "1"), ("source", "cpu-pyjoules"), ("host", "büro-ä")]),
+            table.series(
+                "pyjoules_remote_write_energy_uj",
+                [("component", "dram"), ("socket", "1"), ("die", "1"), ("source", "cpu-pyjoules"), ("host", "büro-ä")]),
             table.series("rapl_exporter_samples_dropped_total", [("reason", "queue_full"), ("empty", "")]),
             // A label value longer than 127 bytes: two-byte lengths in the label and the series.
             table.series("x", [("long", String(repeating: "v", count: 300))]),
@@ -67,7 +70,9 @@ import Testing
         let (table, ids) = table()
         var encoder = RemoteWriteEncoder()
         func batch(_ n: Int, _ seed: Int) -> [PendingSample] {
-            (0..<n).map { PendingSample(series: ids[($0 * 7 + seed) % ids.count], value: Double($0 * seed), timestamp: 1_800_000_000_000 + Int64($0)) }
+            (0..<n).map {
+                PendingSample(series: ids[($0 * 7 + seed) % ids.count], value: Double($0 * seed), timestamp: 1_800_000_000_000 + Int64($0))
+            }
         }
         // Large, then small, then empty, then a slice from the middle of a batch.
         for samples in [batch(5000, 3), batch(3, 5), [], batch(40, 7)] {
@@ -94,7 +99,10 @@ import Testing
         for bits in 1...64 { values += [(1 << UInt64(bits - 1)) - 1, 1 << UInt64(bits - 1), (1 << UInt64(bits - 1)) + 1] }
         let wide = UnsafeMutableRawPointer.allocate(byteCount: 32, alignment: 8)
         let loop = UnsafeMutableRawPointer.allocate(byteCount: 32, alignment: 8)
-        defer { wide.deallocate(); loop.deallocate() }
+        defer {
+            wide.deallocate()
+            loop.deallocate()
+        }
         for value in values {
             let n = Protobuf.putVarint(value, loop, 3) - 3
             #expect(n == Protobuf.varintSize(value))

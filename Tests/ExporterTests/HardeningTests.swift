@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import Exporter
 
 /// Bad input is refused at start (exit 2, one line, no secret echoed), not accepted and then failing
@@ -38,22 +39,29 @@ import TestSupport
         (["--remote-write-url", url, "--label", "node=a\u{1b}[31m"], [:], "the value must be UTF-8 text without control characters"),
         ([], ["SERVICE_LABEL": "lab\nforged log line"], "invalid service label"),
         ([], ["EXPORT_CUMULATIVE": "banana"], "invalid EXPORT_CUMULATIVE 'banana'"),
-        ([], ["REMOTE_WRITE_URL": "https://127.0.0.1:9/w", "REMOTE_WRITE_TLS_INSECURE_SKIP_VERIFY": "sure"], "invalid REMOTE_WRITE_TLS_INSECURE_SKIP_VERIFY 'sure'"),
+        (
+            [], ["REMOTE_WRITE_URL": "https://127.0.0.1:9/w", "REMOTE_WRITE_TLS_INSECURE_SKIP_VERIFY": "sure"],
+            "invalid REMOTE_WRITE_TLS_INSECURE_SKIP_VERIFY 'sure'"
+        ),
         (["--duration", "-1"], [:], "invalid duration '-1' (--duration or RUN_DURATION_S): expected a number of seconds > 0"),
         (["--scrape-interval", "-0.5"], [:], "invalid scrape-interval '-0.5'"),
         ([], ["MAX_DOMAIN_POWER_W": "0"], "invalid max-domain-power '0'"),
         // Checked with --output stdout too: an option given wrongly is an error whatever the output.
         (["--output", "stdout", "--remote-write-url", "ftp://x/w"], [:], "invalid remote-write URL"),
         (["--output", "stdout", "--remote-write-url", url, "--header", "bad"], [:], "invalid header"),
-        (["--remote-write-url", url, "--basic-auth-username", "a:b", "--basic-auth-password-file", "/etc/hostname"], [:], "invalid basic-auth user name"),
+        (
+            ["--remote-write-url", url, "--basic-auth-username", "a:b", "--basic-auth-password-file", "/etc/hostname"], [:],
+            "invalid basic-auth user name"
+        ),
     ])
     func refusedAtStart(_ args: [String], _ env: [String: String], _ message: String) async throws {
         try await expectRefused(args, env, message)
     }
 
     @Test func aURLsPasswordIsNotEchoed() async throws {
-        try await expectRefused([], ["REMOTE_WRITE_URL": "https://user:hunter2secret@example.com/api/v1/write?token=abcdef123"],
-                                "invalid remote-write URL 'https://user:***@example.com/api/v1/write?token=***'", notContaining: "hunter2secret")
+        try await expectRefused(
+            [], ["REMOTE_WRITE_URL": "https://user:hunter2secret@example.com/api/v1/write?token=abcdef123"],
+            "invalid remote-write URL 'https://user:***@example.com/api/v1/write?token=***'", notContaining: "hunter2secret")
         #expect(RemoteWriteEndpoint("https://h/w?api_key=s3cret&x")!.description == "https://h:443/w?api_key=***&x=***")
     }
 
@@ -82,7 +90,9 @@ import TestSupport
         }
         // A good token with a final CRLF is fine (the daemon starts and stops).
         let good = file(Array("token-value\r\n".utf8))
-        let result = try await Binary.run(Binary.path, tree.sysfsArguments + ["--remote-write-url", Self.url, "--bearer-token-file", good, "--duration", "0.3", "--shutdown-timeout", "0.2"])
+        let result = try await Binary.run(
+            Binary.path,
+            tree.sysfsArguments + ["--remote-write-url", Self.url, "--bearer-token-file", good, "--duration", "0.3", "--shutdown-timeout", "0.2"])
         #expect(result.status == 0, "\(result.stderr)")
     }
 
@@ -95,28 +105,38 @@ import TestSupport
         let secret = file(Array("pw\n".utf8), mode: 0o600)
         #expect(chown(secret, 65534, 65534) == 0)
         try await expectRefused(
-            tree.sysfsArguments + ["--remote-write-url", Self.url,
-             "--basic-auth-username", "u", "--basic-auth-password-file", secret],
+            tree.sysfsArguments + [
+                "--remote-write-url", Self.url,
+                "--basic-auth-username", "u", "--basic-auth-password-file", secret,
+            ],
             [:], "Permission denied (checked as the unprivileged process that reads it at every push)"
         )
         // With the capabilities kept, the same file is readable at every push, so it is accepted.
-        let kept = try await Binary.run(Binary.path, tree.sysfsArguments + [
-            "--remote-write-url", Self.url, "--keep-capabilities",
-            "--basic-auth-username", "u", "--basic-auth-password-file", secret, "--duration", "0.3", "--shutdown-timeout", "0.2",
-        ])
+        let kept = try await Binary.run(
+            Binary.path,
+            tree.sysfsArguments + [
+                "--remote-write-url", Self.url, "--keep-capabilities",
+                "--basic-auth-username", "u", "--basic-auth-password-file", secret, "--duration", "0.3", "--shutdown-timeout", "0.2",
+            ])
         #expect(kept.status == 0, "\(kept.stderr)")
     }
 
     @Test func aCAFileThatCannotBeReadSaysWhichAndWhy() async throws {
-        try await expectRefused(["--remote-write-url", "https://127.0.0.1:9/w", "--tls-ca-file", "/nonexistent/ca.pem"], [:],
-                                "cannot load the CA file (--tls-ca-file, REMOTE_WRITE_TLS_CA_FILE) /nonexistent/ca.pem: open /nonexistent/ca.pem: No such file or directory")
+        try await expectRefused(
+            ["--remote-write-url", "https://127.0.0.1:9/w", "--tls-ca-file", "/nonexistent/ca.pem"], [:],
+            "cannot load the CA file (--tls-ca-file, REMOTE_WRITE_TLS_CA_FILE) /nonexistent/ca.pem: open /nonexistent/ca.pem: No such file or directory"
+        )
     }
 
     /// stdout that cannot be written (here /dev/full) is reported once, and the daemon exits 1.
     @Test func aFullStdoutIsReportedAndExitsNonZero() async throws {
         let tree = tree()
-        let result = try await Binary.run("/bin/sh", ["-c", "exec \"$0\" \"$@\" >/dev/full", Binary.path,
-                                                      "--sysfs-root", tree.sys, "--backend", "sysfs", "--scrape-interval", "0.05", "--duration", "5"])
+        let result = try await Binary.run(
+            "/bin/sh",
+            [
+                "-c", "exec \"$0\" \"$@\" >/dev/full", Binary.path,
+                "--sysfs-root", tree.sys, "--backend", "sysfs", "--scrape-interval", "0.05", "--duration", "5",
+            ])
         #expect(result.status == 1, "\(result.stderr)")
         #expect(result.stderr.contains("cannot write to standard output: No space left on device"), "\(result.stderr)")
         #expect(result.stderr.components(separatedBy: "cannot write to standard output").count == 3, "once, and in the exit line")
@@ -136,8 +156,11 @@ import TestSupport
         // A receiver that never answers, a long request timeout and shutdown timeout: the flush would
         // wait; the second SIGTERM does not.
         let receiver = try await ScriptedReceiver(Array(repeating: .hang, count: 20))
-        let term = try Daemon(tree.sysfsArguments + ["--scrape-interval", "0.05", "--push-interval", "0.2",
-                               "--remote-write-url", receiver.url, "--request-timeout", "60", "--shutdown-timeout", "60"])
+        let term = try Daemon(
+            tree.sysfsArguments + [
+                "--scrape-interval", "0.05", "--push-interval", "0.2",
+                "--remote-write-url", receiver.url, "--request-timeout", "60", "--shutdown-timeout", "60",
+            ])
         try await term.waitSampling()
         try await waitUntil("a request in flight") { !receiver.requests.isEmpty }
         let start = Date()
@@ -154,8 +177,11 @@ import TestSupport
     @Test func shutdownIsBoundedByTheShutdownTimeout() async throws {
         let tree = tree()
         let receiver = try await ScriptedReceiver(Array(repeating: .hang, count: 20))
-        let d = try Daemon(tree.sysfsArguments + ["--scrape-interval", "0.05", "--push-interval", "0.2",
-                            "--remote-write-url", receiver.url, "--request-timeout", "30", "--shutdown-timeout", "1.5"])
+        let d = try Daemon(
+            tree.sysfsArguments + [
+                "--scrape-interval", "0.05", "--push-interval", "0.2",
+                "--remote-write-url", receiver.url, "--request-timeout", "30", "--shutdown-timeout", "1.5",
+            ])
         try await d.waitSampling()
         try await waitUntil("a request in flight") { !receiver.requests.isEmpty }
         let start = Date()
@@ -178,13 +204,14 @@ import TestSupport
         let tree = tree()
         let token = "s3cr3t-token-value"
         let receiver = try await ScriptedReceiver([
-            .respond(401, [], "invalid bearer token \(token) for tenant OrgSecret-42 (header Bearer \(token))"),
+            .respond(401, [], "invalid bearer token \(token) for tenant OrgSecret-42 (header Bearer \(token))")
         ])
-        let d = try Daemon(tree.sysfsArguments + [
-            "--scrape-interval", "0.05", "--push-interval", "0.2", "--duration", "1",
-            "--remote-write-url", receiver.url, "--bearer-token-file", file(Array((token + "\n").utf8)),
-            "--header", "X-Scope-OrgID: OrgSecret-42",
-        ])
+        let d = try Daemon(
+            tree.sysfsArguments + [
+                "--scrape-interval", "0.05", "--push-interval", "0.2", "--duration", "1",
+                "--remote-write-url", receiver.url, "--bearer-token-file", file(Array((token + "\n").utf8)),
+                "--header", "X-Scope-OrgID: OrgSecret-42",
+            ])
         #expect(try await d.waitExit() == 0, "\(d.log)")
         await receiver.shutdown()
         #expect(receiver.requests.first?.header("Authorization") == "Bearer \(token)")

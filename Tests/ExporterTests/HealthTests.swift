@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import Exporter
 
 @Suite struct HealthTests {
@@ -22,7 +23,9 @@ import TestSupport
         #expect(state(window: 80_000).problem(nowMillis: 100_000, processAlive: true)?.contains("sampling is stuck") == true)
         // Failing pushes are tolerated for max(300 s, 30 push intervals).
         #expect(state(window: 999_000, pushOK: 800_000, failures: 50).problem(nowMillis: 1_000_000, processAlive: true) == nil)
-        #expect(state(window: 999_000, pushOK: 600_000, failures: 90).problem(nowMillis: 1_000_000, processAlive: true)?.contains("no successful push") == true)
+        #expect(
+            state(window: 999_000, pushOK: 600_000, failures: 90).problem(nowMillis: 1_000_000, processAlive: true)?.contains("no successful push")
+                == true)
         // stdout mode: no push expected.
         #expect(state(window: 999_000, push: 0).problem(nowMillis: 1_000_000, processAlive: true) == nil)
     }

@@ -1,7 +1,8 @@
 import Foundation
-import Testing
 import RAPLBackend
 import TestSupport
+import Testing
+
 @testable import Exporter
 
 /// Drives the real daemon over a fake sysfs tree whose counters advance (and wrap), against real
@@ -26,11 +27,12 @@ struct ReceiverIntegrationTests {
     }
 
     func daemon(_ tree: FakeTree, _ url: String, source: String, duration: Double, extra: [String] = []) throws -> Daemon {
-        try Daemon([
-            "--sysfs-root", tree.sys, "--dev-root", tree.dev, "--proc-root", tree.proc,
-            "--backend", "sysfs", "--remote-write-url", url, "--service-label", source,
-            "--scrape-interval", "0.05", "--push-interval", "0.5", "--duration", String(duration),
-        ] + extra)
+        try Daemon(
+            [
+                "--sysfs-root", tree.sys, "--dev-root", tree.dev, "--proc-root", tree.proc,
+                "--backend", "sysfs", "--remote-write-url", url, "--service-label", source,
+                "--scrape-interval", "0.05", "--push-interval", "0.5", "--duration", String(duration),
+            ] + extra)
     }
 
     @Test(arguments: [ReceiverProcess.Kind.prometheus, .victoriaMetrics])
@@ -89,10 +91,11 @@ struct ReceiverIntegrationTests {
     func run(_ script: [ScriptedReceiver.Action], seconds: Double, extra: [String] = []) async throws -> (ScriptedReceiver, Daemon) {
         let receiver = try await ScriptedReceiver(script)
         let tree = FakeTree.powercap()
-        let daemon = try Daemon(tree.sysfsArguments + [
-            "--remote-write-url", receiver.url,
-            "--scrape-interval", "0.05", "--push-interval", "0.5", "--duration", String(seconds),
-        ] + extra)
+        let daemon = try Daemon(
+            tree.sysfsArguments + [
+                "--remote-write-url", receiver.url,
+                "--scrape-interval", "0.05", "--push-interval", "0.5", "--duration", String(seconds),
+            ] + extra)
         #expect(try await daemon.waitExit() == 0, "\(daemon.log)")
         await receiver.shutdown()
         return (receiver, daemon)

@@ -1,7 +1,8 @@
 import Logging
 import RAPLBackend
-import Testing
 import TestSupport
+import Testing
+
 @testable import Exporter
 
 /// The writer's real push loop (`run()`) on a manual clock, fed a window every 100 ms, against a

@@ -1,16 +1,17 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// Least privilege: after start the daemon holds no capabilities and still reads its counters.
 @Suite struct PrivilegeTests {
     @Test(.enabled(if: getuid() == 0, "needs root, which starts with every capability"))
     func capabilitiesAreDroppedAfterStartAndCountersStillRead() async throws {
         let tree = FakeTree.powercap([("intel-rapl:0", "package-0", 1000)])
-        let daemon = try Daemon(tree.sysfsArguments + [
-            "--output", "stdout",
-            "--scrape-interval", "0.05", "--duration", "5",
-        ])
+        let daemon = try Daemon(
+            tree.sysfsArguments + [
+                "--output", "stdout",
+                "--scrape-interval", "0.05", "--duration", "5",
+            ])
         try await daemon.waitSampling()
         // Capabilities are per thread: every thread must hold none.
         let pid = daemon.process.processIdentifier

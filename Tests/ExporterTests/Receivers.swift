@@ -1,8 +1,9 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import TestSupport
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
 
 /// Real receivers for the integration tests: Debian's prometheus 2.42 and victoria-metrics 1.79,
 /// unpacked by scripts/install-receivers into .build-receivers/. Loopback only, a free port each, a
@@ -29,7 +30,9 @@ func freePort() -> Int {
     addr.sin_family = sa_family_t(AF_INET)
     addr.sin_addr.s_addr = inet_addr("127.0.0.1")
     addr.sin_port = 0
-    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    _ = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
     var len = socklen_t(MemoryLayout<sockaddr_in>.size)
     _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
     return Int(UInt16(bigEndian: addr.sin_port))
@@ -146,7 +149,8 @@ final class ReceiverProcess: @unchecked Sendable {
         case .prometheus:
             let (status, data) = try await httpGet("http://127.0.0.1:\(port)/api/v1/query?query=\(urlEncode(selector + "[1h]"))")
             guard status == 200, let json = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-                  let result = (json["data"] as? [String: Any])?["result"] as? [[String: Any]] else {
+                let result = (json["data"] as? [String: Any])?["result"] as? [[String: Any]]
+            else {
                 throw TimeoutError(description: "bad prometheus answer \(status): \(String(decoding: data, as: UTF8.self))")
             }
             return result.flatMap { series in
@@ -161,7 +165,8 @@ final class ReceiverProcess: @unchecked Sendable {
             var out: [(Int64, Double)] = []
             for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
                 guard let json = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                      let values = json["values"] as? [Any], let timestamps = json["timestamps"] as? [Any] else { continue }
+                    let values = json["values"] as? [Any], let timestamps = json["timestamps"] as? [Any]
+                else { continue }
                 for (t, v) in zip(timestamps, values) {
                     out.append(((t as? NSNumber)?.int64Value ?? 0, (v as? NSNumber)?.doubleValue ?? .nan))
                 }

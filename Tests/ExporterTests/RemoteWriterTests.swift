@@ -1,7 +1,8 @@
 import Foundation
-import Testing
-import TestSupport
 import RAPLBackend
+import TestSupport
+import Testing
+
 @testable import Exporter
 
 @Suite struct PushDecisionTests {
@@ -20,7 +21,10 @@ import RAPLBackend
 
     @Test(arguments: [400, 401, 403, 404, 409, 413, 301])
     func otherStatusesAreRejected(_ status: Int) {
-        guard case .reject(_, let reason) = PushDecision.decide(.response(status: status, headers: [], body: Array("out of order sample".utf8)), nowSeconds: 0) else {
+        guard
+            case .reject(_, let reason) = PushDecision.decide(
+                .response(status: status, headers: [], body: Array("out of order sample".utf8)), nowSeconds: 0)
+        else {
             Issue.record("\(status) should not be retried")
             return
         }
@@ -105,9 +109,10 @@ import RAPLBackend
             #expect(series.labels.allSatisfy { !$0.value.isEmpty })
         }
         let pkg = try #require(requests[0].timeseries.first { $0.labels.contains { $0.value == "package-0" } })
-        #expect(pkg.labels.map { "\($0.name)=\($0.value)" } == [
-            "__name__=pyjoules_remote_write_energy_uj", "component=package-0", "socket=0", "source=lab-7",
-        ])
+        #expect(
+            pkg.labels.map { "\($0.name)=\($0.value)" } == [
+                "__name__=pyjoules_remote_write_energy_uj", "component=package-0", "socket=0", "source=lab-7",
+            ])
         // Self-metrics ride along.
         #expect(!requests[0].samples(["__name__": "rapl_exporter_samples_sent_total", "source": "lab-7"]).isEmpty)
         #expect(await w.statistics.sent == UInt64(requests[0].timeseries.reduce(0) { $0 + $1.samples.count }))
@@ -375,7 +380,9 @@ import RAPLBackend
     @Test func aDomainAppearingMidRunKeepsTheOthersTotals() async {
         let transport = RecordingTransport()
         let w = writer(transport) { $0.labels.cumulative = true }
-        let pkg = Domain(.package, socket: 0), dram = Domain(.dram, socket: 0), core = Domain(.core, socket: 0)
+        let pkg = Domain(.package, socket: 0)
+        let dram = Domain(.dram, socket: 0)
+        let core = Domain(.core, socket: 0)
         w.accept(window([1_000_000, 500_000], domains: [pkg, dram], endMicros: 1_800_000_000_000_000))
         w.accept(window([2_000_000, 7, 500_000], domains: [pkg, core, dram], endMicros: 1_800_000_000_100_000))
         w.accept(window([1_000_000, nil, 1_000_000], domains: [pkg, core, dram], endMicros: 1_800_000_000_200_000))

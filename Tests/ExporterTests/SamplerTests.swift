@@ -1,8 +1,9 @@
 import Foundation
-import Synchronization
-import Testing
 import RAPLBackend
+import Synchronization
 import TestSupport
+import Testing
+
 @testable import Exporter
 
 /// A package counter (2^-14 J) that advances by `step` at every read from just below its 32-bit wrap, and
@@ -92,7 +93,8 @@ final class ManualTimer: SamplingTimer, @unchecked Sendable {
         let backend = steppingBackend(step: 1000)
         let timer = ManualTimer()
         let sink = RecordingSink()
-        let sampler = Sampler(meter: EnergyMeter(backend: backend), interval: .milliseconds(100), sink: sink, timer: timer, wallClock: TestWallClock())
+        let sampler = Sampler(
+            meter: EnergyMeter(backend: backend), interval: .milliseconds(100), sink: sink, timer: timer, wallClock: TestWallClock())
         let task = Task { try await sampler.run() }
         for _ in 0..<5 {
             #expect(await timer.nextWait() != nil)
@@ -119,7 +121,8 @@ final class ManualTimer: SamplingTimer, @unchecked Sendable {
         let backend = steppingBackend(step: 10)
         let timer = ManualTimer()
         let sink = RecordingSink()
-        let sampler = Sampler(meter: EnergyMeter(backend: backend), interval: .milliseconds(100), sink: sink, timer: timer, wallClock: TestWallClock())
+        let sampler = Sampler(
+            meter: EnergyMeter(backend: backend), interval: .milliseconds(100), sink: sink, timer: timer, wallClock: TestWallClock())
         let task = Task { try await sampler.run() }
         #expect(await timer.nextWait() == .milliseconds(100))
         timer.advance(by: .milliseconds(250))  // deadline at 100 ms, woke at 250 ms: late, 200 ms missed

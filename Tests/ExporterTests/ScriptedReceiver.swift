@@ -3,9 +3,10 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
-import Synchronization
-@testable import Exporter
 import RemoteWriteProtobuf
+import Synchronization
+
+@testable import Exporter
 
 /// An in-process HTTP receiver on 127.0.0.1 that answers from a script (then 204), records every
 /// request with its arrival time, and can hang without answering.
@@ -37,10 +38,11 @@ final class ScriptedReceiver: Sendable {
         self.state = state
         let box = StateBox(receiver: nil)
         let sslContext = try tls.map { tls in
-            try NIOSSLContext(configuration: .makeServerConfiguration(
-                certificateChain: try NIOSSLCertificate.fromPEMFile(tls.certificate).map { .certificate($0) },
-                privateKey: .privateKey(try NIOSSLPrivateKey(file: tls.key, format: .pem))
-            ))
+            try NIOSSLContext(
+                configuration: .makeServerConfiguration(
+                    certificateChain: try NIOSSLCertificate.fromPEMFile(tls.certificate).map { .certificate($0) },
+                    privateKey: .privateKey(try NIOSSLPrivateKey(file: tls.key, format: .pem))
+                ))
         }
         channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)

@@ -2,12 +2,15 @@ import Foundation
 import Logging
 import RAPLBackend
 import Testing
+
 @testable import Exporter
 
 /// The one key table and the typed settings resolved through it, in-process: precedence and every
 /// invalid value, with the environment injected.
 @Suite struct SettingsTests {
-    func resolve(_ flags: [SettingKey: String] = [:], lists: [SettingKey: [String]] = [:], set: Set<SettingKey> = [], env: [String: String] = [:]) throws(ConfigurationError) -> Settings {
+    func resolve(_ flags: [SettingKey: String] = [:], lists: [SettingKey: [String]] = [:], set: Set<SettingKey> = [], env: [String: String] = [:])
+        throws(ConfigurationError) -> Settings
+    {
         var cli = CommandLineValues()
         cli.values = flags
         cli.lists = lists
@@ -51,11 +54,14 @@ import Testing
         #expect(try resolve(env: ["SCRAPE_INTERVAL_S": "0.25"]).scrapeInterval == .milliseconds(250))
         // An empty variable is unset.
         #expect(try resolve(env: ["SCRAPE_INTERVAL_S": ""]).scrapeInterval == .milliseconds(100))
-        #expect(try resolve(set: [.cumulative], env: ["REMOTE_WRITE_URL": "http://h/w", "EXPORT_CUMULATIVE": "false"]).remoteWrite?.labels.cumulative == true)
+        #expect(
+            try resolve(set: [.cumulative], env: ["REMOTE_WRITE_URL": "http://h/w", "EXPORT_CUMULATIVE": "false"]).remoteWrite?.labels.cumulative
+                == true)
         #expect(try resolve(env: ["REMOTE_WRITE_URL": "http://h/w", "EXPORT_CUMULATIVE": "YES"]).remoteWrite?.labels.cumulative == true)
         #expect(try resolve(env: ["REMOTE_WRITE_URL": "http://h/w", "EXPORT_CUMULATIVE": "off"]).remoteWrite?.labels.cumulative == false)
         // Repeated flags beat the variable's list.
-        let labels = try resolve(lists: [.labels: ["node=a"]], env: ["REMOTE_WRITE_URL": "http://h/w", "EXTRA_LABELS": "node=b,rack=c"]).remoteWrite?.labels.extra
+        let labels = try resolve(lists: [.labels: ["node=a"]], env: ["REMOTE_WRITE_URL": "http://h/w", "EXTRA_LABELS": "node=b,rack=c"]).remoteWrite?
+            .labels.extra
         #expect(labels?.map { "\($0.0)=\($0.1)" } == ["node=a"])
         let fromEnv = try resolve(env: ["REMOTE_WRITE_URL": "http://h/w", "EXTRA_LABELS": "node=b,rack=c"]).remoteWrite?.labels.extra
         #expect(fromEnv?.map { "\($0.0)=\($0.1)" } == ["node=b", "rack=c"])
@@ -65,7 +71,10 @@ import Testing
 
     /// Every invalid value: one line naming the flag and the variable.
     @Test(arguments: [
-        ([SettingKey.scrapeInterval: "0"], [String: String](), "invalid scrape-interval '0' (--scrape-interval or SCRAPE_INTERVAL_S): expected a number of seconds > 0"),
+        (
+            [SettingKey.scrapeInterval: "0"], [String: String](),
+            "invalid scrape-interval '0' (--scrape-interval or SCRAPE_INTERVAL_S): expected a number of seconds > 0"
+        ),
         ([:], ["SCRAPE_INTERVAL_S": "fast"], "invalid scrape-interval 'fast' (--scrape-interval or SCRAPE_INTERVAL_S)"),
         ([.scrapeInterval: "0.00001"], [:], "the shortest supported window is 0.0001 s"),
         ([.pushInterval: "0.05"], [:], "shorter than the scrape interval"),
@@ -76,7 +85,10 @@ import Testing
         ([:], ["SHUTDOWN_TIMEOUT_S": "nan"], "invalid shutdown-timeout 'nan'"),
         ([:], ["STUCK_AFTER_S": "0"], "invalid stuck-after '0'"),
         ([.duration: "-1"], [:], "invalid duration '-1' (--duration or RUN_DURATION_S): expected a number of seconds > 0"),
-        ([:], ["MAX_DOMAIN_POWER_W": "lots"], "invalid max-domain-power 'lots' (--max-domain-power or MAX_DOMAIN_POWER_W): expected a number of watts > 0"),
+        (
+            [:], ["MAX_DOMAIN_POWER_W": "lots"],
+            "invalid max-domain-power 'lots' (--max-domain-power or MAX_DOMAIN_POWER_W): expected a number of watts > 0"
+        ),
         ([:], ["OUTPUT": "file"], "invalid output 'file' (--output or OUTPUT)"),
         ([.output: "remote-write"], [:], "needs REMOTE_WRITE_URL"),
         ([:], ["RAPL_BACKEND": "gpu"], "invalid backend 'gpu' (--backend or RAPL_BACKEND)"),
@@ -94,9 +106,18 @@ import Testing
         ([:], ["REMOTE_WRITE_URL": "http://h/w", "EXTRA_LABELS": "1node=x"], "invalid label '1node=x'"),
         ([:], ["REMOTE_WRITE_URL": "http://h/w", "EXTRA_LABELS": "node=\u{FFFD}"], "the value must be UTF-8 text without control characters"),
         ([:], ["REMOTE_WRITE_URL": "http://h/w", "REMOTE_WRITE_HEADERS": "X-A: b\rc"], "invalid header 'X-A: b\\xdc'"),
-        ([:], ["REMOTE_WRITE_URL": "http://h/w", "REMOTE_WRITE_HEADERS": "Content-Type: text/plain"], "header 'Content-Type' is set by rapl-exporter itself"),
+        (
+            [:], ["REMOTE_WRITE_URL": "http://h/w", "REMOTE_WRITE_HEADERS": "Content-Type: text/plain"],
+            "header 'Content-Type' is set by rapl-exporter itself"
+        ),
         ([:], ["REMOTE_WRITE_URL": "http://h/w", "REMOTE_WRITE_USERNAME": "u"], "basic auth needs both"),
-        ([:], ["REMOTE_WRITE_URL": "http://h/w", "REMOTE_WRITE_BEARER_TOKEN_FILE": "/t", "REMOTE_WRITE_PASSWORD_FILE": "/p", "REMOTE_WRITE_USERNAME": "u"], "not both"),
+        (
+            [:],
+            [
+                "REMOTE_WRITE_URL": "http://h/w", "REMOTE_WRITE_BEARER_TOKEN_FILE": "/t", "REMOTE_WRITE_PASSWORD_FILE": "/p",
+                "REMOTE_WRITE_USERNAME": "u",
+            ], "not both"
+        ),
         ([:], ["REMOTE_WRITE_URL": "http://h/w", "REMOTE_WRITE_TLS_CA_FILE": "/ca"], "TLS options are set but the remote-write URL"),
         ([:], ["REMOTE_WRITE_URL": "https://h/w", "REMOTE_WRITE_TLS_CERT_FILE": "/c"], "mutual TLS needs both"),
         // With stdout output, remote-write options given wrongly are still errors.
@@ -132,9 +153,13 @@ import Testing
         }
         let keys = SettingKey.all
         let tableFlags = Set(keys.filter { $0.commands.contains(.run) }.map { "--" + $0.flag })
-        #expect(documentedFlags == tableFlags, "documented only: \(documentedFlags.subtracting(tableFlags)); undocumented: \(tableFlags.subtracting(documentedFlags))")
+        #expect(
+            documentedFlags == tableFlags,
+            "documented only: \(documentedFlags.subtracting(tableFlags)); undocumented: \(tableFlags.subtracting(documentedFlags))")
         let tableVariables = Set(keys.compactMap(\.variable))
-        #expect(documentedVariables == tableVariables, "documented only: \(documentedVariables.subtracting(tableVariables)); undocumented: \(tableVariables.subtracting(documentedVariables))")
+        #expect(
+            documentedVariables == tableVariables,
+            "documented only: \(documentedVariables.subtracting(tableVariables)); undocumented: \(tableVariables.subtracting(documentedVariables))")
         // The probe-only keys are documented in prose.
         for key in keys where !key.commands.contains(.run) { #expect(doc.contains("`--\(key.flag)"), "\(key)") }
         // Every key's default, where it has one, is in its row.

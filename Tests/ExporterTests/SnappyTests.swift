@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Exporter
 
 @Suite struct SnappyTests {

@@ -1,9 +1,10 @@
 import Foundation
 import Logging
 import RAPLBackend
-import Synchronization
-@testable import Exporter
 import RemoteWriteProtobuf
+import Synchronization
+
+@testable import Exporter
 
 /// A manual clock: time moves only when a test advances it. `sleep` suspends until then.
 final class TestClock: Clock, Sendable {

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import Exporter
 
 /// A self-signed certificate for 127.0.0.1, made with openssl for this test run.
@@ -12,11 +13,13 @@ final class SelfSigned: Sendable {
     init() async throws {
         directory = NSTemporaryDirectory() + "rapl-tls-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let result = try await Binary.run("/usr/bin/openssl", [
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=rapl-test",
-            "-addext", "subjectAltName=IP:127.0.0.1,DNS:receiver.test",
-            "-keyout", directory + "/key.pem", "-out", directory + "/cert.pem",
-        ])
+        let result = try await Binary.run(
+            "/usr/bin/openssl",
+            [
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=rapl-test",
+                "-addext", "subjectAltName=IP:127.0.0.1,DNS:receiver.test",
+                "-keyout", directory + "/key.pem", "-out", directory + "/cert.pem",
+            ])
         guard result.status == 0 else { throw TimeoutError(description: "openssl failed: \(result.stderr)") }
     }
 
@@ -42,11 +45,13 @@ struct TLSAndAuthTests {
         let password = try pki.file("password", "s3cr3t-Pässword\n")
         let receiver = try await ScriptedReceiver([], tls: (pki.certificate, pki.key))
         let tree = tree()
-        let d = try daemon(tree, [
-            "--remote-write-url", receiver.httpsURL, "--tls-ca-file", pki.certificate,
-            "--basic-auth-username", "instance-42", "--basic-auth-password-file", password,
-            "--header", "X-Scope-OrgID: tenant-a", "--log-level", "debug",
-        ])
+        let d = try daemon(
+            tree,
+            [
+                "--remote-write-url", receiver.httpsURL, "--tls-ca-file", pki.certificate,
+                "--basic-auth-username", "instance-42", "--basic-auth-password-file", password,
+                "--header", "X-Scope-OrgID: tenant-a", "--log-level", "debug",
+            ])
         #expect(try await d.waitExit() == 0, "\(d.log)")
         await receiver.shutdown()
         let requests = receiver.requests
@@ -65,10 +70,12 @@ struct TLSAndAuthTests {
         let receiver = try await ScriptedReceiver([], tls: (pki.certificate, pki.key))
         let tree = tree()
         // An IP URL, verified against the certificate's DNS name.
-        let d2 = try daemon(tree, [
-            "--remote-write-url", receiver.httpsURL, "--tls-server-name", "receiver.test",
-            "--tls-ca-file", pki.certificate, "--bearer-token-file", token,
-        ], seconds: 2)
+        let d2 = try daemon(
+            tree,
+            [
+                "--remote-write-url", receiver.httpsURL, "--tls-server-name", "receiver.test",
+                "--tls-ca-file", pki.certificate, "--bearer-token-file", token,
+            ], seconds: 2)
         try await d2.waitSampling()
         try await waitUntil("a first push") { !receiver.requests.isEmpty }
         try "second-token\n".write(toFile: token, atomically: false, encoding: .utf8)
@@ -108,7 +115,9 @@ struct TLSAndAuthTests {
     @Test func aBadCAFileExitsTwo() async throws {
         let result = try await Binary.run(Binary.path, ["--remote-write-url", "https://127.0.0.1:9/api/v1/write", "--tls-ca-file", "/etc/hostname"])
         #expect(result.status == 2, "\(result.stderr)")
-        #expect(result.stderr.contains("cannot load the CA file (--tls-ca-file, REMOTE_WRITE_TLS_CA_FILE) /etc/hostname: not a PEM certificate file"), "\(result.stderr)")
+        #expect(
+            result.stderr.contains("cannot load the CA file (--tls-ca-file, REMOTE_WRITE_TLS_CA_FILE) /etc/hostname: not a PEM certificate file"),
+            "\(result.stderr)")
     }
 
     @Test func base64() {

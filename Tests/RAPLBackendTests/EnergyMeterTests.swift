@@ -1,12 +1,14 @@
-import Testing
-@testable import RAPLBackend
 import TestSupport
+import Testing
+
+@testable import RAPLBackend
 
 @Suite struct EnergyMeterTests {
     let t0 = Duration.zero
 
     @Test func wrapsAt32Bits() {
-        let backend = ScriptedBackend([CounterSpec(domain: Domain(.package, socket: 0), unit: .joulesPowerOfTwo(14), source: "fake")], modulus: UInt128(1) << 32)
+        let backend = ScriptedBackend(
+            [CounterSpec(domain: Domain(.package, socket: 0), unit: .joulesPowerOfTwo(14), source: "fake")], modulus: UInt128(1) << 32)
         let meter = EnergyMeter(backend: backend)
         backend.values[0] = .success(0xFFFF_FF00)
         meter.read(now: t0)
@@ -18,7 +20,8 @@ import TestSupport
     }
 
     @Test func wrapsAt64BitsWithWrappingSubtraction() {
-        let backend = ScriptedBackend([CounterSpec(domain: Domain(.package, socket: 0), unit: .microjoule, source: "fake")], modulus: UInt128(1) << 64)
+        let backend = ScriptedBackend(
+            [CounterSpec(domain: Domain(.package, socket: 0), unit: .microjoule, source: "fake")], modulus: UInt128(1) << 64)
         let meter = EnergyMeter(backend: backend)
         backend.values[0] = .success(UInt64.max - 9)
         meter.read(now: t0)

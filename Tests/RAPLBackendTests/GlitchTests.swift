@@ -1,6 +1,7 @@
-import Testing
-@testable import RAPLBackend
 import TestSupport
+import Testing
+
+@testable import RAPLBackend
 
 /// A counter that moves in a way no hardware can is never energy: small steps back, resets to 0 and
 /// impossible forward jumps export nothing for that step and re-base; real wraps stay exact.

@@ -1,6 +1,7 @@
-import Testing
-@testable import RAPLBackend
 import TestSupport
+import Testing
+
+@testable import RAPLBackend
 
 @Suite struct MSRBackendTests {
     typealias R = MSRBackend.Register

@@ -1,14 +1,16 @@
 import Foundation
-import Testing
-@testable import RAPLBackend
 import TestSupport
+import Testing
+
+@testable import RAPLBackend
 
 /// The perf backend against the real `perf_event_open(2)`. A fake `power` PMU directory points at this
 /// machine's real `software` PMU (event 0, cpu-clock), so the syscall, the read and the unit conversion
 /// run for real with a counter that moves.
 @Suite struct PerfBackendTests {
     static let softwareType = FakeTree.realPMUType("software")
-    static let hasRealRAPLPMU = FileManager.default.fileExists(atPath: "/sys/bus/event_source/devices/power/events/energy-pkg")
+    static let hasRealRAPLPMU =
+        FileManager.default.fileExists(atPath: "/sys/bus/event_source/devices/power/events/energy-pkg")
         || FileManager.default.fileExists(atPath: "/sys/bus/event_source/devices/power/events/energy-psys")
 
     func tree(events: [(String, String, String)]) throws -> FakeTree {
@@ -51,11 +53,14 @@ import TestSupport
         tree.cpu(0, package: 0, die: 0)
         tree.cpu(1, package: 0, die: 1)
         tree.cpu(7, package: 1, die: 0)
-        tree.perfPMU(type: try #require(Self.softwareType), cpumask: "0-1,7", events: [("energy-pkg", "event=0x00", "1e-9"), ("energy-ram", "event=0x00", "1e-9")])
+        tree.perfPMU(
+            type: try #require(Self.softwareType), cpumask: "0-1,7",
+            events: [("energy-pkg", "event=0x00", "1e-9"), ("energy-ram", "event=0x00", "1e-9")])
         let backend = try PerfBackend(paths: tree.paths, facts: rootFacts)
-        #expect(backend.counters.filter { $0.domain.kind == .package }.map { $0.domain.component() } == [
-            "package-0-die-0", "package-0-die-1", "package-1-die-0",
-        ])
+        #expect(
+            backend.counters.filter { $0.domain.kind == .package }.map { $0.domain.component() } == [
+                "package-0-die-0", "package-0-die-1", "package-1-die-0",
+            ])
         #expect(Set(backend.counters.map(\.domain)).count == 6)
         #expect(backend.notes.contains { $0.contains("perf power/energy-pkg/ cpu 7") && $0.contains("retried") })
         for i in backend.counters.indices where !backend.counters[i].source.hasSuffix("cpu 7") {

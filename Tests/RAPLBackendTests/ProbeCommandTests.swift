@@ -1,7 +1,8 @@
 import Foundation
-import Testing
-@testable import RAPLBackend
 import TestSupport
+import Testing
+
+@testable import RAPLBackend
 
 @Suite struct ProbeCommandTests {
     func tree() throws -> FakeTree {
@@ -37,7 +38,8 @@ import TestSupport
 
     @Test func textReportAndPyJoulesNames() async throws {
         let tree = try tree()
-        let result = try await Binary.run(Binary.path, ["probe", "--backend", "sysfs", "--component-names", "pyjoules", "--interval", "0.05"] + roots(tree))
+        let result = try await Binary.run(
+            Binary.path, ["probe", "--backend", "sysfs", "--component-names", "pyjoules", "--interval", "0.05"] + roots(tree))
         #expect(result.status == 0)
         #expect(result.stdout.contains("backend sysfs: available"))
         #expect(result.stdout.contains("package_0 (socket 0): STUCK"))
@@ -60,8 +62,10 @@ import TestSupport
         let tree = try tree()
         let result = try await Binary.run(
             "/usr/bin/setpriv",
-            ["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--",
-             Binary.path, "probe", "--json", "--interval", "0.05"] + roots(tree)
+            [
+                "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--",
+                Binary.path, "probe", "--json", "--interval", "0.05",
+            ] + roots(tree)
         )
         #expect(result.status == 1, "\(result.stdout)\(result.stderr)")
         let report = try backends(result.stdout)

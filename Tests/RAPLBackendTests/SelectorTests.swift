@@ -1,13 +1,16 @@
 import Foundation
-import Testing
-@testable import RAPLBackend
 import TestSupport
+import Testing
+
+@testable import RAPLBackend
 
 /// Auto-selection from injected capability sets, over one fake tree that offers all three backends.
 @Suite struct SelectorTests {
     func fullTree() throws -> FakeTree { try #require(FakeTree.allBackends()) }
 
-    func select(_ tree: FakeTree, _ caps: CapabilitySet, paranoid: Int = 2, _ preference: BackendPreference = .auto) async -> BackendSelector.Selection {
+    func select(_ tree: FakeTree, _ caps: CapabilitySet, paranoid: Int = 2, _ preference: BackendPreference = .auto) async
+        -> BackendSelector.Selection
+    {
         let facts = SystemFacts(capabilities: caps, perfParanoid: paranoid, identity: CPUIdentity(vendor: .intel, family: 6, model: 0x8C))
         return BackendSelector(paths: tree.paths, facts: facts, moveCheck: .milliseconds(5)).select(preference)
     }
@@ -28,7 +31,10 @@ import TestSupport
         let tree = try fullTree()
         let s = await select(tree, [.sysRawio])
         #expect(s.backend?.kind == .msr)
-        guard case .rejected(let why) = verdict(s, .perf) else { Issue.record("perf not rejected"); return }
+        guard case .rejected(let why) = verdict(s, .perf) else {
+            Issue.record("perf not rejected")
+            return
+        }
         #expect(why.reason.contains("CAP_PERFMON"))
         // The fake MSR does not move: msr is only the fallback, sysfs (also static) was tried after it.
         #expect(verdict(s, .sysfs) == .staticCounters)
@@ -38,7 +44,10 @@ import TestSupport
         let tree = try fullTree()
         let s = await select(tree, [])
         #expect(s.backend?.kind == .sysfs)
-        guard case .rejected(let msr) = verdict(s, .msr) else { Issue.record("msr not rejected"); return }
+        guard case .rejected(let msr) = verdict(s, .msr) else {
+            Issue.record("msr not rejected")
+            return
+        }
         #expect(msr.reason.contains("CAP_SYS_RAWIO"))
     }
 
@@ -74,7 +83,10 @@ import TestSupport
         tree.write("sys/class/powercap/intel-rapl:0/energy_uj", "oops\n")
         let s = await select(tree, [], .sysfs)
         #expect(s.backend == nil)
-        guard case .rejected(let why) = verdict(s, .sysfs) else { Issue.record("sysfs not rejected"); return }
+        guard case .rejected(let why) = verdict(s, .sysfs) else {
+            Issue.record("sysfs not rejected")
+            return
+        }
         #expect(why.reason.contains("no counter can be read"))
         #expect(why.reason.contains("intel-rapl:0/energy_uj"))
     }

@@ -1,6 +1,7 @@
-import Testing
-@testable import RAPLBackend
 import TestSupport
+import Testing
+
+@testable import RAPLBackend
 
 @Suite struct SysfsBackendTests {
     func domains(_ backend: SysfsBackend) -> [String] {

@@ -1,6 +1,6 @@
 import Foundation
-import Synchronization
 import RAPLBackend
+import Synchronization
 
 /// A fake machine in a temp dir, in the kernel's real layout: `sys/` (powercap zones as symlinks from
 /// `class/powercap` into `devices/virtual/powercap`, CPU topology, perf PMUs), `dev/cpu/N/msr` as sparse
@@ -62,17 +62,19 @@ public final class FakeTree: @unchecked Sendable {
     }
 
     public func cpuinfo(vendor: String, family: Int, model: Int) {
-        write("proc/cpuinfo", """
-        processor\t: 0
-        vendor_id\t: \(vendor)
-        cpu family\t: \(family)
-        model\t\t: \(model)
-        model name\t: Fake CPU
+        write(
+            "proc/cpuinfo",
+            """
+            processor\t: 0
+            vendor_id\t: \(vendor)
+            cpu family\t: \(family)
+            model\t\t: \(model)
+            model name\t: Fake CPU
 
-        processor\t: 1
-        vendor_id\t: \(vendor)
+            processor\t: 1
+            vendor_id\t: \(vendor)
 
-        """)
+            """)
     }
 
     // MARK: powercap
@@ -156,7 +158,9 @@ public final class FakeTree: @unchecked Sendable {
 
     /// The tree most daemon tests run on: powercap zones only (by default one package), read with
     /// ``sysfsArguments``.
-    public static func powercap(_ zones: [(id: String, name: String, energy: UInt64)] = [("intel-rapl:0", "package-0", 1)], max: UInt64 = 262_143_328_850) -> FakeTree {
+    public static func powercap(
+        _ zones: [(id: String, name: String, energy: UInt64)] = [("intel-rapl:0", "package-0", 1)], max: UInt64 = 262_143_328_850
+    ) -> FakeTree {
         let tree = FakeTree()
         for zone in zones { tree.zone(zone.id, name: zone.name, energy: zone.energy, max: max) }
         return tree

@@ -5,7 +5,7 @@ import Exporter
 import RAPLBackend
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 func nanoseconds(_ d: Duration) -> Double { Double(d.components.seconds) * 1e9 + Double(d.components.attoseconds) / 1e9 }
@@ -21,7 +21,9 @@ guard args.count >= 2 else { fail("usage: rapl-bench reading|encode …") }
 
 switch args[1] {
 case "reading":
-    guard args.count == 7, let kind = BackendKind(rawValue: args[2]), let seconds = Double(args[6]) else { fail("reading BACKEND SYSFS DEV PROC SECONDS") }
+    guard args.count == 7, let kind = BackendKind(rawValue: args[2]), let seconds = Double(args[6]) else {
+        fail("reading BACKEND SYSFS DEV PROC SECONDS")
+    }
     let paths = HardwarePaths(sysfsRoot: args[3], devRoot: args[4], procRoot: args[5])
     var facts = SystemFacts.current(paths: paths)
     if kind == .msr { facts.identity = CPUIdentity(vendor: .intel, family: 6, model: 0x55) }
@@ -58,7 +60,10 @@ case "encode":
     let series = components.map { table.series("pyjoules_remote_write_energy_uj", [("component", $0), ("socket", "0"), ("source", "cpu-pyjoules")]) }
     var samples: [PendingSample] = []
     for i in 0..<perBatch {
-        samples.append(PendingSample(series: series[i % series.count], value: Double(100_000 + (i * 7919) % 50_000), timestamp: 1_800_000_000_000 + Int64(i / series.count) * 100))
+        samples.append(
+            PendingSample(
+                series: series[i % series.count], value: Double(100_000 + (i * 7919) % 50_000),
+                timestamp: 1_800_000_000_000 + Int64(i / series.count) * 100))
     }
     // The identical batch for the Python side.
     var json = "{\"components\": [" + components.map { "\"\($0)\"" }.joined(separator: ",") + "], \"samples\": ["
