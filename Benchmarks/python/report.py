@@ -149,6 +149,12 @@ pushing; on this VM most of it is the timer wake-up itself (see the floor rows).
   several runtime exclusivity checks per counter (a class's stored properties are checked at every access);
   error messages (with their paths) are built only when a read fails. That took the MSR reading from
   1.46–1.82× to {msr_ratio:.2f}× the bare syscalls in this run.
+- **Glitch detection** (each counter step checked against the power bound, docs/reliability.md) costs,
+  per full reading, 126 instructions with 4 static sysfs counters (3 792 → 3 918, +3 %), 149 with 5 static
+  MSR counters (3 411 → 3 560, +4 %) and 339 with 5 moving perf counters (4 061 → 4 400, +8 %: one
+  floating-point division per moving counter; the time arithmetic runs only for a step that needs more
+  than 50 ms at the bound) — callgrind over `rapl-bench reading`, the build before and after, same session.
+  The wall-clock step check adds a few integer operations per window.
 - **Encoding** writes the protobuf wire format directly into a buffer reused across requests (label sets
   pre-encoded once per series; two passes over the samples: sizes, then bytes at per-series cursors, each
   timestamp varint spread once per window and written as one 8-byte store), then snappy into a second

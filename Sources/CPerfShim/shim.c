@@ -2,6 +2,8 @@
 #include "CPerfShim.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <sys/prctl.h>
 #include <linux/perf_event.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -27,4 +29,20 @@ ssize_t rapl_msr_read(int fd, uint32_t reg, uint64_t *value) {
     ssize_t n;
     do { n = pread(fd, value, sizeof(*value), (off_t)reg); } while (n < 0 && errno == EINTR);
     return n < 0 ? -errno : n;
+}
+
+int rapl_set_thread_name(const char *name) {
+    char cut[16];
+    strncpy(cut, name, sizeof(cut) - 1);
+    cut[sizeof(cut) - 1] = 0;
+    return -pthread_setname_np(pthread_self(), cut);
+}
+
+int rapl_set_timer_slack(unsigned long nanoseconds) {
+    return prctl(PR_SET_TIMERSLACK, nanoseconds, 0, 0, 0) == 0 ? 0 : -errno;
+}
+
+long rapl_get_timer_slack(void) {
+    int slack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
+    return slack < 0 ? -errno : (long)slack;
 }

@@ -278,7 +278,7 @@ public struct RemoteWriteSettings: Sendable {
     /// How long shutdown may spend pushing what is pending.
     public var shutdownTimeout: Duration
     public var retry: RetryPolicy
-    public var labels: SeriesLabels
+    public var series: SeriesSettings
 
     public init(
         endpoint: RemoteWriteEndpoint,
@@ -289,7 +289,7 @@ public struct RemoteWriteSettings: Sendable {
         requestTimeout: Duration = .seconds(10),
         shutdownTimeout: Duration = .seconds(8),
         retry: RetryPolicy = RetryPolicy(),
-        labels: SeriesLabels = SeriesLabels()
+        series: SeriesSettings = SeriesSettings()
     ) {
         self.endpoint = endpoint
         self.pushInterval = pushInterval
@@ -299,12 +299,13 @@ public struct RemoteWriteSettings: Sendable {
         self.requestTimeout = requestTimeout
         self.shutdownTimeout = shutdownTimeout
         self.retry = retry
-        self.labels = labels
+        self.series = series
     }
 }
 
-/// How series are named and labelled.
-public struct SeriesLabels: Sendable {
+/// Which series are written and how they are named and labelled: the energy metric's name, the `source`
+/// label, the component naming style, whether the cumulative counter is written, extra labels.
+public struct SeriesSettings: Sendable {
     /// `METRIC_DEFAULT`: the per-window energy series.
     public var metricName: String
     /// `SERVICE_LABEL`: the `source` label.

@@ -60,7 +60,7 @@ public struct SeriesTable: Sendable {
     }
 
     /// The labels of the domain series: component, socket, die (multi-die parts only), source.
-    static func domainLabels(_ domain: Domain, _ settings: SeriesLabels) -> [(String, String)] {
+    static func domainLabels(_ domain: Domain, _ settings: SeriesSettings) -> [(String, String)] {
         var pairs = [("component", domain.component(settings.nameStyle)), ("socket", String(domain.socket))]
         if let die = domain.die { pairs.append(("die", String(die))) }
         pairs.append(("source", settings.source))

@@ -267,7 +267,3 @@ private final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHand
         complete(.failure(error), context: context)
     }
 }
-
-public enum ExporterVersion {
-    public static let current = "0.1.0"
-}

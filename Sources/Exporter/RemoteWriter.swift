@@ -122,12 +122,12 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         /// seconds 1 ms apart would crowd them into an instant.
         static var holdAfter: Int64 { 10 }
 
-        mutating func series(for domain: Domain, _ labels: SeriesLabels) -> DomainSeries {
+        mutating func series(for domain: Domain, _ labels: SeriesSettings) -> DomainSeries {
             if let s = byDomain[domain] { return s }
             let pairs = SeriesTable.domainLabels(domain, labels)
             let s = DomainSeries(
                 energy: table.series(labels.metricName, pairs),
-                cumulative: labels.cumulative ? table.series(SeriesLabels.cumulativeMetricName, pairs) : nil,
+                cumulative: labels.cumulative ? table.series(SeriesSettings.cumulativeMetricName, pairs) : nil,
                 readErrors: table.series("rapl_exporter_read_errors_total", pairs),
                 glitches: table.series("rapl_exporter_counter_glitches_total", pairs),
                 stuck: table.series("rapl_exporter_domain_stuck", pairs)
@@ -139,7 +139,7 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         /// - Parameter holdLimit: the longest a step back (ms) is waited out; beyond it, windows are
         ///   stamped past the last timestamp as they come (the receiver already holds samples from the
         ///   wrong future).
-        mutating func add(_ window: borrowing EnergyWindow, _ labels: SeriesLabels, holdLimit: Int64) {
+        mutating func add(_ window: borrowing EnergyWindow, _ labels: SeriesSettings, holdLimit: Int64) {
             if window.domains != domains {
                 // First window, or refresh() found a domain: look the series up again, keeping totals.
                 totals = window.domains.carrying(totals, from: domains, fill: 0)
@@ -227,13 +227,13 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
 
     /// Called on the sampling thread: appends the window's samples under the intake lock.
     public nonisolated func accept(_ window: borrowing EnergyWindow) {
-        intake.withLock { $0.add(window, settings.labels, holdLimit: holdLimit) }
+        intake.withLock { $0.add(window, settings.series, holdLimit: holdLimit) }
     }
 
     /// Appends the self-metrics, stamped now.
     private func appendSelfMetrics(to samples: inout [PendingSample], _ intake: inout Intake, pendingBefore: Int) {
         let ts = intake.timestamp(wallClock.nowMicroseconds())
-        let labels = [("source", settings.labels.source)] + settings.labels.extra
+        let labels = [("source", settings.series.source)] + settings.series.extra
         func add(_ name: String, _ value: Double, _ extra: [(String, String)] = []) {
             let key = name + extra.map { "|\($0.0)=\($0.1)" }.joined()
             let series: Int

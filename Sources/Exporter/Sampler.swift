@@ -2,6 +2,7 @@ import Logging
 import RAPLBackend
 import ServiceLifecycle
 import Synchronization
+import SystemPackage
 
 /// One measurement window: the energy each domain used between two consecutive reads.
 public struct EnergyWindow: Sendable {
@@ -28,8 +29,6 @@ public struct EnergyWindow: Sendable {
     /// from the monotonic clock within one window), and this window's step in µs (0 when none).
     public var clockSteps: UInt64
     public var clockStepMicroseconds: Int64
-    /// The last window, closed by shutdown.
-    public var isFinal: Bool
 }
 
 /// Receives windows: the remote writer, the stdout printer.
@@ -148,9 +147,9 @@ public struct MicrosecondHistogram: Sendable, Equatable {
 /// (SIGTERM/SIGINT, or `--duration`) the current window is closed early and sent as the final one.
 public final class Sampler: Service {
     public struct ThreadNotStarted: Error, CustomStringConvertible {
-        public let errno: CInt
+        public let errno: Errno
         public var description: String {
-            "cannot start the sampling thread (pthread_create: errno \(errno)); check the container's pids limit (pids.max) and RLIMIT_NPROC"
+            "cannot start the sampling thread (pthread_create: \(errno)); check the container's pids limit (pids.max) and RLIMIT_NPROC"
         }
     }
 
@@ -190,11 +189,14 @@ public final class Sampler: Service {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 try await withCheckedThrowingContinuation { (done: CheckedContinuation<Void, any Error>) in
-                    let (started, error) = DedicatedThread.start(name: "rapl-sampler") {
-                        if let meter = self.meter.withLock({ $0.take() }) { self.sample(meter) }
-                        done.resume()
+                    do throws(Errno) {
+                        try DedicatedThread.start(name: "rapl-sampler") {
+                            if let meter = self.meter.withLock({ $0.take() }) { self.sample(meter) }
+                            done.resume()
+                        }
+                    } catch {
+                        done.resume(throwing: ThreadNotStarted(errno: error))
                     }
-                    if !started { done.resume(throwing: ThreadNotStarted(errno: error)) }
                 }
             }
             group.addTask {
@@ -210,9 +212,10 @@ public final class Sampler: Service {
     private func sample(_ meter: EnergyMeter) {
         // Wake-ups within 0.1 % of the interval (1 µs at 1 kHz) instead of the kernel's default 50 µs.
         let slack = Swift.min(Swift.max(Int(interval / .nanoseconds(1)) / 1000, 1000), 50_000)
-        if slack < 50_000 && !TimerSlack.set(nanoseconds: slack) {
-            logger.notice(
-                "could not set the sampling thread's timer slack to \(slack) ns (/proc/TID/timerslack_ns); wake-ups may be up to 50 µs late")
+        if slack < 50_000 {
+            do { try TimerSlack.set(nanoseconds: slack) } catch {
+                logger.notice("could not set the sampling thread's timer slack to \(slack) ns (prctl: \(error)); wake-ups may be up to 50 µs late")
+            }
         }
         let origin = timer.now()
         meter.read(now: .zero)
@@ -226,7 +229,7 @@ public final class Sampler: Service {
         var window = EnergyWindow(
             startMicroseconds: startWall, endMicroseconds: startWall, duration: .zero, domains: meter.domains,
             energy: [], stuck: [], readErrors: meter.readErrors, glitches: meter.glitches, lateWindows: 0, missedWindows: 0,
-            clockSteps: 0, clockStepMicroseconds: 0, isFinal: false
+            clockSteps: 0, clockStepMicroseconds: 0
         )
         var steps = WallClockSteps(wall: startWall)
         var windows = 0
@@ -270,7 +273,6 @@ public final class Sampler: Service {
                     "the wall clock stepped \(step > 0 ? "forward" : "back") by \(Double(abs(step)) / 1e6) s against the monotonic clock (NTP, an operator, a resumed VM): windows stay exact; \(step > 0 ? "timestamps follow the new time" : "samples are held back until the new time passes the last one sent (see docs/reliability.md)")"
                 )
             }
-            window.isFinal = final
             sink.accept(window)
             health?.windowClosed()
             windows += 1

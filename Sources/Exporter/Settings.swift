@@ -197,7 +197,7 @@ struct Resolver {
                 maxSampleAge: Duration(secondsValue: age),
                 requestTimeout: Duration(secondsValue: timeout),
                 shutdownTimeout: Duration(secondsValue: shutdown),
-                labels: labels
+                series: labels
             )
         }
         return Settings(
@@ -215,7 +215,7 @@ struct Resolver {
         )
     }
 
-    func seriesLabels(style: NameStyle) throws(ConfigurationError) -> SeriesLabels {
+    func seriesLabels(style: NameStyle) throws(ConfigurationError) -> SeriesSettings {
         let source = text(.serviceLabel) ?? "cpu-pyjoules"
         let metric = text(.metricName) ?? "pyjoules_remote_write_energy_uj"
         guard isValidMetricName(metric) else {
@@ -237,7 +237,7 @@ struct Resolver {
                 throw ConfigurationError(
                     "invalid label '\(printable(pair))' (\(SettingKey.labels.names)): the value must be UTF-8 text without control characters")
             }
-            guard !SeriesLabels.reservedLabelNames.contains(parts[0]) else {
+            guard !SeriesSettings.reservedLabelNames.contains(parts[0]) else {
                 throw ConfigurationError("label '\(parts[0])' is set by rapl-exporter itself")
             }
             guard !extra.contains(where: { $0.0 == parts[0] }) else {
@@ -245,7 +245,7 @@ struct Resolver {
             }
             extra.append((parts[0], parts[1]))
         }
-        var labels = SeriesLabels(metricName: metric, source: source, nameStyle: style, cumulative: try boolean(.cumulative))
+        var labels = SeriesSettings(metricName: metric, source: source, nameStyle: style, cumulative: try boolean(.cumulative))
         labels.extra = extra
         return labels
     }

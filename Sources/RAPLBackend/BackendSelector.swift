@@ -36,9 +36,9 @@ public struct BackendSelector {
     /// thread exists, so that dropping capabilities afterwards covers the whole process); tests inject
     /// one that advances counters.
     public var wait: @Sendable (Duration) -> Void
-    /// Open each backend with only the capability it needs in the effective set (the daemon does;
-    /// tests that inject capability sets do not).
-    public var leastPrivilege = false
+    /// Open each backend with only the capability it needs in the effective set. On by default;
+    /// tests that inject capability sets (and must not change the test process's own) turn it off.
+    public var leastPrivilege: Bool
     public var logger: Logger
 
     public init(
@@ -46,8 +46,10 @@ public struct BackendSelector {
         facts: SystemFacts,
         moveCheck: Duration = .milliseconds(100),
         wait: @escaping @Sendable (Duration) -> Void = BackendSelector.blockingSleep,
+        leastPrivilege: Bool = true,
         logger: Logger = Logger(label: "rapl-exporter.backend")
     ) {
+        self.leastPrivilege = leastPrivilege
         self.paths = paths
         self.facts = facts
         self.moveCheck = moveCheck
@@ -108,49 +110,59 @@ public struct BackendSelector {
         public var verdicts: [(BackendKind, BackendVerdict)]
     }
 
+    /// The one rule of `--backend auto`, for `run` (``select(_:)``) and `probe` alike: in order of
+    /// preference, the first backend that opened and whose counters moved; else the first that opened
+    /// (its counters may be a VM's placeholders).
+    public static func autoChoice(_ candidates: [(kind: BackendKind, opened: Bool, moved: Bool)]) -> BackendKind? {
+        candidates.first { $0.opened && $0.moved }?.kind ?? candidates.first { $0.opened }?.kind
+    }
+
+    /// Whether a counter moved between two raw snapshots: readable both times, and its value changed.
+    public static func moved(_ before: [UInt64?], _ after: [UInt64?]) -> Bool {
+        zip(before, after).contains { b, a in b != nil && a != nil && b != a }
+    }
+
     /// Tries the backends in order and logs one line per backend: chosen, or rejected with the reason
     /// and the fix. A backend whose counters are readable but static is kept as a fallback: it is
-    /// chosen (with a warning) only if no later backend has moving counters.
+    /// chosen (with a warning) only if no later backend has moving counters (``autoChoice(_:)``).
     public func select(_ preference: BackendPreference) -> Selection {
         var verdicts: [(BackendKind, BackendVerdict)] = []
-        var fallback: (any EnergyBackend)?
-        var chosen: (any EnergyBackend)?
+        var candidates: [(kind: BackendKind, opened: Bool, moved: Bool)] = []
+        var opened: [BackendKind: any EnergyBackend] = [:]
         logger.info("capabilities: \(facts.capabilities); kernel.perf_event_paranoid: \(facts.perfParanoid.map(String.init) ?? "unknown")")
         for kind in preference.order {
-            if chosen != nil {
+            if let moving = candidates.first(where: { $0.moved }) {
                 verdicts.append((kind, .notTried))
-                logger.info("backend \(kind): not tried (\(chosen!.kind) chosen)")
+                logger.info("backend \(kind): not tried (\(moving.kind) chosen)")
                 continue
             }
             switch open(kind) {
             case .failure(let why):
                 verdicts.append((kind, .rejected(why)))
+                candidates.append((kind, false, false))
                 logger.info("backend \(kind): rejected: \(why.reason) — fix: \(why.fix)")
             case .success(let backend):
                 let before = Self.snapshot(backend)
                 wait(moveCheck)
-                let after = Self.snapshot(backend)
-                let moving = zip(before, after).contains { b, a in b != nil && a != nil && b != a }
-                if moving {
-                    chosen = backend
-                    verdicts.append((kind, .chosen))
-                    logger.info("backend \(kind): chosen, \(backend.counters.count) counters")
-                    for note in backend.notes { logger.info("\(kind): \(note)") }
-                } else {
-                    verdicts.append((kind, .staticCounters))
-                    logger.warning("backend \(kind): opens, but no counter moved in \(moveCheck)")
-                    if fallback == nil { fallback = backend }
-                }
+                let moved = Self.moved(before, Self.snapshot(backend))
+                opened[kind] = backend
+                candidates.append((kind, true, moved))
+                verdicts.append((kind, moved ? .chosen : .staticCounters))
+                if !moved { logger.warning("backend \(kind): opens, but no counter moved in \(moveCheck)") }
             }
         }
-        if chosen == nil, let fallback {
-            chosen = fallback
-            if let i = verdicts.firstIndex(where: { $0.0 == fallback.kind }) { verdicts[i].1 = .chosen }
-            logger.warning(
-                "backend \(fallback.kind): chosen although no counter moved; its values may be placeholders (VM guest?) — run 'rapl-exporter probe'"
-            )
-            for note in fallback.notes { logger.info("\(fallback.kind): \(note)") }
+        guard let kind = Self.autoChoice(candidates), let chosen = opened[kind] else {
+            return Selection(backend: nil, verdicts: verdicts)
         }
+        if let i = verdicts.firstIndex(where: { $0.0 == kind }) { verdicts[i].1 = .chosen }
+        if candidates.contains(where: { $0.kind == kind && $0.moved }) {
+            logger.info("backend \(kind): chosen, \(chosen.counters.count) counters")
+        } else {
+            logger.warning(
+                "backend \(kind): chosen although no counter moved; its values may be placeholders (VM guest?) — run 'rapl-exporter probe'"
+            )
+        }
+        for note in chosen.notes { logger.info("\(kind): \(note)") }
         return Selection(backend: chosen, verdicts: verdicts)
     }
 }

@@ -28,7 +28,8 @@ public enum DomainKind: Hashable, Sendable, Comparable {
 
 /// How components are named in every output.
 public enum NameStyle: String, Sendable, CaseIterable {
-    /// The seed README's names: `package-0`, `core`, `uncore`, `dram`, `psys`, plus a `socket` label.
+    /// The names of the seed — the cpu-pyjoules container this exporter replaces — in its README:
+    /// `package-0`, `core`, `uncore`, `dram`, `psys`, plus a `socket` label.
     case seed
     /// pyJoules' own names, which the Python container emits today: `package_0`, `core_0`, `dram_0`.
     case pyjoules
@@ -78,65 +79,5 @@ extension Array where Element == Domain {
     /// `old` did not have. For when a refresh finds a domain and the domain order changes.
     public func carrying<T>(_ values: [T], from old: [Domain], fill: T) -> [T] {
         map { d in old.firstIndex(of: d).map { values[$0] } ?? fill }
-    }
-}
-
-/// Which backend reads the counters.
-public enum BackendKind: String, Sendable, CaseIterable, Codable {
-    case perf, msr, sysfs
-}
-
-/// Where the hardware lives. Every path the backends touch is derived from these roots, so containers
-/// can point at a host mount (`--sysfs-root /host/sys`) and tests at fake trees.
-public struct HardwarePaths: Sendable, Equatable {
-    public var sysfsRoot: String
-    public var devRoot: String
-    public var procRoot: String
-
-    public init(sysfsRoot: String = "/sys", devRoot: String = "/dev", procRoot: String = "/proc") {
-        self.sysfsRoot = Self.trimmed(sysfsRoot)
-        self.devRoot = Self.trimmed(devRoot)
-        self.procRoot = Self.trimmed(procRoot)
-    }
-
-    private static func trimmed(_ path: String) -> String {
-        var p = path
-        while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
-        return p
-    }
-
-    var powercap: String { sysfsRoot + "/class/powercap" }
-    var powerPMU: String { sysfsRoot + "/bus/event_source/devices/power" }
-    func cpuTopology(_ cpu: Int) -> String { sysfsRoot + "/devices/system/cpu/cpu\(cpu)/topology" }
-    var cpuDirectory: String { sysfsRoot + "/devices/system/cpu" }
-    func msrDevice(_ cpu: Int) -> String { devRoot + "/cpu/\(cpu)/msr" }
-    var perfParanoid: String { procRoot + "/sys/kernel/perf_event_paranoid" }
-    var cpuinfo: String { procRoot + "/cpuinfo" }
-}
-
-/// Effective capabilities that decide which backend can work.
-public struct CapabilitySet: OptionSet, Sendable, Hashable, CustomStringConvertible {
-    public let rawValue: UInt32
-    public init(rawValue: UInt32) { self.rawValue = rawValue }
-
-    public static let dacOverride = CapabilitySet(rawValue: 1 << 0)
-    public static let dacReadSearch = CapabilitySet(rawValue: 1 << 1)
-    public static let sysRawio = CapabilitySet(rawValue: 1 << 2)
-    public static let sysAdmin = CapabilitySet(rawValue: 1 << 3)
-    public static let perfmon = CapabilitySet(rawValue: 1 << 4)
-
-    /// Linux capability numbers (linux/capability.h) and the flag each sets.
-    static let mapping: [(Int32, CapabilitySet)] = [
-        (1, .dacOverride), (2, .dacReadSearch), (17, .sysRawio), (21, .sysAdmin), (38, .perfmon),
-    ]
-
-    static let names: [(CapabilitySet, String)] = [
-        (.dacOverride, "CAP_DAC_OVERRIDE"), (.dacReadSearch, "CAP_DAC_READ_SEARCH"),
-        (.sysRawio, "CAP_SYS_RAWIO"), (.sysAdmin, "CAP_SYS_ADMIN"), (.perfmon, "CAP_PERFMON"),
-    ]
-
-    public var description: String {
-        let held = Self.names.filter { contains($0.0) }.map(\.1)
-        return held.isEmpty ? "none" : held.joined(separator: ",")
     }
 }

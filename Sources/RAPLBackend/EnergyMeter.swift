@@ -103,16 +103,13 @@ private struct Ledger {
         var retryAt: Duration?
         var failures: UInt64 = 0
         var consecutiveFailures = 0
-        /// Monotonic seconds of the last successful read (the time a step's energy was used in).
-        var readAt = 0.0
-        /// Impossible steps in the current glitch episode (0: not in one).
-        var episodeGlitches: UInt64 = 0
     }
 
     /// Added to the time between two reads before the power bound is applied: RAPL counters update
     /// about every millisecond (some parts every few), so a read can see a little more than the time
     /// since the previous one.
     static let glitchGrace = 0.05
+    static let glitchGraceDuration = Duration.milliseconds(50)
 
     let stuckAfter: Duration
     let retryAfter: Duration
@@ -128,6 +125,11 @@ private struct Ledger {
     var units: [EnergyUnit] = []
     /// Per counter: the most raw counts per second its domain can plausibly advance by.
     var countsPerSecond: [Double] = []
+    /// Per counter: the monotonic time its value last changed (a step's energy was used since then).
+    /// Kept beside `counters`, not in it, so the per-read copies of the counter state stay small.
+    var readAt: [Duration] = []
+    /// Per counter: impossible steps in the current glitch episode (0: not in one).
+    var episodeGlitches: [UInt64] = []
     var lastChange: [Duration?] = []
     var reportedStuck: [Bool] = []
     var domainFailure: [String?] = []
@@ -174,14 +176,14 @@ private struct Ledger {
             counters.append(CounterState(domainIndex: sorted.firstIndex(of: spec.domain)!))
             units.append(spec.unit)
             countsPerSecond.append(maximumPowerWatts * 1e6 / spec.unit.microjoulesPerCount)
+            readAt.append(.zero)
+            episodeGlitches.append(0)
         }
     }
 
     mutating func read(_ backend: any EnergyBackend, now: Duration) {
         for d in domainFailure.indices where domainFailure[d] != nil { domainFailure[d] = nil }
         for d in domainGlitch.indices where domainGlitch[d] != nil { domainGlitch[d] = nil }
-        let (wholeSeconds, attoseconds) = now.components
-        let nowSeconds = Double(wholeSeconds) + Double(attoseconds) * 1e-18
         for i in counters.indices {
             let d = counters[i].domainIndex
             if let retryAt = counters[i].retryAt, now < retryAt {
@@ -196,21 +198,24 @@ private struct Ledger {
                         let last = UInt128(counters[i].last)
                         let value = UInt128(raw.value)
                         let delta = value >= last ? value - last : raw.modulus - last + value
-                        if isPlausible(i, delta: delta, modulus: raw.modulus, now: nowSeconds) {
+                        if isPlausible(i, delta: delta, modulus: raw.modulus, now: now) {
                             counters[i].rawTotal &+= delta
                             counters[i].microjoules = units[i].microjoules(counters[i].rawTotal)
-                            if counters[i].episodeGlitches > 0 { glitchEnded(i, backend) }
+                            if episodeGlitches[i] > 0 { glitchEnded(i, backend) }
                         } else {
-                            glitched(i, backend, from: counters[i].last, to: raw.value, delta: delta, now: nowSeconds)
+                            glitched(i, backend, from: counters[i].last, to: raw.value, delta: delta, now: now)
                         }
-                    } else if counters[i].episodeGlitches > 0 {
+                        // The time of the last change, not of the last read: a counter the hardware
+                        // updates every few ms, read at 1 kHz, steps by what accumulated since it moved.
+                        readAt[i] = now
+                    } else if episodeGlitches[i] > 0 {
                         glitchEnded(i, backend)
                     }
                 } else {
                     counters[i].primed = true
+                    readAt[i] = now
                 }
                 counters[i].last = raw.value
-                counters[i].readAt = nowSeconds
                 if counters[i].failing != nil { recovered(i, backend) }
             } catch {
                 failed(i, error, backend, now: now)
@@ -224,10 +229,10 @@ private struct Ledger {
                 statuses[d] = .failed(failure)
                 continue
             }
-            if let glitch = domainGlitch[d] {
+            if domainGlitch[d] != nil {
                 // Other counters of the domain may have moved: their energy stays in the total and
                 // reaches the next window, as after a failed read.
-                statuses[d] = .glitch(glitch)
+                statuses[d] = .glitch(domainGlitch[d]!)
                 continue
             }
             if total != totals[d] || lastChange[d] == nil {
@@ -256,26 +261,32 @@ private struct Ledger {
     /// bound over the time since then. When the bound allows a whole range of the counter, a wrap
     /// cannot be told from a glitch and the step is taken as it reads.
     @inline(__always)
-    private func isPlausible(_ i: Int, delta: UInt128, modulus: UInt128, now: Double) -> Bool {
-        let allowed = countsPerSecond[i] * (now - counters[i].readAt + Self.glitchGrace)
-        // delta < modulus ≤ 2^64.
-        if Double(UInt64(truncatingIfNeeded: delta)) <= allowed { return true }
-        return Double(modulus) <= allowed
+    private func isPlausible(_ i: Int, delta: UInt128, modulus: UInt128, now: Duration) -> Bool {
+        // The time the step needs at the bound; delta < modulus ≤ 2^64.
+        let needed = Double(UInt64(truncatingIfNeeded: delta)) / countsPerSecond[i]
+        // Within the grace it is plausible whenever it came: one float division, no time arithmetic
+        // (every step of a real counter read more often than every 50 ms at 5 kW).
+        if needed <= Self.glitchGrace { return true }
+        let elapsed = now - readAt[i] + Self.glitchGraceDuration
+        if needed < 1e9, elapsed >= .nanoseconds(Int64(needed * 1e9)) { return true }
+        // When the bound allows a whole range, a wrap cannot be told from a glitch: take it as it reads.
+        let rangeNeeded = Double(UInt64(truncatingIfNeeded: modulus - 1)) / countsPerSecond[i]
+        return rangeNeeded < 1e9 && elapsed >= .nanoseconds(Int64(rangeNeeded * 1e9))
     }
 
     /// Counter `i` stepped impossibly: no energy for this step, re-based on the new value (the caller
     /// stores it), counted; logged once per episode with the numbers.
-    private mutating func glitched(_ i: Int, _ backend: any EnergyBackend, from last: UInt64, to value: UInt64, delta: UInt128, now: Double) {
+    private mutating func glitched(_ i: Int, _ backend: any EnergyBackend, from last: UInt64, to value: UInt64, delta: UInt128, now: Duration) {
         let d = counters[i].domainIndex
         glitches[d] += 1
-        counters[i].episodeGlitches += 1
-        let seconds = now - counters[i].readAt
+        episodeGlitches[i] += 1
+        let seconds = (now - readAt[i]).seconds
         let joules = Double(UInt64(truncatingIfNeeded: delta)) * units[i].microjoulesPerCount / 1e6
         let direction = value < last ? "stepped back" : "jumped forward"
         let message =
             "counter \(direction) from \(last) to \(value) in \(formatted(seconds * 1000, 1)) ms: as energy that is \(formatted(joules, 3)) J (\(formatted(joules / max(seconds, 1e-9), 0)) W), over the bound of \(formatted(maximumPowerWatts, 0)) W"
         domainGlitch[d] = message
-        if counters[i].episodeGlitches == 1 {
+        if episodeGlitches[i] == 1 {
             let spec = backend.counters[i]
             logger.warning(
                 "\(spec.domain.component()) (socket \(spec.domain.socket)) \(spec.source): \(message); not energy (a firmware or driver glitch, a reset or a hot-plug): no energy exported for this step, counting again from the new value"
@@ -287,9 +298,9 @@ private struct Ledger {
     private mutating func glitchEnded(_ i: Int, _ backend: any EnergyBackend) {
         let spec = backend.counters[i]
         logger.notice(
-            "\(spec.domain.component()) (socket \(spec.domain.socket)) \(spec.source): counter consistent again after \(counters[i].episodeGlitches) impossible step(s)"
+            "\(spec.domain.component()) (socket \(spec.domain.socket)) \(spec.source): counter consistent again after \(episodeGlitches[i]) impossible step(s)"
         )
-        counters[i].episodeGlitches = 0
+        episodeGlitches[i] = 0
     }
 
     /// Counter `i` read again after failing.

@@ -4,13 +4,9 @@
 
 import CLibcap
 import CPerfShim
+// Linux with glibc only (the calls below are qualified with `Glibc.`; a musl build is not supported).
+import Glibc
 import SystemPackage
-
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Musl)
-    import Musl
-#endif
 
 /// A failed system call: which call, on which path, and the `Errno` it returned.
 public struct KernelError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -176,8 +172,6 @@ enum Kernel {
         }
         return names.sorted()
     }
-
-    static func close(_ fd: CInt) { _ = Glibc.close(fd) }
 
     /// Blocks the calling thread for `duration` (`nanosleep(2)`, resumed after signals).
     static func sleep(_ duration: Duration) {

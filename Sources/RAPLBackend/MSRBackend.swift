@@ -29,8 +29,9 @@ public final class MSRBackend: EnergyBackend {
     /// Models whose PSYS domain counts in 1 J units (RAPL_UNIT_QUIRK_INTEL_SPR).
     public static let jouleUnitPsysModels: Set<Int> = [0x8F, 0xCF]
 
-    private struct Counter {
-        var cpuSlot: Int
+    /// Where counter i is read: which opened CPU's device (an index into `cpus`), which register.
+    private struct CounterRegister {
+        var cpuIndex: Int
         var register: UInt32
     }
 
@@ -43,10 +44,10 @@ public final class MSRBackend: EnergyBackend {
     /// Package leaders not set up yet.
     private var pending: [CPUPlace] = []
     private var cpus: [Int] = []
-    /// `<dev>/cpu/N/msr` per slot, built once: a read must not format a path.
+    /// `<dev>/cpu/N/msr` per opened CPU (`cpus`, same index), built once: a read must not format a path.
     private var devices: [String] = []
     private var fds: DescriptorTable
-    private var slots: [Counter] = []
+    private var counterRegisters: [CounterRegister] = []
 
     public init(paths: HardwarePaths, facts: SystemFacts) throws(BackendUnavailable) {
         self.paths = paths
@@ -128,51 +129,51 @@ public final class MSRBackend: EnergyBackend {
 
     private func addPackage(_ leader: CPUPlace) -> CounterReadError? {
         let domainDie = multiDie ? leader.die : nil
-        let slot = slot(for: leader.cpu)
+        let leaderIndex = cpuIndex(for: leader.cpu)
         let device = paths.msrDevice(leader.cpu)
         let unitRegister = isAMD ? Register.amdPowerUnit : Register.intelPowerUnit
         let unitValue: UInt64
         do {
-            unitValue = try readRegister(slot: slot, unitRegister)
+            unitValue = try readRegister(cpuIndex: leaderIndex, unitRegister)
         } catch {
             return error
         }
         let unit = EnergyUnit.joulesPowerOfTwo(Int((unitValue >> 8) & 0x1F))
-        func add(_ kind: DomainKind, _ register: UInt32, unit: EnergyUnit, required: Bool, cpuSlot: Int, device: String) {
+        func add(_ kind: DomainKind, _ register: UInt32, unit: EnergyUnit, required: Bool, cpuIndex: Int, device: String) {
             let domain = Domain(kind, socket: leader.package, die: domainDie)
             if !required {
-                do { _ = try readRegister(slot: cpuSlot, register) } catch {
+                do { _ = try readRegister(cpuIndex: cpuIndex, register) } catch {
                     notes.append("MSR \(domain.component()) not present on \(device): \(error)")
                     return
                 }
             }
-            slots.append(Counter(cpuSlot: cpuSlot, register: register))
+            counterRegisters.append(CounterRegister(cpuIndex: cpuIndex, register: register))
             counters.append(CounterSpec(domain: domain, unit: unit, source: "\(device) @0x\(String(register, radix: 16))"))
         }
         if isAMD {
-            add(.package, Register.amdPackage, unit: unit, required: true, cpuSlot: slot, device: device)
+            add(.package, Register.amdPackage, unit: unit, required: true, cpuIndex: leaderIndex, device: device)
             // The core energy MSR is per core: sum one thread of each core of this package.
             var coresSeen: Set<Int> = []
             for place in places where place.package == leader.package && (!multiDie || place.die == leader.die) {
                 guard coresSeen.insert(place.core).inserted else { continue }
-                add(.core, Register.amdCore, unit: unit, required: true, cpuSlot: self.slot(for: place.cpu), device: paths.msrDevice(place.cpu))
+                add(.core, Register.amdCore, unit: unit, required: true, cpuIndex: self.cpuIndex(for: place.cpu), device: paths.msrDevice(place.cpu))
             }
         } else {
             let quirkModel = identity.family == 6
             let dramUnit = quirkModel && Self.fixedDRAMUnitModels.contains(identity.model) ? .joulesPowerOfTwo(16) : unit
             let psysUnit = quirkModel && Self.jouleUnitPsysModels.contains(identity.model) ? .joulesPowerOfTwo(0) : unit
-            add(.package, Register.intelPackage, unit: unit, required: true, cpuSlot: slot, device: device)
-            add(.core, Register.intelPP0, unit: unit, required: false, cpuSlot: slot, device: device)
-            add(.uncore, Register.intelPP1, unit: unit, required: false, cpuSlot: slot, device: device)
-            add(.dram, Register.intelDRAM, unit: dramUnit, required: false, cpuSlot: slot, device: device)
+            add(.package, Register.intelPackage, unit: unit, required: true, cpuIndex: leaderIndex, device: device)
+            add(.core, Register.intelPP0, unit: unit, required: false, cpuIndex: leaderIndex, device: device)
+            add(.uncore, Register.intelPP1, unit: unit, required: false, cpuIndex: leaderIndex, device: device)
+            add(.dram, Register.intelDRAM, unit: dramUnit, required: false, cpuIndex: leaderIndex, device: device)
             if leader.cpu == firstLeader {
-                add(.psys, Register.intelPlatform, unit: psysUnit, required: false, cpuSlot: slot, device: device)
+                add(.psys, Register.intelPlatform, unit: psysUnit, required: false, cpuIndex: leaderIndex, device: device)
             }
         }
         return nil
     }
 
-    private func slot(for cpu: Int) -> Int {
+    private func cpuIndex(for cpu: Int) -> Int {
         if let i = cpus.firstIndex(of: cpu) { return i }
         cpus.append(cpu)
         devices.append(paths.msrDevice(cpu))
@@ -180,23 +181,23 @@ public final class MSRBackend: EnergyBackend {
         return cpus.count - 1
     }
 
-    private func readRegister(slot: Int, _ register: UInt32) throws(CounterReadError) -> UInt64 {
+    private func readRegister(cpuIndex: Int, _ register: UInt32) throws(CounterReadError) -> UInt64 {
         let fd: CInt
         do {
-            fd = try fds.descriptor(slot) { () throws(KernelError) in try Kernel.openReadOnly(self.devices[slot]) }
+            fd = try fds.descriptor(cpuIndex) { () throws(KernelError) in try Kernel.openReadOnly(self.devices[cpuIndex]) }
         } catch {
             throw Self.describe(error)
         }
         do {
-            return try Kernel.msrRead(fd, register: register, path: self.devices[slot])
+            return try Kernel.msrRead(fd, register: register, path: self.devices[cpuIndex])
         } catch {
             throw Self.describe(error, register: register)
         }
     }
 
     public func read(_ index: Int) throws(CounterReadError) -> RawCount {
-        let counter = slots[index]
-        let value = try readRegister(slot: counter.cpuSlot, counter.register)
+        let counter = counterRegisters[index]
+        let value = try readRegister(cpuIndex: counter.cpuIndex, counter.register)
         return RawCount(value: value & 0xFFFF_FFFF, modulus: UInt128(1) << 32)
     }
 

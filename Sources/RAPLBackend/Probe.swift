@@ -16,9 +16,9 @@ public struct ProbeReport: Sendable {
         public var unavailable: BackendUnavailable?
         public var domains: [DomainResult]
         public var notes: [String]
-
-        /// Available, and at least one domain moved during the interval.
-        public var moving: Bool { domains.contains { $0.status == .ok && $0.energyMicrojoules > 0 } }
+        /// Available, and a counter moved during the interval (``BackendSelector/moved(_:_:)``, the same
+        /// test `run` makes).
+        public var moved: Bool
     }
 
     public var interval: Duration
@@ -29,7 +29,7 @@ public struct ProbeReport: Sendable {
     /// The backend `--backend auto` would choose: the first available one with a moving counter,
     /// else the first available one.
     public var autoChoice: BackendKind? {
-        backends.first { $0.unavailable == nil && $0.moving }?.kind ?? backends.first { $0.unavailable == nil }?.kind
+        BackendSelector.autoChoice(backends.map { ($0.kind, $0.unavailable == nil, $0.moved) })
     }
 
     public var anyAvailable: Bool { backends.contains { $0.unavailable == nil } }
@@ -44,9 +44,11 @@ public struct ProbeReport: Sendable {
         var opened: [(BackendKind, Result<any EnergyBackend, BackendUnavailable>)] = []
         for kind in preference.order { opened.append((kind, selector.open(kind))) }
         var meters: [BackendKind: EnergyMeter] = [:]
+        var snapshots: [BackendKind: [UInt64?]] = [:]
         let start = ContinuousClock.now
         for case (let kind, .success(let backend)) in opened {
             let meter = EnergyMeter(backend: backend, stuckAfter: interval, retryAfter: .zero, logger: selector.logger)
+            snapshots[kind] = BackendSelector.snapshot(backend)
             meter.read(now: .zero)
             meters[kind] = meter
         }
@@ -58,7 +60,7 @@ public struct ProbeReport: Sendable {
         for (kind, result) in opened {
             switch result {
             case .failure(let why):
-                results.append(BackendResult(kind: kind, unavailable: why, domains: [], notes: []))
+                results.append(BackendResult(kind: kind, unavailable: why, domains: [], notes: [], moved: false))
             case .success(let backend):
                 let meter = meters[kind]!
                 let before = meter.totals
@@ -79,7 +81,8 @@ public struct ProbeReport: Sendable {
                             status: meter.statuses[i]
                         ))
                 }
-                results.append(BackendResult(kind: kind, unavailable: nil, domains: domains, notes: backend.notes))
+                let moved = BackendSelector.moved(snapshots[kind] ?? [], BackendSelector.snapshot(backend))
+                results.append(BackendResult(kind: kind, unavailable: nil, domains: domains, notes: backend.notes, moved: moved))
             }
         }
         return ProbeReport(

@@ -21,7 +21,7 @@ enum Main {
             fail(error)
         }
         if let run = command as? RunCommand {
-            let started: RunCommand.Started
+            let started: RunCommand.PreparedRun
             do {
                 started = try run.prepare()
             } catch {

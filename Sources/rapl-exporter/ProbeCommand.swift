@@ -30,8 +30,7 @@ struct ProbeCommand: AsyncParsableCommand {
         // The report says everything the log would; keep stderr for real problems.
         logger.logLevel = .error
         let paths = reading.paths
-        var selector = BackendSelector(paths: paths, facts: .current(paths: paths), moveCheck: .zero, logger: logger)
-        selector.leastPrivilege = true
+        let selector = BackendSelector(paths: paths, facts: .current(paths: paths), moveCheck: .zero, logger: logger)
         let report = await ProbeReport.run(
             selector: selector,
             preference: preference,
@@ -40,14 +39,4 @@ struct ProbeCommand: AsyncParsableCommand {
         print(json ? report.json(style: style).serialized() : report.text(style: style), terminator: json ? "\n" : "")
         if !report.anyAvailable { throw ExitCode(1) }
     }
-}
-
-struct RAPLExporter: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "rapl-exporter",
-        abstract: "Reads CPU energy counters (Intel/AMD RAPL) and pushes them to Prometheus with remote write.",
-        version: ExporterVersion.current,
-        subcommands: [RunCommand.self, ProbeCommand.self, HealthcheckCommand.self],
-        defaultSubcommand: RunCommand.self
-    )
 }

@@ -73,7 +73,7 @@ struct RunCommand: ParsableCommand {
     }
 
     /// What `prepare()` built: ready to run.
-    struct Started: Sendable {
+    struct PreparedRun: Sendable {
         var group: ServiceGroup
         var duration: Duration?
         var writer: RemoteWriter<ContinuousClock>?
@@ -83,7 +83,7 @@ struct RunCommand: ParsableCommand {
     /// Everything that needs privileges, synchronously and on the only thread: configuration, backend
     /// selection (each backend opened with only its capability), then every capability dropped; then
     /// the services are built (NIO's threads start here, unprivileged).
-    func prepare() throws -> Started {
+    func prepare() throws -> PreparedRun {
         let config = try withConfiguration { () throws(ConfigurationError) in
             let settings = try Settings.resolve(commandLine, environment: ProcessEnvironment.current)
             bootstrapLogging(settings.reading.logLevel)
@@ -100,8 +100,7 @@ struct RunCommand: ParsableCommand {
         }
         let paths = config.reading.paths
         let facts = SystemFacts.current(paths: paths)
-        var selector = BackendSelector(paths: paths, facts: facts, logger: Logger(label: "rapl-exporter.backend"))
-        selector.leastPrivilege = true
+        let selector = BackendSelector(paths: paths, facts: facts, logger: Logger(label: "rapl-exporter.backend"))
         let selection = selector.select(config.reading.backend)
         guard let backend = selection.backend else {
             logger.critical("no backend can read RAPL counters here; run 'rapl-exporter probe' for the reasons and fixes")
@@ -146,7 +145,7 @@ struct RunCommand: ParsableCommand {
             sink = remote
             writer = remote
             logger.info(
-                "pushing to \(settings.endpoint) every \(settings.pushInterval), source=\(settings.labels.source), metric \(settings.labels.metricName)"
+                "pushing to \(settings.endpoint) every \(settings.pushInterval), source=\(settings.series.source), metric \(settings.series.metricName)"
             )
         } else {
             let shutdown = ShutdownTrigger()
@@ -170,7 +169,7 @@ struct RunCommand: ParsableCommand {
         )
         // The writer bounds its own flush by the shutdown timeout; this is the backstop.
         groupConfiguration.maximumGracefulShutdownDuration = (config.remoteWrite?.shutdownTimeout ?? .zero) + .seconds(5)
-        return Started(group: ServiceGroup(configuration: groupConfiguration), duration: config.duration, writer: writer, stdout: stdout)
+        return PreparedRun(group: ServiceGroup(configuration: groupConfiguration), duration: config.duration, writer: writer, stdout: stdout)
     }
 
     /// The heartbeat file: the flag or variable's path as given, or the default in a directory of this
@@ -211,7 +210,7 @@ struct RunCommand: ParsableCommand {
         }
     }
 
-    static func serve(_ started: Started) async throws {
+    static func serve(_ started: PreparedRun) async throws {
         let logger = Logger(label: "rapl-exporter")
         let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup)
         let group = started.group

@@ -26,7 +26,7 @@ import Testing
 
     func writer(_ transport: RecordingTransport) -> RemoteWriter<TestClock> {
         var settings = RemoteWriteSettings(endpoint: endpoint, pushInterval: .seconds(4))
-        settings.labels.cumulative = true
+        settings.series.cumulative = true
         return RemoteWriter(settings: settings, transport: transport, clock: TestClock(), wallClock: TestWallClock(), random: { 0.5 })
     }
 

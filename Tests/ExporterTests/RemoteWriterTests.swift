@@ -89,7 +89,7 @@ import Testing
 
     @Test func oneBatchCarriesEveryWindowInOrderWithSortedLabels() async throws {
         let transport = RecordingTransport()
-        let w = writer(transport) { $0.labels.source = "lab-7" }
+        let w = writer(transport) { $0.series.source = "lab-7" }
         let t = Int64(1_800_000_000_000_000)
         w.accept(window([100, 40], endMicros: t + 100_000))
         w.accept(window([101, nil], endMicros: t + 200_000))
@@ -120,7 +120,7 @@ import Testing
 
     @Test func extraLabelsGoOnEverySeries() async {
         let transport = RecordingTransport()
-        let w = writer(transport) { $0.labels.extra = [("node", "web-1")] }
+        let w = writer(transport) { $0.series.extra = [("node", "web-1")] }
         w.accept(window([1], endMicros: 1_800_000_000_000_000))
         await w.cutBatch()
         await w.drain(until: nil)
@@ -366,7 +366,7 @@ import Testing
 
     @Test func cumulativeCounterInJoules() async {
         let transport = RecordingTransport()
-        let w = writer(transport) { $0.labels.cumulative = true }
+        let w = writer(transport) { $0.series.cumulative = true }
         w.accept(window([1_500_000], endMicros: 1_800_000_000_000_000))
         w.accept(window([2_000_000], endMicros: 1_800_000_000_100_000))
         await w.cutBatch()
@@ -379,7 +379,7 @@ import Testing
     /// series; the others keep theirs and their cumulative totals.
     @Test func aDomainAppearingMidRunKeepsTheOthersTotals() async {
         let transport = RecordingTransport()
-        let w = writer(transport) { $0.labels.cumulative = true }
+        let w = writer(transport) { $0.series.cumulative = true }
         let pkg = Domain(.package, socket: 0)
         let dram = Domain(.dram, socket: 0)
         let core = Domain(.core, socket: 0)

@@ -42,8 +42,8 @@ import Testing
         #expect(w.maxQueuedBatches == 5)
         #expect(w.shutdownTimeout == .seconds(8))
         #expect(w.requestTimeout == .seconds(10))
-        #expect(w.labels.source == "cpu-pyjoules")
-        #expect(w.labels.metricName == "pyjoules_remote_write_energy_uj")
+        #expect(w.series.source == "cpu-pyjoules")
+        #expect(w.series.metricName == "pyjoules_remote_write_energy_uj")
         // Every default the table documents is the one resolved (numbers only; the others are prose).
         #expect(SettingKey.scrapeInterval.defaultText == "0.1" && SettingKey.shutdownTimeout.defaultText == "8")
         #expect(SettingKey.maxDomainPower.defaultText == "\(Int(EnergyMeter.defaultMaximumPower))")
@@ -55,15 +55,15 @@ import Testing
         // An empty variable is unset.
         #expect(try resolve(env: ["SCRAPE_INTERVAL_S": ""]).scrapeInterval == .milliseconds(100))
         #expect(
-            try resolve(set: [.cumulative], env: ["REMOTE_WRITE_URL": "http://h/w", "EXPORT_CUMULATIVE": "false"]).remoteWrite?.labels.cumulative
+            try resolve(set: [.cumulative], env: ["REMOTE_WRITE_URL": "http://h/w", "EXPORT_CUMULATIVE": "false"]).remoteWrite?.series.cumulative
                 == true)
-        #expect(try resolve(env: ["REMOTE_WRITE_URL": "http://h/w", "EXPORT_CUMULATIVE": "YES"]).remoteWrite?.labels.cumulative == true)
-        #expect(try resolve(env: ["REMOTE_WRITE_URL": "http://h/w", "EXPORT_CUMULATIVE": "off"]).remoteWrite?.labels.cumulative == false)
+        #expect(try resolve(env: ["REMOTE_WRITE_URL": "http://h/w", "EXPORT_CUMULATIVE": "YES"]).remoteWrite?.series.cumulative == true)
+        #expect(try resolve(env: ["REMOTE_WRITE_URL": "http://h/w", "EXPORT_CUMULATIVE": "off"]).remoteWrite?.series.cumulative == false)
         // Repeated flags beat the variable's list.
         let labels = try resolve(lists: [.labels: ["node=a"]], env: ["REMOTE_WRITE_URL": "http://h/w", "EXTRA_LABELS": "node=b,rack=c"]).remoteWrite?
-            .labels.extra
+            .series.extra
         #expect(labels?.map { "\($0.0)=\($0.1)" } == ["node=a"])
-        let fromEnv = try resolve(env: ["REMOTE_WRITE_URL": "http://h/w", "EXTRA_LABELS": "node=b,rack=c"]).remoteWrite?.labels.extra
+        let fromEnv = try resolve(env: ["REMOTE_WRITE_URL": "http://h/w", "EXTRA_LABELS": "node=b,rack=c"]).remoteWrite?.series.extra
         #expect(fromEnv?.map { "\($0.0)=\($0.1)" } == ["node=b", "rack=c"])
         #expect(try resolve(env: ["LOG_LEVEL": "WARN"]).reading.logLevel == .warning)
         #expect(try resolve([.sysfsRoot: "/host/sys/"]).reading.paths.sysfsRoot == "/host/sys")

@@ -153,7 +153,6 @@ func window(_ values: [UInt64?], domains: [Domain]? = nil, endMicros: Int64, dur
         lateWindows: 0,
         missedWindows: 0,
         clockSteps: 0,
-        clockStepMicroseconds: 0,
-        isFinal: false
+        clockStepMicroseconds: 0
     )
 }

@@ -12,7 +12,7 @@ import Testing
         -> BackendSelector.Selection
     {
         let facts = SystemFacts(capabilities: caps, perfParanoid: paranoid, identity: CPUIdentity(vendor: .intel, family: 6, model: 0x8C))
-        return BackendSelector(paths: tree.paths, facts: facts, moveCheck: .milliseconds(5)).select(preference)
+        return BackendSelector(paths: tree.paths, facts: facts, moveCheck: .milliseconds(5), leastPrivilege: false).select(preference)
     }
 
     func verdict(_ s: BackendSelector.Selection, _ kind: BackendKind) -> BackendVerdict? {
@@ -62,13 +62,25 @@ import Testing
         let tree = try fullTree()
         let facts = SystemFacts(capabilities: [.sysRawio], perfParanoid: 2, identity: CPUIdentity(vendor: .intel, family: 6, model: 0x8C))
         let calls = Counter()
-        let selector = BackendSelector(paths: tree.paths, facts: facts, moveCheck: .milliseconds(100)) { _ in
-            tree.setEnergy("intel-rapl:0", 100 + calls.next())
-        }
+        let selector = BackendSelector(
+            paths: tree.paths, facts: facts, moveCheck: .milliseconds(100),
+            wait: { _ in
+                tree.setEnergy("intel-rapl:0", 100 + calls.next())
+            }, leastPrivilege: false)
         let s = selector.select(.auto)
         #expect(s.backend?.kind == .sysfs)
         #expect(verdict(s, .msr) == .staticCounters)
         #expect(verdict(s, .sysfs) == .chosen)
+    }
+
+    /// probe's "auto would choose" and run's choice are one rule.
+    @Test func autoChoiceIsOneRule() {
+        #expect(BackendSelector.autoChoice([(.perf, false, false), (.msr, true, false), (.sysfs, true, true)]) == .sysfs)
+        #expect(BackendSelector.autoChoice([(.perf, false, false), (.msr, true, false), (.sysfs, true, false)]) == .msr)
+        #expect(BackendSelector.autoChoice([(.perf, true, true), (.msr, true, true)]) == .perf)
+        #expect(BackendSelector.autoChoice([(.perf, false, false)]) == nil)
+        #expect(BackendSelector.moved([1, nil, 3], [1, 5, 4]))
+        #expect(!BackendSelector.moved([1, nil, 3], [1, 5, 3]))
     }
 
     @Test func forcedBackendIsTheOnlyOneTried() async throws {

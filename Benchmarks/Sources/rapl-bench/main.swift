@@ -27,7 +27,7 @@ case "reading":
     let paths = HardwarePaths(sysfsRoot: args[3], devRoot: args[4], procRoot: args[5])
     var facts = SystemFacts.current(paths: paths)
     if kind == .msr { facts.identity = CPUIdentity(vendor: .intel, family: 6, model: 0x55) }
-    let selector = BackendSelector(paths: paths, facts: facts, moveCheck: .zero)
+    let selector = BackendSelector(paths: paths, facts: facts, moveCheck: .zero, leastPrivilege: false)
     guard case .success(let backend) = selector.open(kind) else { fail("\(kind) does not open") }
     let meter = EnergyMeter(backend: backend)
     let clock = ContinuousClock()

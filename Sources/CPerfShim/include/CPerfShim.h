@@ -22,4 +22,17 @@ ssize_t rapl_perf_read_counter(int fd, uint64_t *value);
 /// Returns 8 on success, the short byte count (0 past the end of a file), or -errno.
 ssize_t rapl_msr_read(int fd, uint32_t reg, uint64_t *value);
 
+/// Names the calling thread (`top -H`, /proc/PID/task/TID/comm): pthread_setname_np(pthread_self(), name),
+/// the name cut to the kernel's 15 bytes. Here because glibc's pthread_setname_np is not in Swift's Glibc
+/// module. Returns 0 or -errno.
+int rapl_set_thread_name(const char *name);
+
+/// Sets the calling thread's timer slack, how late the kernel may fire its timers to batch wake-ups:
+/// prctl(PR_SET_TIMERSLACK, nanoseconds). Here because prctl(2) is variadic, which Swift cannot call; no
+/// privilege is needed for the calling thread's own slack. Returns 0 or -errno.
+int rapl_set_timer_slack(unsigned long nanoseconds);
+
+/// The calling thread's timer slack in nanoseconds (prctl(PR_GET_TIMERSLACK)), or -errno.
+long rapl_get_timer_slack(void);
+
 #endif

@@ -1,0 +1,79 @@
+// Writing whole text to descriptors and files without Foundation: standard output and error, and the
+// atomic replacement of a small file (the health file).
+
+import Glibc
+
+/// Writes whole text to a file descriptor with `write(2)`, resuming after partial writes and EINTR;
+/// 0, or the errno of the write that failed.
+@discardableResult
+private func writeAll(_ fd: CInt, _ text: String) -> CInt {
+    var t = text
+    return t.withUTF8 { buffer in
+        var offset = 0
+        while offset < buffer.count {
+            let n = Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                return errno
+            }
+            offset += n
+        }
+        return 0
+    }
+}
+
+/// The text of an errno value (`strerror(3)`).
+func errorText(_ code: CInt) -> String { String(cString: strerror(code)) }
+
+/// Writes to standard output, whole lines at once (no stdio buffering to lose at exit).
+enum StandardOutput {
+    /// 0, or the errno of the failed write (EPIPE, EBADF when closed, ENOSPC on /dev/full, …).
+    static func write(_ text: String) -> CInt { writeAll(1, text) }
+}
+
+/// Replaces a small file atomically: a temporary file made with `mkstemp(3)` beside it (a new,
+/// unpredictable name, opened O_EXCL: no symlink or file planted in a shared directory is followed or
+/// reused), then `rename(2)` over it (which replaces a symlink at the path itself, never its target).
+enum AtomicFile {
+    static func write(_ path: String, _ content: String) -> Bool {
+        var template = Array((path + ".XXXXXX").utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { return false }
+        let temp = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        // mkstemp makes it 0600; the health check may run as another user of the same group.
+        fchmod(fd, 0o644)
+        let ok = writeAll(fd, content) == 0
+        close(fd)
+        if ok, rename(temp, path) == 0 { return true }
+        unlink(temp)
+        return false
+    }
+
+    /// Makes `path` a directory of this user's, mode 0700, or accepts one that already is: a real
+    /// directory (not a symlink) owned by this user and writable by no one else. The reason otherwise.
+    static func ownDirectory(_ path: String) -> String? {
+        if mkdir(path, 0o700) != 0, errno != EEXIST { return "cannot create \(path): \(errorText(errno))" }
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return "cannot stat \(path): \(errorText(errno))" }
+        guard st.st_mode & S_IFMT == S_IFDIR else { return "\(path) is not a directory (a symlink or file someone else made?)" }
+        guard st.st_uid == geteuid() else { return "\(path) belongs to uid \(st.st_uid), not to this process (uid \(geteuid()))" }
+        guard st.st_mode & 0o022 == 0 else { return "\(path) is writable by others (mode \(String(st.st_mode & 0o777, radix: 8)))" }
+        return nil
+    }
+
+    static var userID: UInt32 { geteuid() }
+
+    static func processExists(_ pid: Int32) -> Bool {
+        kill(pid, 0) == 0 || errno == EPERM
+    }
+
+    static var processID: Int32 { getpid() }
+}
+
+/// Writes to standard error (no Foundation).
+public enum StandardError {
+    public static func write(_ text: String) { writeAll(2, text) }
+
+    /// `strerror(3)` of `code`.
+    public static func describe(errno code: CInt) -> String { errorText(code) }
+}

@@ -1,0 +1,140 @@
+// The sampler's clocks and its thread: the wall clock for timestamps, the monotonic timer it waits on,
+// its timer slack and the dedicated thread itself.
+
+import CPerfShim
+import Glibc
+import SystemPackage
+
+/// Wall-clock time for sample timestamps. Windows are *timed* on a monotonic clock; only their labels
+/// come from the wall clock. Injected in tests.
+public protocol WallClock: Sendable {
+    /// Microseconds since the Unix epoch.
+    func nowMicroseconds() -> Int64
+}
+
+/// `clock_gettime(CLOCK_REALTIME)`.
+public struct SystemWallClock: WallClock {
+    public init() {}
+    public func nowMicroseconds() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1000
+    }
+}
+
+/// The sampler's time source: a monotonic clock and a blocking wait for an absolute deadline on it.
+/// The sampler runs on a thread of its own and waits here, not on Swift concurrency's timers: one
+/// futex wait per window, no job switch, no timer coalescing. Injected in tests.
+public protocol SamplingTimer: Sendable {
+    /// Monotonic time since an arbitrary origin.
+    func now() -> Duration
+    /// Blocks the calling thread until `now() >= deadline`; returns false at once (or as soon as it
+    /// happens) when `stop()` has been called.
+    func wait(until deadline: Duration) -> Bool
+    /// Ends the current wait and every later one.
+    func stop()
+}
+
+/// `CLOCK_MONOTONIC`, waited on with `pthread_cond_timedwait(3)` on a condition variable set to that
+/// clock: the kernel sleeps until the absolute deadline (no drift from computing relative timeouts),
+/// and `stop()` wakes the wait at once.
+public final class MonotonicTimer: SamplingTimer, @unchecked Sendable {
+    // Guarded by `mutex`; the pthread objects live at stable addresses for the timer's lifetime.
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var stopped = false
+
+    public init() {
+        pthread_mutex_init(mutex, nil)
+        var attributes = pthread_condattr_t()
+        pthread_condattr_init(&attributes)
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+        pthread_cond_init(condition, &attributes)
+        pthread_condattr_destroy(&attributes)
+    }
+
+    deinit {
+        pthread_cond_destroy(condition)
+        pthread_mutex_destroy(mutex)
+        condition.deallocate()
+        mutex.deallocate()
+    }
+
+    /// `clock_gettime(CLOCK_MONOTONIC)`.
+    public func now() -> Duration {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return .seconds(Int64(ts.tv_sec)) + .nanoseconds(Int64(ts.tv_nsec))
+    }
+
+    public func wait(until deadline: Duration) -> Bool {
+        let (seconds, attoseconds) = deadline.components
+        var ts = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        while !stopped {
+            // ETIMEDOUT once the deadline has passed; 0 on stop() or a spurious wake-up (checked again).
+            if pthread_cond_timedwait(condition, mutex, &ts) == ETIMEDOUT { return !stopped }
+        }
+        return false
+    }
+
+    public func stop() {
+        pthread_mutex_lock(mutex)
+        stopped = true
+        pthread_cond_broadcast(condition)
+        pthread_mutex_unlock(mutex)
+    }
+}
+
+/// The calling thread's timer slack: how late the kernel may fire its timers to batch wake-ups (50 µs by
+/// default, which at 1 kHz makes most wake-ups 50 µs late). `prctl(PR_SET_TIMERSLACK)` through the C
+/// shim (prctl is variadic); a thread may set its own slack without privileges.
+enum TimerSlack {
+    static func set(nanoseconds: Int) throws(Errno) {
+        let rc = rapl_set_timer_slack(UInt(nanoseconds))
+        if rc < 0 { throw Errno(rawValue: -rc) }
+    }
+
+    /// The calling thread's slack in nanoseconds.
+    static func current() throws(Errno) -> Int {
+        let value = rapl_get_timer_slack()
+        if value < 0 { throw Errno(rawValue: CInt(-value)) }
+        return value
+    }
+}
+
+/// A detached thread of its own (`pthread_create(3)`), named for `top -H` and `/proc/PID/task`
+/// (`pthread_setname_np` through the C shim).
+enum DedicatedThread {
+    private final class Body {
+        let run: @Sendable () -> Void
+        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+    }
+
+    /// Starts `body` on a new thread; the error when none can be created.
+    static func start(name: String, _ body: @escaping @Sendable () -> Void) throws(Errno) {
+        let named: @Sendable () -> Void = {
+            // A thread without its name still works; `top -H` then shows the process name.
+            _ = name.withCString { rapl_set_thread_name($0) }
+            body()
+        }
+        let context = Unmanaged.passRetained(Body(named)).toOpaque()
+        var attributes = pthread_attr_t()
+        pthread_attr_init(&attributes)
+        defer { pthread_attr_destroy(&attributes) }
+        pthread_attr_setdetachstate(&attributes, CInt(PTHREAD_CREATE_DETACHED))
+        var thread = pthread_t()
+        let rc = pthread_create(
+            &thread, &attributes,
+            { context in
+                let body = Unmanaged<Body>.fromOpaque(context!).takeRetainedValue()
+                body.run()
+                return nil
+            }, context)
+        guard rc == 0 else {
+            Unmanaged<Body>.fromOpaque(context).release()
+            throw Errno(rawValue: rc)
+        }
+    }
+}
