@@ -32,9 +32,12 @@ let package = Package(
             pkgConfig: "snappy",
             providers: [.apt(["libsnappy-dev"])]
         ),
+        // Helpers the modules share (JSON writing, text and Duration helpers), with `package` access.
+        .target(name: "Support"),
         .target(
             name: "RAPLBackend",
             dependencies: [
+                "Support",
                 "CPerfShim",
                 "CLibcap",
                 .product(name: "Logging", package: "swift-log"),
@@ -44,6 +47,7 @@ let package = Package(
         .target(
             name: "Exporter",
             dependencies: [
+                "Support",
                 "RAPLBackend",
                 "CSnappy",
                 "CPerfShim",
@@ -67,6 +71,7 @@ let package = Package(
         .executableTarget(
             name: "rapl-exporter",
             dependencies: [
+                "Support",
                 "RAPLBackend",
                 "Exporter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -78,18 +83,19 @@ let package = Package(
         // Fake hardware trees and a runner for the built binary, shared by the test targets.
         .target(
             name: "TestSupport",
-            dependencies: ["RAPLBackend", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["RAPLBackend", "Support", .product(name: "Logging", package: "swift-log")],
             path: "Tests/TestSupport"
         ),
         .testTarget(
             name: "RAPLBackendTests",
-            dependencies: ["RAPLBackend", "TestSupport"]
+            dependencies: ["RAPLBackend", "Support", "TestSupport"]
         ),
         .testTarget(
             name: "ExporterTests",
             dependencies: [
                 "Exporter",
                 "RAPLBackend",
+                "Support",
                 "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,4 +1,5 @@
 import RAPLBackend
+import Support
 
 /// Where remote write goes: parsed from `REMOTE_WRITE_URL` without Foundation.
 public struct RemoteWriteEndpoint: Sendable, Equatable, CustomStringConvertible {

@@ -3,6 +3,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import RAPLBackend
+import Support
 
 /// Remote write over HTTP/1.1 with SwiftNIO: one connection per request (a push every few seconds does
 /// not need pooling), the whole exchange — connect, send, response — bounded by the request timeout, so

@@ -1,4 +1,5 @@
 import RAPLBackend
+import Support
 import Synchronization
 
 /// The daemon's heartbeat, for `rapl-exporter healthcheck` (the container's HEALTHCHECK): the sampler

@@ -1,6 +1,7 @@
 import Logging
 import RAPLBackend
 import ServiceLifecycle
+import Support
 import Synchronization
 
 /// Batches windows into remote-write requests and delivers them in order, with retry.

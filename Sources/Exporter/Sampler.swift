@@ -1,6 +1,7 @@
 import Logging
 import RAPLBackend
 import ServiceLifecycle
+import Support
 import Synchronization
 import SystemPackage
 

@@ -3,6 +3,7 @@
 
 import CPerfShim
 import Glibc
+import Support
 import SystemPackage
 
 /// Wall-clock time for sample timestamps. Windows are *timed* on a monotonic clock; only their labels

@@ -1,5 +1,6 @@
 import Logging
 import RAPLBackend
+import Support
 
 /// A configuration error: one clear line on stderr and exit status 2, before anything starts.
 public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {

@@ -1,4 +1,5 @@
 import RAPLBackend
+import Support
 import Synchronization
 
 /// `--output stdout`: one JSON line per window in the seed's pyJoules dict form:

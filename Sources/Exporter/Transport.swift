@@ -1,4 +1,5 @@
 import RAPLBackend
+import Support
 
 /// What one POST came back with.
 public enum TransportResult: Sendable, Equatable {

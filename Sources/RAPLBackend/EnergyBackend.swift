@@ -1,3 +1,5 @@
+import Support
+
 /// One raw hardware counter a backend reads.
 public struct CounterSpec: Sendable, Equatable {
     /// The domain this counter contributes to. Several counters may feed one domain (AMD's per-core
@@ -92,18 +94,4 @@ func wrapNote(_ domain: Domain, source: String, rangeMicrojoules: Double, bits: 
     return "\(domain.component()) (socket \(domain.socket)) \(source): \(bits) counter wraps after "
         + "\(formatted(joules, 0)) J, every \(formatted(seconds, seconds < 10 ? 2 : 0)) s at \(Int(referenceWatts)) W; "
         + "reads must come more often than that"
-}
-
-func formatted(_ value: Double, _ decimals: Int) -> String {
-    guard value.isFinite else { return "\(value)" }
-    var scale = 1.0
-    for _ in 0..<decimals { scale *= 10 }
-    let rounded = (value * scale).rounded() / scale
-    if decimals == 0 { return String(Int64(rounded)) }
-    var text = String(rounded)
-    if let dot = text.firstIndex(of: ".") {
-        let have = text.distance(from: dot, to: text.endIndex) - 1
-        if have < decimals { text += String(repeating: "0", count: decimals - have) }
-    }
-    return text
 }

@@ -1,4 +1,5 @@
 import Logging
+import Support
 
 /// The state of one domain after a read.
 public enum DomainStatus: Sendable, Equatable {

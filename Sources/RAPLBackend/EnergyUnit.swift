@@ -1,3 +1,5 @@
+import Support
+
 /// The energy of one raw counter step, as an exact fraction of a microjoule.
 ///
 /// Every backend's raw count is converted with integer arithmetic on the *running raw total*
@@ -114,26 +116,5 @@ public struct EnergyUnit: Sendable, Hashable, CustomStringConvertible {
         var r: UInt128 = 1
         for _ in 0..<n { r *= 10 }
         return r
-    }
-}
-
-extension StringProtocol {
-    /// Without leading and trailing whitespace (newlines included).
-    public func trimmingWhitespace() -> String {
-        let scalars = unicodeScalars
-        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }) else { return "" }
-        let last = scalars.lastIndex(where: { !$0.properties.isWhitespace })!
-        return String(String.UnicodeScalarView(scalars[first...last]))
-    }
-}
-
-extension Duration {
-    /// Seconds as a Double.
-    public var seconds: Double {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
-    }
-
-    public init(secondsValue: Double) {
-        self = .nanoseconds(Int64((secondsValue * 1e9).rounded()))
     }
 }

@@ -1,3 +1,5 @@
+import Support
+
 /// Reads the kernel's RAPL perf PMU (`<sysfs>/bus/event_source/devices/power`): one CPU-wide counting
 /// event per `energy-*` event per CPU in the PMU's `cpumask` (one CPU per package, or per die).
 ///

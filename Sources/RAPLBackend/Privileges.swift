@@ -1,3 +1,5 @@
+import Support
+
 /// Least privilege: each backend is opened with only the capability it needs, and every capability is
 /// dropped once the counters are open. Open descriptors keep working without them (the kernel checks
 /// capabilities at open, not at read), but a counter that must be reopened later (a vanished zone, say)
@@ -44,15 +46,15 @@ public enum Privileges {
 }
 
 /// Small text files (passwords, tokens, certificates' paths are read by TLS itself): read whole.
-public enum TextFile {
+package enum TextFile {
     /// Reads at most 64 KiB of `path`; the error names the path and the errno, never the content.
-    public static func read(_ path: String) throws(KernelError) -> String {
+    package static func read(_ path: String) throws(KernelError) -> String {
         try Kernel.readText(path)
     }
 
     /// The bytes of a regular file of at most `limit` bytes; anything else (a FIFO, a device, a
     /// directory) is refused without blocking. The error names the path, never the content.
-    public static func readRegular(_ path: String, limit: Int = 64 * 1024) throws(KernelError) -> [UInt8] {
+    package static func readRegular(_ path: String, limit: Int = 64 * 1024) throws(KernelError) -> [UInt8] {
         try Kernel.readRegularFile(path, limit: limit)
     }
 }

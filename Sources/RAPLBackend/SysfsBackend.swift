@@ -1,3 +1,5 @@
+import Support
+
 /// Reads the powercap framework's RAPL zones: `<sysfs>/class/powercap/intel-rapl:N[:M]/energy_uj`.
 ///
 /// The class entries are symlinks into `devices/virtual/powercap/intel-rapl/…`; zone ids are printed by

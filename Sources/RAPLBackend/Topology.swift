@@ -1,3 +1,5 @@
+import Support
+
 /// Where one logical CPU sits.
 public struct CPUPlace: Sendable, Equatable {
     public var cpu: Int

@@ -3,6 +3,7 @@ import Exporter
 import Logging
 import RAPLBackend
 import ServiceLifecycle
+import Support
 import UnixSignals
 
 /// Only parsed: `Main` runs it through `prepare()` and `serve(_:)`, never through `run()`.

@@ -1,4 +1,5 @@
 import RAPLBackend
+import Support
 import TestSupport
 import Testing
 

@@ -1,5 +1,6 @@
 import Logging
 import RAPLBackend
+import Support
 import TestSupport
 import Testing
 

@@ -1,5 +1,6 @@
 import Foundation
 import RAPLBackend
+import Support
 import TestSupport
 import Testing
 

@@ -1,5 +1,6 @@
 import Foundation
 import RAPLBackend
+import Support
 import Synchronization
 import SystemPackage
 import TestSupport

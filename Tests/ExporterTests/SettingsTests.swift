@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import RAPLBackend
+import Support
 import Testing
 
 @testable import Exporter

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import RAPLBackend
 import RemoteWriteProtobuf
+import Support
 import Synchronization
 
 @testable import Exporter

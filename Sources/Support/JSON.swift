@@ -1,6 +1,6 @@
 /// A minimal JSON writer for the probe report and the stdout output (no Foundation: it would double
 /// the daemon's memory).
-public enum JSONValue: Sendable, Equatable {
+package enum JSONValue: Sendable, Equatable {
     case string(String)
     case int(Int64)
     case uint(UInt64)
@@ -11,15 +11,15 @@ public enum JSONValue: Sendable, Equatable {
     /// Keys keep their order.
     case object([(String, JSONValue)])
 
-    public static func == (a: JSONValue, b: JSONValue) -> Bool { a.serialized() == b.serialized() }
+    package static func == (a: JSONValue, b: JSONValue) -> Bool { a.serialized() == b.serialized() }
 
-    public func serialized() -> String {
+    package func serialized() -> String {
         var out = ""
         write(to: &out)
         return out
     }
 
-    public func write(to out: inout String) {
+    package func write(to out: inout String) {
         switch self {
         case .string(let s): Self.writeString(s, to: &out)
         case .int(let v): out += String(v)
@@ -46,7 +46,7 @@ public enum JSONValue: Sendable, Equatable {
         }
     }
 
-    public static func writeString(_ s: String, to out: inout String) {
+    package static func writeString(_ s: String, to out: inout String) {
         out += "\""
         // Most strings (component names, timestamps) need no escaping: append them whole.
         if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {

@@ -1,0 +1,87 @@
+import RAPLBackend
+import Support
+
+/// How `rapl-exporter probe` shows its report: text for people, JSON for scripts. The report itself
+/// (what was opened and read) is RAPLBackend's `ProbeReport`.
+extension ProbeReport {
+    func text(style: NameStyle = .seed) -> String {
+        var out = "capabilities: \(capabilities); kernel.perf_event_paranoid: \(perfParanoid.map(String.init) ?? "unknown")\n"
+        for backend in backends {
+            out += "\n"
+            if let why = backend.unavailable {
+                out += "backend \(backend.kind): unavailable\n  why: \(why.reason)\n  fix: \(why.fix)\n"
+                continue
+            }
+            out += "backend \(backend.kind): available\n"
+            for domain in backend.domains {
+                let name = domain.domain.component(style)
+                let die = domain.domain.die.map { " die \($0)" } ?? ""
+                out += "  \(name) (socket \(domain.domain.socket)\(die)): "
+                switch domain.status {
+                case .ok: out += "\(formatted(domain.watts, 3)) W"
+                case .stuck: out += "STUCK: did not change in \(interval) (reads as 0 W, probably not real)"
+                case .failed(let why): out += "ERROR: \(why)"
+                case .glitch(let why): out += "GLITCH: \(why) (not counted as energy)"
+                }
+                out += "  [unit \(domain.unit), wraps at \(domain.wrapRange)]\n"
+            }
+            for note in backend.notes { out += "  note: \(note)\n" }
+        }
+        out += "\n"
+        if let choice = autoChoice {
+            out += "auto would choose: \(choice)\n"
+        } else {
+            out += "no backend can read RAPL counters here; see the fixes above and docs/troubleshooting.md\n"
+        }
+        return out
+    }
+
+    func json(style: NameStyle = .seed) -> JSONValue {
+        .object([
+            ("interval_s", .double(interval.seconds)),
+            ("capabilities", .string(capabilities.description)),
+            ("perf_event_paranoid", perfParanoid.map { .int(Int64($0)) } ?? .null),
+            ("auto_choice", autoChoice.map { .string($0.rawValue) } ?? .null),
+            (
+                "backends",
+                .array(
+                    backends.map { backend in
+                        var fields: [(String, JSONValue)] = [
+                            ("backend", .string(backend.kind.rawValue)),
+                            ("available", .bool(backend.unavailable == nil)),
+                        ]
+                        if let why = backend.unavailable {
+                            fields.append(("reason", .string(why.reason)))
+                            fields.append(("fix", .string(why.fix)))
+                        }
+                        fields.append(
+                            (
+                                "domains",
+                                .array(
+                                    backend.domains.map { d in
+                                        var status: [(String, JSONValue)] = []
+                                        switch d.status {
+                                        case .ok: status = [("status", .string("ok"))]
+                                        case .stuck: status = [("status", .string("stuck"))]
+                                        case .failed(let why): status = [("status", .string("error")), ("error", .string(why))]
+                                        case .glitch(let why): status = [("status", .string("glitch")), ("error", .string(why))]
+                                        }
+                                        return .object(
+                                            [
+                                                ("component", .string(d.domain.component(style))),
+                                                ("socket", .int(Int64(d.domain.socket))),
+                                                ("die", d.domain.die.map { .int(Int64($0)) } ?? .null),
+                                                ("unit", .string(d.unit)),
+                                                ("wrap_range", .string(d.wrapRange)),
+                                                ("energy_uj", .uint(d.energyMicrojoules)),
+                                                ("power_w", .double(d.watts)),
+                                            ] + status)
+                                    })
+                            ))
+                        fields.append(("notes", .array(backend.notes.map { .string($0) })))
+                        return .object(fields)
+                    })
+            ),
+        ])
+    }
+}
