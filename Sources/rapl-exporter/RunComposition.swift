@@ -1,0 +1,216 @@
+import ArgumentParser
+import Exporter
+import Logging
+import RAPLBackend
+import ServiceLifecycle
+import Support
+import UnixSignals
+
+/// `run`'s composition root (`prepare()`) and its life (`serve(_:)`): what `Main` calls.
+extension RunCommand {
+    /// What `prepare()` built: ready to run.
+    struct PreparedRun: Sendable {
+        var group: ServiceGroup
+        var duration: Duration?
+        var writer: RemoteWriter<ContinuousClock>?
+        var stdout: StdoutSink?
+    }
+
+    /// The composition root. Everything that needs privileges runs synchronously on the only thread:
+    /// the settings, the TLS material, the backend (each opened with only its capability), then every
+    /// capability is dropped; the secret files are checked as the process that will read them; then the
+    /// services are built (NIO's threads start later, unprivileged).
+    func prepare() throws -> PreparedRun {
+        let settings = try withConfiguration { () throws(ConfigurationError) in
+            let settings = try Settings.resolve(commandLine, environment: ProcessEnvironment.current)
+            bootstrapLogging(settings.reading.logLevel)
+            return settings
+        }
+        let logger = Logger(label: "rapl-exporter")
+        let transport = try Self.makeTransport(settings, logger: logger)
+        let facts = SystemFacts.current(paths: settings.reading.paths)
+        let backend = try Self.openBackend(settings, facts: facts, logger: logger)
+        Self.dropCapabilities(unless: settings.keepCapabilities, backend: backend, facts: facts, logger: logger)
+        try Self.checkSecretFiles(settings)
+        let meter = EnergyMeter(backend: backend, stuckAfter: settings.stuckAfter, maximumPower: settings.maximumPower)
+        return makeServices(settings, meter: meter, transport: transport, logger: logger)
+    }
+
+    /// The remote-write transport when a URL is given (TLS material loaded now: a bad CA or key exits 2).
+    static func makeTransport(_ settings: Settings, logger: Logger) throws(ExitCode) -> HTTPTransport? {
+        guard let endpoint = settings.endpoint, let connection = settings.connection else { return nil }
+        let transport = try withConfiguration { () throws(ConfigurationError) in try makeTransport(endpoint, connection) }
+        if connection.tls.insecureSkipVerify {
+            logger.warning("TLS certificate verification is OFF (--tls-insecure-skip-verify): anyone on the path can read and change the data")
+        }
+        return transport
+    }
+
+    /// The backend `--backend` names, or the one `auto` chooses; exit 1 when none can read.
+    static func openBackend(_ settings: Settings, facts: SystemFacts, logger: Logger) throws(ExitCode) -> any EnergyBackend {
+        let selector = BackendSelector(paths: settings.reading.paths, facts: facts, logger: Logger(label: "rapl-exporter.backend"))
+        guard let backend = selector.select(settings.reading.backend).backend else {
+            logger.critical("no backend can read RAPL counters here; run 'rapl-exporter probe' for the reasons and fixes")
+            throw ExitCode(1)
+        }
+        return backend
+    }
+
+    /// Drops every capability (while the process has one thread), unless told to keep them.
+    static func dropCapabilities(unless keep: Bool, backend: any EnergyBackend, facts: SystemFacts, logger: Logger) {
+        if keep {
+            logger.notice("capabilities kept (--keep-capabilities): permitted \(Privileges.permitted), effective \(Privileges.effective)")
+            return
+        }
+        let threads = Privileges.threadCount
+        do {
+            try Privileges.dropAll()
+            let used = Privileges.needed(for: backend.kind, permitted: facts.capabilities).intersection(facts.capabilities)
+            logger.info(
+                "capabilities: had \(facts.capabilities), opened \(backend.kind) with \(used), now dropped all (CapEff \(Privileges.effectiveFromProc() ?? "?"))"
+            )
+            if threads > 1 {
+                logger.warning("capabilities were dropped with \(threads) threads running; threads started before may keep theirs")
+            }
+        } catch {
+            logger.error("could not drop capabilities: \(error); continuing with permitted \(Privileges.permitted)")
+        }
+    }
+
+    /// The credential files, read now as the process that reads them at every push: one readable only
+    /// with a capability just dropped fails here (exit 2), not at every push.
+    static func checkSecretFiles(_ settings: Settings) throws(ExitCode) {
+        guard let connection = settings.connection else { return }
+        try withConfiguration { () throws(ConfigurationError) in
+            do { _ = try connection.authorization.headerValue() } catch {
+                throw ConfigurationError("\(error) (checked as the unprivileged process that reads it at every push)")
+            }
+        }
+    }
+
+    /// The writer (or the stdout printer) and the sampler in a service group that shuts down in reverse
+    /// order: the sampler closes its last window first, then the writer flushes.
+    func makeServices(_ settings: Settings, meter: sending EnergyMeter, transport: HTTPTransport?, logger: Logger) -> PreparedRun {
+        let health = makeHealthFile(settings, logger: logger)
+        var services: [any Service] = []
+        let sink: any WindowSink
+        var writer: RemoteWriter<ContinuousClock>?
+        var stdout: StdoutSink?
+        if let remoteWrite = settings.remoteWrite, let transport {
+            let remote = RemoteWriter(settings: remoteWrite, transport: transport, clock: ContinuousClock(), health: health)
+            services.append(remote)
+            (sink, writer) = (remote, remote)
+            logger.info(
+                "pushing to \(remoteWrite.endpoint) every \(remoteWrite.pushInterval), source=\(remoteWrite.series.source), metric \(remoteWrite.series.metricName)"
+            )
+        } else {
+            let shutdown = ShutdownTrigger()
+            let printer = StdoutSink(style: settings.reading.nameStyle) { _ in shutdown.fire() }
+            services.append(shutdown)
+            (sink, stdout) = (printer, printer)
+            logger.info("printing one JSON line per window to stdout")
+        }
+        services.append(Sampler(meter: meter, interval: settings.scrapeInterval, sink: sink, health: health))
+        // Signals are handled in serve(): the first asks for a graceful shutdown, a second one stops now.
+        var configuration = ServiceGroupConfiguration(
+            services: services.map { service in
+                var c = ServiceGroupConfiguration.ServiceConfiguration(service: service)
+                // The shutdown trigger ends its wait to shut the group down, not as a failure.
+                if service is ShutdownTrigger { c.successTerminationBehavior = .gracefullyShutdownGroup }
+                return c
+            },
+            logger: Logger(label: "rapl-exporter.lifecycle")
+        )
+        // The writer bounds its own flush by the shutdown timeout; this is the backstop.
+        configuration.maximumGracefulShutdownDuration = (settings.remoteWrite?.shutdownTimeout ?? .zero) + .seconds(5)
+        return PreparedRun(group: ServiceGroup(configuration: configuration), duration: settings.duration, writer: writer, stdout: stdout)
+    }
+
+    /// The heartbeat file: the flag or variable's path as given, or the default in a directory of this
+    /// user's (see `HealthFile.defaultPath`); none, with an error logged, when that directory cannot be
+    /// trusted.
+    func makeHealthFile(_ config: Settings, logger: Logger) -> HealthFile? {
+        let path: String
+        if let given = config.healthFile {
+            path = given
+        } else {
+            if let problem = HealthFile.prepareDefaultDirectory() {
+                logger.error(
+                    "no health file: \(problem); 'rapl-exporter healthcheck' will report unhealthy (set --health-file to a directory of this user's)")
+                return nil
+            }
+            path = HealthFile.defaultPath
+        }
+        return HealthFile(path: path, scrapeInterval: config.scrapeInterval, pushInterval: config.remoteWrite?.pushInterval)
+    }
+
+    /// The HTTP transport, each TLS file loaded on its own so that a failure names the file and why.
+    static func makeTransport(_ endpoint: RemoteWriteEndpoint, _ connection: RemoteWriteConnection) throws(ConfigurationError) -> HTTPTransport {
+        let tls = connection.tls
+        for (file, what) in [
+            (tls.caFile, "CA file (--tls-ca-file, REMOTE_WRITE_TLS_CA_FILE)"),
+            (tls.certificateFile, "client certificate (--tls-cert-file, REMOTE_WRITE_TLS_CERT_FILE)"),
+            (tls.keyFile, "client key (--tls-key-file, REMOTE_WRITE_TLS_KEY_FILE)"),
+        ] {
+            guard let file else { continue }
+            if let problem = TLSFiles.problem(file, isKey: what.hasPrefix("client key")) {
+                throw ConfigurationError("cannot load the \(what) \(file): \(problem)")
+            }
+        }
+        do {
+            return try HTTPTransport(endpoint: endpoint, tls: tls, authorization: connection.authorization, extraHeaders: connection.headers)
+        } catch {
+            throw ConfigurationError("cannot set up TLS for \(endpoint): \(error)")
+        }
+    }
+
+    static func serve(_ started: PreparedRun) async throws {
+        let logger = Logger(label: "rapl-exporter")
+        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup)
+        let group = started.group
+        let writer = started.writer
+        Task {
+            var first = true
+            for await signal in signals {
+                if first {
+                    first = false
+                    logger.notice("\(signal): shutting down; a second signal stops at once")
+                    await group.triggerGracefulShutdown()
+                } else {
+                    // The convention: the second one means now. Count what is lost, then go.
+                    await writer?.abandon()
+                    logger.notice("\(signal) again: exiting now")
+                    RAPLExporter.exit(withError: ExitCode(128 + signal.rawValue))
+                }
+            }
+        }
+        if let runFor = started.duration {
+            Task {
+                try? await Task.sleep(for: runFor)
+                await group.triggerGracefulShutdown()
+            }
+        }
+        try await group.run()
+        if let failure = started.stdout?.failure {
+            logger.error("exiting with status 1: \(failure)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// A service that only waits, so that something other than a signal (stdout failing) can shut the
+/// group down gracefully: `fire()` ends its wait, and a service group ends when a service returns.
+final class ShutdownTrigger: Service, Sendable {
+    private let fired = AsyncStream<Void>.makeStream()
+
+    func fire() { fired.continuation.yield() }
+
+    func run() async throws {
+        await withGracefulShutdownHandler {
+            var iterator = fired.stream.makeAsyncIterator()
+            _ = await iterator.next()
+        } onGracefulShutdown: {
+            self.fired.continuation.finish()
+        }
+    }
+}
