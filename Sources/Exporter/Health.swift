@@ -1,11 +1,13 @@
 import RAPLBackend
+import ServiceLifecycle
 import Support
 import Synchronization
 
 /// The daemon's heartbeat, for `rapl-exporter healthcheck` (the container's HEALTHCHECK): the sampler
-/// reports each closed window, the writer each push; at most once a second the state is written to a
-/// small key=value file (atomically, by rename).
-public final class HealthFile: Sendable {
+/// reports each closed window (a locked store of its end time, no I/O on the sampling thread), the
+/// writer each push; as a `Service`, once a second it writes the state to a small key=value file
+/// (atomically, by rename), and once more at shutdown.
+public final class HealthFile: Service, Sendable {
     public struct State: Sendable, Equatable {
         public var pid: Int32 = 0
         public var startedMillis: Int64 = 0
@@ -107,10 +109,20 @@ public final class HealthFile: Sendable {
 
     public var current: State { state.withLock { $0.state } }
 
-    public func windowClosed() {
-        let now = wallClock.nowMicroseconds() / 1000
-        state.withLock { $0.state.lastWindowMillis = now }
-        flush()
+    /// A window closed at `microseconds` (wall clock): recorded only; the file is written by `run()`.
+    public func windowClosed(atMicroseconds microseconds: Int64) {
+        state.withLock { $0.state.lastWindowMillis = microseconds / 1000 }
+    }
+
+    /// Writes the file every second until graceful shutdown, then once more.
+    public func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            while true {
+                try await Task.sleep(for: .seconds(1))
+                self.flush(force: true)
+            }
+        }
+        flush(force: true)
     }
 
     public func pushed(ok: Bool) {
@@ -124,7 +136,6 @@ public final class HealthFile: Sendable {
                 $0.state.consecutivePushFailures += 1
             }
         }
-        flush()
     }
 
     /// Writes the file if a second has passed since the last write.

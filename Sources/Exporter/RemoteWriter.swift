@@ -195,7 +195,7 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
     private var table = SeriesTable()
     private var encoder = RemoteWriteEncoder()
     private var batches: [Batch] = []
-    private var selfSeries: [String: Int] = [:]
+    private var selfSeries: SelfSeries?
     public private(set) var statistics = Statistics()
     /// Failed attempts since the last delivered request: the backoff's exponent.
     private var consecutiveFailures = 0
@@ -231,39 +231,47 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         intake.withLock { $0.add(window, settings.series, holdLimit: holdLimit) }
     }
 
-    /// Appends the self-metrics, stamped now.
-    private func appendSelfMetrics(to samples: inout [PendingSample], _ intake: inout Intake, pendingBefore: Int) {
-        let ts = intake.timestamp(wallClock.nowMicroseconds())
-        let labels = [("source", settings.series.source)] + settings.series.extra
-        func add(_ name: String, _ value: Double, _ extra: [(String, String)] = []) {
-            let key = name + extra.map { "|\($0.0)=\($0.1)" }.joined()
-            let series: Int
-            if let i = selfSeries[key] {
-                series = i
-            } else {
-                series = intake.table.series(name, extra + labels)
-                selfSeries[key] = series
-            }
-            samples.append(PendingSample(series: series, value: value, timestamp: ts))
+    /// The writer's own self-metric series, looked up in the table once (the first batch): cutting a
+    /// batch then builds no label strings under the intake lock the sampling thread needs.
+    private struct SelfSeries {
+        var sent, failed, retried, pending, pushDuration, late, missed, clockSteps: Int
+        /// By `DropReason.allCases`.
+        var dropped: [Int]
+
+        init(_ table: inout SeriesTable, labels: [(String, String)]) {
+            func series(_ name: String, _ extra: [(String, String)] = []) -> Int { table.series(name, extra + labels) }
+            sent = series("rapl_exporter_samples_sent_total")
+            failed = series("rapl_exporter_samples_failed_total")
+            retried = series("rapl_exporter_samples_retried_total")
+            dropped = DropReason.allCases.map { series("rapl_exporter_samples_dropped_total", [("reason", $0.rawValue)]) }
+            pending = series("rapl_exporter_samples_pending")
+            pushDuration = series("rapl_exporter_push_duration_seconds")
+            late = series("rapl_exporter_windows_late_total")
+            missed = series("rapl_exporter_windows_missed_total")
+            clockSteps = series("rapl_exporter_clock_steps_total")
         }
+    }
+
+    /// Appends the self-metrics, stamped `now` (µs); called under the intake lock.
+    private func appendSelfMetrics(to samples: inout [PendingSample], _ intake: inout Intake, series s: SelfSeries, pendingBefore: Int, now: Int64) {
+        let ts = intake.timestamp(now)
         let stats = statistics
-        add("rapl_exporter_samples_sent_total", Double(stats.sent))
-        add("rapl_exporter_samples_failed_total", Double(stats.failed))
-        add("rapl_exporter_samples_retried_total", Double(stats.retried))
-        for reason in DropReason.allCases {
-            add("rapl_exporter_samples_dropped_total", Double(stats.dropped[reason] ?? 0), [("reason", reason.rawValue)])
-        }
-        add("rapl_exporter_samples_pending", Double(pendingBefore))
-        add("rapl_exporter_push_duration_seconds", stats.lastPushDuration.seconds)
+        func add(_ series: Int, _ value: Double) { samples.append(PendingSample(series: series, value: value, timestamp: ts)) }
+        add(s.sent, Double(stats.sent))
+        add(s.failed, Double(stats.failed))
+        add(s.retried, Double(stats.retried))
+        for (reason, series) in zip(DropReason.allCases, s.dropped) { add(series, Double(stats.dropped[reason] ?? 0)) }
+        add(s.pending, Double(pendingBefore))
+        add(s.pushDuration, stats.lastPushDuration.seconds)
         if intake.windows > 0 {
-            add("rapl_exporter_windows_late_total", Double(intake.lateWindows))
-            add("rapl_exporter_windows_missed_total", Double(intake.missedWindows))
-            add("rapl_exporter_clock_steps_total", Double(intake.clockSteps))
+            add(s.late, Double(intake.lateWindows))
+            add(s.missed, Double(intake.missedWindows))
+            add(s.clockSteps, Double(intake.clockSteps))
             for i in intake.domains.indices {
-                let s = intake.series[i]
-                samples.append(PendingSample(series: s.readErrors, value: Double(intake.readErrors[i]), timestamp: ts))
-                samples.append(PendingSample(series: s.glitches, value: Double(intake.glitches[i]), timestamp: ts))
-                samples.append(PendingSample(series: s.stuck, value: intake.stuck[i] ? 1 : 0, timestamp: ts))
+                let d = intake.series[i]
+                add(d.readErrors, Double(intake.readErrors[i]))
+                add(d.glitches, Double(intake.glitches[i]))
+                add(d.stuck, intake.stuck[i] ? 1 : 0)
             }
         }
     }
@@ -273,11 +281,15 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
     /// the receiver still cannot take it.
     func cutBatch() async {
         let queued = queuedSamples
+        let now = wallClock.nowMicroseconds()
+        let labels = [("source", settings.series.source)] + settings.series.extra
         let (samples, selfStart) = intake.withLock { intake -> ([PendingSample], Int) in
             var samples = intake.pending
             intake.pending.removeAll(keepingCapacity: true)
             let selfStart = samples.count
-            appendSelfMetrics(to: &samples, &intake, pendingBefore: samples.count + queued)
+            let series = selfSeries ?? SelfSeries(&intake.table, labels: labels)
+            selfSeries = series
+            appendSelfMetrics(to: &samples, &intake, series: series, pendingBefore: samples.count + queued, now: now)
             table = intake.table
             return (samples, selfStart)
         }

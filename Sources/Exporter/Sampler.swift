@@ -275,7 +275,7 @@ public final class Sampler: Service {
                 )
             }
             sink.accept(window)
-            health?.windowClosed()
+            health?.windowClosed(atMicroseconds: endWall)
             windows += 1
             windowStart = elapsed
             if final {

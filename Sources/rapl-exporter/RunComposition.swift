@@ -111,6 +111,8 @@ extension RunCommand {
             logger.info("printing one JSON line per window to stdout")
         }
         services.append(Sampler(meter: meter, interval: settings.scrapeInterval, sink: sink, health: health))
+        // First, so it stops last: its final write sees the last window and push.
+        if let health { services.insert(health, at: 0) }
         // Signals are handled in serve(): the first asks for a graceful shutdown, a second one stops now.
         var configuration = ServiceGroupConfiguration(
             services: services.map { service in

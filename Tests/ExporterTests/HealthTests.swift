@@ -100,4 +100,19 @@ import Testing
         #expect(AtomicFile.ownDirectory(open)?.contains("writable by others") == true)
         #expect(HealthFile.defaultPath == "/tmp/rapl-exporter-\(geteuid())/health")
     }
+
+    /// The sampling thread only records the window's time; the file is written by the service, once a
+    /// second and at shutdown: no file I/O on the sampling thread.
+    @Test func windowsAreRecordedWithoutWritingTheFile() async throws {
+        let tree = FakeTree()
+        let path = tree.root + "/health"
+        let wall = TestWallClock()
+        let health = HealthFile(path: path, scrapeInterval: .milliseconds(100), pushInterval: nil, wallClock: wall)
+        let written = try String(contentsOfFile: path, encoding: .utf8)
+        health.windowClosed(atMicroseconds: wall.nowMicroseconds() + 5_000_000)
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == written)
+        #expect(health.current.lastWindowMillis == (wall.nowMicroseconds() + 5_000_000) / 1000)
+        health.flush(force: true)
+        #expect(HealthFile.State.parse(try String(contentsOfFile: path, encoding: .utf8))?.lastWindowMillis == health.current.lastWindowMillis)
+    }
 }
