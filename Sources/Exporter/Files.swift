@@ -27,8 +27,27 @@ func errorText(_ code: CInt) -> String { String(cString: strerror(code)) }
 
 /// Writes to standard output, whole lines at once (no stdio buffering to lose at exit).
 enum StandardOutput {
-    /// 0, or the errno of the failed write (EPIPE, EBADF when closed, ENOSPC on /dev/full, …).
+    /// 0, or the errno of the failed write (EPIPE, ENOSPC on /dev/full, …).
     static func write(_ text: String) -> CInt { writeAll(1, text) }
+}
+
+/// Standard input, output and error that the process was started without.
+public enum StandardStreams {
+    /// Opens /dev/null on each of descriptors 0, 1, 2 that is closed, so that no counter file or socket
+    /// opened later takes its number (the JSON lines would go into it); returns the ones that were
+    /// closed. Call first thing, before anything opens a file.
+    public static func reserveClosed() -> [CInt] {
+        var closed: [CInt] = []
+        for fd: CInt in 0...2 where fcntl(fd, F_GETFD) < 0 && errno == EBADF {
+            closed.append(fd)
+            let null = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY)
+            if null >= 0, null != fd {
+                dup2(null, fd)
+                close(null)
+            }
+        }
+        return closed
+    }
 }
 
 /// Replaces a small file atomically: a temporary file made with `mkstemp(3)` beside it (a new,

@@ -13,7 +13,11 @@ import RAPLBackend
 /// runtime started (threads created after the drop inherit the empty sets).
 @main
 enum Main {
+    /// Standard streams the process was started without (now /dev/null).
+    nonisolated(unsafe) static var closedStreams: [CInt] = []
+
     static func main() {
+        closedStreams = StandardStreams.reserveClosed()
         let command: any ParsableCommand
         do {
             command = try RAPLExporter.parseAsRoot()

@@ -27,6 +27,12 @@ extension RunCommand {
             return settings
         }
         let logger = Logger(label: "rapl-exporter")
+        if settings.output == .stdout, Main.closedStreams.contains(1) {
+            // Printing to /dev/null would lose every window without a word.
+            logger.critical(
+                "cannot write to standard output: it is closed; every window would be lost (give the daemon a stdout, or set REMOTE_WRITE_URL)")
+            throw ExitCode(1)
+        }
         let transport = try Self.makeTransport(settings, logger: logger)
         let facts = SystemFacts.current(paths: settings.reading.paths)
         let backend = try Self.openBackend(settings, facts: facts, logger: logger)
