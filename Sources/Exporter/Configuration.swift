@@ -85,7 +85,7 @@ public struct RemoteWriteEndpoint: Sendable, Equatable, CustomStringConvertible 
             t = t[authorityEnd...]
         }
         out += redactingQuery(String(t))
-        return String(out.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? "\\x\(String($0.value, radix: 16))" : String($0) }.joined())
+        return printable(out)
     }
 
     static func redactingQuery(_ target: String) -> String {
@@ -195,15 +195,6 @@ public enum RemoteWriteAuthorization: Sendable, Equatable {
             return ("Bearer " + token, token)
         }
     }
-
-    /// The secret files, for checks at start.
-    public var files: [String] {
-        switch self {
-        case .none: []
-        case .basic(_, let file): [file]
-        case .bearer(let file): [file]
-        }
-    }
 }
 
 /// Why a secret file cannot be used: it names the file and the problem, never the content.
@@ -233,7 +224,7 @@ public struct SecretFileProblem: Error, Sendable, CustomStringConvertible {
 }
 
 /// C0 controls but tab, DEL, and C1 controls.
-public func isControl(_ scalar: Unicode.Scalar) -> Bool {
+func isControl(_ scalar: Unicode.Scalar) -> Bool {
     (scalar.value < 0x20 && scalar != "\t") || (0x7F...0x9F).contains(scalar.value)
 }
 
