@@ -93,7 +93,7 @@ public final class HealthFile: Service, Sendable {
 
     public let path: String
     private let wallClock: any WallClock
-    private let state: Mutex<(state: State, lastWrite: Int64, failedOnce: Bool)>
+    private let state: Mutex<(state: State, failedOnce: Bool)>
 
     public init(path: String, scrapeInterval: Duration, pushInterval: Duration?, wallClock: any WallClock = SystemWallClock()) {
         self.path = path
@@ -103,8 +103,8 @@ public final class HealthFile: Service, Sendable {
         s.startedMillis = wallClock.nowMicroseconds() / 1000
         s.scrapeInterval = scrapeInterval.seconds
         s.pushInterval = pushInterval?.seconds ?? 0
-        state = Mutex((s, 0, false))
-        flush(force: true)
+        state = Mutex((s, false))
+        flush()
     }
 
     public var current: State { state.withLock { $0.state } }
@@ -119,10 +119,10 @@ public final class HealthFile: Service, Sendable {
         try? await cancelWhenGracefulShutdown {
             while true {
                 try await Task.sleep(for: .seconds(1))
-                self.flush(force: true)
+                self.flush()
             }
         }
-        flush(force: true)
+        flush()
     }
 
     public func pushed(ok: Bool) {
@@ -138,15 +138,9 @@ public final class HealthFile: Service, Sendable {
         }
     }
 
-    /// Writes the file if a second has passed since the last write.
-    public func flush(force: Bool = false) {
-        let now = wallClock.nowMicroseconds() / 1000
-        let text: String? = state.withLock { s in
-            guard force || now - s.lastWrite >= 1000 else { return nil }
-            s.lastWrite = now
-            return s.state.serialized()
-        }
-        guard let text else { return }
+    /// Writes the file now (atomically); the first failure is reported on stderr.
+    public func flush() {
+        let text = state.withLock { $0.state.serialized() }
         if !AtomicFile.write(path, text) {
             let first = state.withLock { s -> Bool in
                 defer { s.failedOnce = true }

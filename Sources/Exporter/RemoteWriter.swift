@@ -371,7 +371,7 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
     public func abandon() {
         guard !abandoned else { return }
         abandoned = true
-        let left = intake.withLock { $0.pending.count } + queuedSamples
+        let left = pendingSamples
         batches.removeAll()
         statistics.dropped[.shutdown, default: 0] += UInt64(left)
         logger.error("second signal: stopping now; \(left) samples not delivered are dropped; \(summary())")

@@ -59,7 +59,7 @@ public final class EnergyMeter {
     public static let defaultMaximumPower = 5000.0
 
     /// - Parameter maximumPower: the most watts one counter can report (see ``defaultMaximumPower``).
-    ///   A step needing more over the time since the counter's last read (plus ``glitchGrace`` for the
+    ///   A step needing more over the time since the counter last changed (plus ``glitchGrace`` for the
     ///   hardware's update granularity) is a glitch, not energy.
     public init(
         backend: any EnergyBackend,
@@ -109,8 +109,8 @@ private struct Ledger {
     /// Added to the time between two reads before the power bound is applied: RAPL counters update
     /// about every millisecond (some parts every few), so a read can see a little more than the time
     /// since the previous one.
-    static let glitchGrace = 0.05
     static let glitchGraceDuration = Duration.milliseconds(50)
+    static let glitchGrace = glitchGraceDuration.seconds
 
     let stuckAfter: Duration
     let retryAfter: Duration
@@ -258,7 +258,7 @@ private struct Ledger {
         }
     }
 
-    /// Whether a step of `delta` counts since the counter's last read can be energy: within the power
+    /// Whether a step of `delta` counts since the counter last changed can be energy: within the power
     /// bound over the time since then. When the bound allows a whole range of the counter, a wrap
     /// cannot be told from a glitch and the step is taken as it reads.
     @inline(__always)

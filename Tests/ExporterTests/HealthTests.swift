@@ -112,7 +112,7 @@ import Testing
         health.windowClosed(atMicroseconds: wall.nowMicroseconds() + 5_000_000)
         #expect(try String(contentsOfFile: path, encoding: .utf8) == written)
         #expect(health.current.lastWindowMillis == (wall.nowMicroseconds() + 5_000_000) / 1000)
-        health.flush(force: true)
+        health.flush()
         #expect(HealthFile.State.parse(try String(contentsOfFile: path, encoding: .utf8))?.lastWindowMillis == health.current.lastWindowMillis)
     }
 }
