@@ -2,6 +2,8 @@
 #include "CPerfShim.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <sys/prctl.h>
 #include <linux/perf_event.h>
@@ -45,4 +47,19 @@ int rapl_set_timer_slack(unsigned long nanoseconds) {
 long rapl_get_timer_slack(void) {
     int slack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
     return slack < 0 ? -errno : (long)slack;
+}
+
+int rapl_futex_wait_until(uint32_t *word, uint32_t expected, int64_t deadline_ns) {
+    struct timespec deadline = {.tv_sec = deadline_ns / 1000000000, .tv_nsec = deadline_ns % 1000000000};
+    for (;;) {
+        if (__atomic_load_n(word, __ATOMIC_ACQUIRE) != expected) return 1;
+        long rc = syscall(SYS_futex, word, FUTEX_WAIT_BITSET_PRIVATE, expected, &deadline, NULL, FUTEX_BITSET_MATCH_ANY);
+        if (rc == 0 || errno == EAGAIN || errno == EINTR) continue;
+        return errno == ETIMEDOUT ? 0 : -errno;
+    }
+}
+
+int rapl_futex_store_and_wake(uint32_t *word, uint32_t value) {
+    __atomic_store_n(word, value, __ATOMIC_RELEASE);
+    return syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0) < 0 ? -errno : 0;
 }

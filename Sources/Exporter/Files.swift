@@ -55,18 +55,46 @@ public enum StandardStreams {
 /// reused), then `rename(2)` over it (which replaces a symlink at the path itself, never its target).
 enum AtomicFile {
     static func write(_ path: String, _ content: String) -> Bool {
+        guard let fd = create(path, Array(content.utf8)) else { return false }
+        close(fd)
+        return true
+    }
+
+    /// Makes the file at `path` anew with `bytes` (atomically, as ``write(_:_:)``) and returns a
+    /// descriptor open on it for ``overwrite(_:_:previousLength:)``; nil when it cannot.
+    static func create(_ path: String, _ bytes: [UInt8]) -> CInt? {
         var template = Array((path + ".XXXXXX").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        guard fd >= 0 else { return false }
+        guard fd >= 0 else { return nil }
+        // Kept open for the process's life: not inherited by anything it starts (mkostemp is not in
+        // Swift's Glibc module).
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
         let temp = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         // mkstemp makes it 0600; the health check may run as another user of the same group.
         fchmod(fd, 0o644)
-        let ok = writeAll(fd, content) == 0
-        close(fd)
-        if ok, rename(temp, path) == 0 { return true }
+        if overwrite(fd, bytes, previousLength: 0), rename(temp, path) == 0 { return fd }
+        Glibc.close(fd)
         unlink(temp)
-        return false
+        return nil
     }
+
+    /// Writes `bytes` at the start of the open file (one `pwrite(2)`), cutting it to their length when
+    /// the last write was longer.
+    static func overwrite(_ fd: CInt, _ bytes: [UInt8], previousLength: Int) -> Bool {
+        let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        guard n == bytes.count else { return false }
+        return previousLength <= bytes.count || ftruncate(fd, off_t(bytes.count)) == 0
+    }
+
+    /// Whether `path` still names the open file `fd` (not removed, not replaced by another file).
+    static func isLinked(_ fd: CInt, at path: String) -> Bool {
+        var open = stat()
+        var named = stat()
+        guard fstat(fd, &open) == 0, open.st_nlink > 0, lstat(path, &named) == 0 else { return false }
+        return open.st_ino == named.st_ino && open.st_dev == named.st_dev
+    }
+
+    static func close(_ fd: CInt) { _ = Glibc.close(fd) }
 
     /// Makes `path` a directory of this user's, mode 0700, or accepts one that already is: a real
     /// directory (not a symlink) owned by this user and writable by no one else. The reason otherwise.

@@ -4,9 +4,13 @@ import Support
 import Synchronization
 
 /// The daemon's heartbeat, for `rapl-exporter healthcheck` (the container's HEALTHCHECK): the sampler
-/// reports each closed window (a locked store of its end time, no I/O on the sampling thread), the
-/// writer each push; as a `Service`, once a second it writes the state to a small key=value file
-/// (atomically, by rename), and once more at shutdown.
+/// reports each closed window, the writer each push. Once a second, at the end of a window, the state is
+/// written in place into the file (one `pwrite(2)` of a fixed-length record: the same length every
+/// time, so a reader sees whole values; `check` reads twice to rule out a torn read). That one syscall
+/// on the sampling thread is far cheaper than a writer of its own: a timer on Swift concurrency's
+/// thread pool wakes several threads per write (docs/performance.md). The file is first made atomically
+/// (a new file renamed over the path) and made anew whenever the path no longer names it. As a
+/// `Service` it writes the final state once more at graceful shutdown.
 public final class HealthFile: Service, Sendable {
     public struct State: Sendable, Equatable {
         public var pid: Int32 = 0
@@ -20,18 +24,39 @@ public final class HealthFile: Service, Sendable {
 
         public init() {}
 
-        func serialized() -> String {
-            """
-            pid=\(pid)
-            started_ms=\(startedMillis)
-            last_window_ms=\(lastWindowMillis)
-            scrape_interval_s=\(scrapeInterval)
-            push_interval_s=\(pushInterval)
-            last_push_ok_ms=\(lastPushOKMillis)
-            last_push_error_ms=\(lastPushErrorMillis)
-            consecutive_push_failures=\(consecutivePushFailures)
+        /// The lines that do not change during a run.
+        func constantLines() -> String {
+            "pid=\(pid)\nstarted_ms=\(startedMillis)\nscrape_interval_s=\(scrapeInterval)\npush_interval_s=\(pushInterval)\n"
+        }
 
-            """
+        /// The lines that change, zero-padded to fixed widths (so every rewrite has the same length and
+        /// overwrites the last one entirely), formatted straight into bytes: this runs on the sampling
+        /// thread once a second.
+        func appendVaryingLines(to out: inout [UInt8]) {
+            func line(_ key: StaticString, _ value: Int64, width: Int) {
+                key.withUTF8Buffer { out.append(contentsOf: $0) }
+                out.append(UInt8(ascii: "="))
+                let start = out.count
+                out.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: width))
+                var rest = UInt64(max(0, value))
+                var i = out.count - 1
+                while rest > 0, i >= start {
+                    out[i] = UInt8(ascii: "0") + UInt8(rest % 10)
+                    rest /= 10
+                    i -= 1
+                }
+                out.append(UInt8(ascii: "\n"))
+            }
+            line("last_window_ms", lastWindowMillis, width: 16)
+            line("last_push_ok_ms", lastPushOKMillis, width: 16)
+            line("last_push_error_ms", lastPushErrorMillis, width: 16)
+            line("consecutive_push_failures", Int64(consecutivePushFailures), width: 10)
+        }
+
+        func serialized() -> String {
+            var varying: [UInt8] = []
+            appendVaryingLines(to: &varying)
+            return constantLines() + String(decoding: varying, as: UTF8.self)
         }
 
         public static func parse(_ text: String) -> State? {
@@ -93,7 +118,21 @@ public final class HealthFile: Service, Sendable {
 
     public let path: String
     private let wallClock: any WallClock
-    private let state: Mutex<(state: State, failedOnce: Bool)>
+
+    /// The open file the heartbeat is rewritten into.
+    private struct Writer {
+        /// -1 until made, or after a failure (then made anew at the next write).
+        var fd: CInt = -1
+        var length = 0
+        /// The window time (ms) of the last write.
+        var lastWrittenMillis: Int64 = .min
+        var failedOnce = false
+        /// `State.constantLines()`, formatted once, and the record's bytes, reused.
+        var constantLines: [UInt8] = []
+        var record: [UInt8] = []
+    }
+
+    private let state: Mutex<(state: State, writer: Writer)>
 
     public init(path: String, scrapeInterval: Duration, pushInterval: Duration?, wallClock: any WallClock = SystemWallClock()) {
         self.path = path
@@ -103,25 +142,33 @@ public final class HealthFile: Service, Sendable {
         s.startedMillis = wallClock.nowMicroseconds() / 1000
         s.scrapeInterval = scrapeInterval.seconds
         s.pushInterval = pushInterval?.seconds ?? 0
-        state = Mutex((s, false))
+        var writer = Writer()
+        writer.constantLines = Array(s.constantLines().utf8)
+        writer.record.reserveCapacity(writer.constantLines.count + 128)
+        state = Mutex((s, writer))
         flush()
+    }
+
+    deinit {
+        state.withLock { if $0.writer.fd >= 0 { AtomicFile.close($0.writer.fd) } }
     }
 
     public var current: State { state.withLock { $0.state } }
 
-    /// A window closed at `microseconds` (wall clock): recorded only; the file is written by `run()`.
+    /// A window closed at `microseconds` (wall clock), on the sampling thread: recorded, and written to
+    /// the file when a second has passed since the last write (or the wall clock stepped back).
     public func windowClosed(atMicroseconds microseconds: Int64) {
-        state.withLock { $0.state.lastWindowMillis = microseconds / 1000 }
+        state.withLock { s in
+            let ms = microseconds / 1000
+            s.state.lastWindowMillis = ms
+            guard ms - s.writer.lastWrittenMillis >= 1000 || ms < s.writer.lastWrittenMillis else { return }
+            write(&s)
+        }
     }
 
-    /// Writes the file every second until graceful shutdown, then once more.
+    /// Waits for graceful shutdown, then writes the final state.
     public func run() async throws {
-        try? await cancelWhenGracefulShutdown {
-            while true {
-                try await Task.sleep(for: .seconds(1))
-                self.flush()
-            }
-        }
+        try? await gracefulShutdown()
         flush()
     }
 
@@ -138,21 +185,46 @@ public final class HealthFile: Service, Sendable {
         }
     }
 
-    /// Writes the file now (atomically); the first failure is reported on stderr.
+    /// Writes the file now.
     public func flush() {
-        let text = state.withLock { $0.state.serialized() }
-        if !AtomicFile.write(path, text) {
-            let first = state.withLock { s -> Bool in
-                defer { s.failedOnce = true }
-                return !s.failedOnce
+        state.withLock { write(&$0) }
+    }
+
+    /// Rewrites the open file in place while the path still names it; otherwise (first write, the file
+    /// removed or replaced, a failed write) makes it anew atomically. The first failure is reported on
+    /// stderr.
+    private func write(_ s: inout (state: State, writer: Writer)) {
+        s.writer.lastWrittenMillis = s.state.lastWindowMillis
+        s.writer.record.overwrite(with: s.writer.constantLines)
+        s.state.appendVaryingLines(to: &s.writer.record)
+        let bytes = s.writer.record
+        if s.writer.fd >= 0 {
+            if AtomicFile.isLinked(s.writer.fd, at: path), AtomicFile.overwrite(s.writer.fd, bytes, previousLength: s.writer.length) {
+                s.writer.length = bytes.count
+                return
             }
-            if first { StandardError.write("rapl-exporter: cannot write the health file \(path); healthcheck will fail (set --health-file)\n") }
+            AtomicFile.close(s.writer.fd)
+            s.writer.fd = -1
+        }
+        if let fd = AtomicFile.create(path, bytes) {
+            s.writer.fd = fd
+            s.writer.length = bytes.count
+        } else if !s.writer.failedOnce {
+            s.writer.failedOnce = true
+            StandardError.write("rapl-exporter: cannot write the health file \(path); healthcheck will fail (set --health-file)\n")
         }
     }
 
     /// For `healthcheck`: reads the file and judges it now.
     public static func check(path: String, wallClock: any WallClock = SystemWallClock()) -> (healthy: Bool, message: String) {
-        guard let text = try? TextFile.read(path), let state = State.parse(text) else {
+        // The file is rewritten in place: two reads that agree are not torn by a write in between.
+        var text = try? TextFile.read(path)
+        for _ in 0..<5 {
+            let again = try? TextFile.read(path)
+            if again == text { break }
+            text = again
+        }
+        guard let text, let state = State.parse(text) else {
             return (false, "unhealthy: no health file at \(path) (is the exporter running, with the same --health-file?)")
         }
         let now = wallClock.nowMicroseconds() / 1000

@@ -78,108 +78,6 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         }
     }
 
-    private struct DomainSeries {
-        var energy: Int
-        var cumulative: Int?
-        var readErrors: Int
-        var glitches: Int
-        var stuck: Int
-    }
-
-    /// What the sampling thread hands over, behind a lock: `accept` appends a window's samples here
-    /// (no actor hop, no allocation once the arrays have grown), and each push interval `cutBatch`
-    /// takes them. The series table lives here too, since new domains add series from `accept`.
-    private struct Intake: ~Copyable {
-        var table = SeriesTable()
-        var byDomain: [Domain: DomainSeries] = [:]
-        /// The series of the last window's domains, in its order, and their cumulative totals (µJ).
-        var domains: [Domain] = []
-        var series: [DomainSeries] = []
-        var totals: [UInt64] = []
-        var pending: [PendingSample] = []
-        var lastTimestamp: Int64 = .min
-        /// The last window's figures, for the self-metrics.
-        var windows = 0
-        var lateWindows: UInt64 = 0
-        var missedWindows: UInt64 = 0
-        var readErrors: [UInt64] = []
-        var glitches: [UInt64] = []
-        var stuck: [Bool] = []
-
-        /// Energy per domain held back while the wall clock is behind the last timestamp sent.
-        var held: [UInt64] = []
-        var clockSteps: UInt64 = 0
-
-        /// A strictly increasing ms timestamp: two windows closing within one millisecond (1 kHz
-        /// sampling) must not produce two samples with one timestamp, which receivers reject.
-        mutating func timestamp(_ microseconds: Int64) -> Int64 {
-            let ms = microseconds / 1000
-            lastTimestamp = ms > lastTimestamp ? ms : lastTimestamp + 1
-            return lastTimestamp
-        }
-
-        /// A window stamped this far (ms) or more behind the last timestamp is held back rather than
-        /// pushed 1 ms past it: the wall clock stepped back, and stamping the windows of the next
-        /// seconds 1 ms apart would crowd them into an instant.
-        static var holdAfter: Int64 { 10 }
-
-        mutating func series(for domain: Domain, _ labels: SeriesSettings) -> DomainSeries {
-            if let s = byDomain[domain] { return s }
-            let pairs = SeriesTable.domainLabels(domain, labels)
-            let s = DomainSeries(
-                energy: table.series(labels.metricName, pairs),
-                cumulative: labels.cumulative ? table.series(SeriesSettings.cumulativeMetricName, pairs) : nil,
-                readErrors: table.series("rapl_exporter_read_errors_total", pairs),
-                glitches: table.series("rapl_exporter_counter_glitches_total", pairs),
-                stuck: table.series("rapl_exporter_domain_stuck", pairs)
-            )
-            byDomain[domain] = s
-            return s
-        }
-
-        /// - Parameter holdLimit: the longest a step back (ms) is waited out; beyond it, windows are
-        ///   stamped past the last timestamp as they come (the receiver already holds samples from the
-        ///   wrong future).
-        mutating func add(_ window: borrowing EnergyWindow, _ labels: SeriesSettings, holdLimit: Int64) {
-            if window.domains != domains {
-                // First window, or refresh() found a domain: look the series up again, keeping totals.
-                totals = window.domains.carrying(totals, from: domains, fill: 0)
-                held = window.domains.carrying(held, from: domains, fill: 0)
-                domains = window.domains
-                series.removeAll()
-                for domain in window.domains { series.append(series(for: domain, labels)) }
-            }
-            let behind = lastTimestamp == .min ? 0 : lastTimestamp &- window.endMicroseconds / 1000
-            if behind >= Self.holdAfter, behind <= holdLimit {
-                // The wall clock is behind what was sent: keep the energy (none is lost) and send it
-                // with the first window stamped after the last timestamp.
-                for i in domains.indices { if let energy = window.energy[i] { held[i] &+= energy } }
-            } else {
-                let ts = timestamp(window.endMicroseconds)
-                for i in domains.indices {
-                    guard var energy = window.energy[i] else { continue }
-                    energy &+= held[i]
-                    held[i] = 0
-                    pending.append(PendingSample(series: series[i].energy, value: Double(energy), timestamp: ts))
-                    if let cumulative = series[i].cumulative {
-                        totals[i] &+= energy
-                        pending.append(PendingSample(series: cumulative, value: Double(totals[i]) / 1e6, timestamp: ts))
-                    }
-                }
-            }
-            clockSteps = window.clockSteps
-            windows += 1
-            lateWindows = window.lateWindows
-            missedWindows = window.missedWindows
-            readErrors.removeAll(keepingCapacity: true)
-            readErrors.append(contentsOf: window.readErrors)
-            glitches.removeAll(keepingCapacity: true)
-            glitches.append(contentsOf: window.glitches)
-            stuck.removeAll(keepingCapacity: true)
-            stuck.append(contentsOf: window.stuck)
-        }
-    }
-
     private let settings: RemoteWriteSettings
     /// The longest step back of the wall clock (ms) that windows are held back for: the sample age cap.
     private let holdLimit: Int64
@@ -190,7 +88,7 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
     private let health: HealthFile?
     private let logger: Logger
 
-    private let intake = Mutex(Intake())
+    private let intake = Mutex(WriterIntake())
     /// The table as of the last cut batch: every series a queued sample refers to is in it.
     private var table = SeriesTable()
     private var encoder = RemoteWriteEncoder()
@@ -253,7 +151,9 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
     }
 
     /// Appends the self-metrics, stamped `now` (µs); called under the intake lock.
-    private func appendSelfMetrics(to samples: inout [PendingSample], _ intake: inout Intake, series s: SelfSeries, pendingBefore: Int, now: Int64) {
+    private func appendSelfMetrics(
+        to samples: inout [PendingSample], _ intake: inout WriterIntake, series s: SelfSeries, pendingBefore: Int, now: Int64
+    ) {
         let ts = intake.timestamp(now)
         let stats = statistics
         func add(_ series: Int, _ value: Double) { samples.append(PendingSample(series: series, value: value, timestamp: ts)) }
@@ -499,5 +399,108 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         batches[0].samples = kept
         statistics.dropped[.tooOld, default: 0] += UInt64(old)
         logger.error("dropped \(old) samples older than \(settings.maxSampleAge) (max sample age) instead of retrying them")
+    }
+}
+
+// The writer's intake and per-domain series live outside the generic actor: the sampling thread calls
+// `accept` through the `WindowSink` existential, where a type nested in `RemoteWriter<C>` would need its
+// generic metadata looked up (a runtime hash-table search) at every window.
+
+private struct WriterDomainSeries {
+    var energy: Int
+    var cumulative: Int?
+    var readErrors: Int
+    var glitches: Int
+    var stuck: Int
+}
+
+/// What the sampling thread hands over, behind a lock: `accept` appends a window's samples here
+/// (no actor hop, no allocation once the arrays have grown), and each push interval `cutBatch`
+/// takes them. The series table lives here too, since new domains add series from `accept`.
+private struct WriterIntake: ~Copyable {
+    var table = SeriesTable()
+    var byDomain: [Domain: WriterDomainSeries] = [:]
+    /// The series of the last window's domains, in its order, and their cumulative totals (µJ).
+    var domains: [Domain] = []
+    var series: [WriterDomainSeries] = []
+    var totals: [UInt64] = []
+    var pending: [PendingSample] = []
+    var lastTimestamp: Int64 = .min
+    /// The last window's figures, for the self-metrics.
+    var windows = 0
+    var lateWindows: UInt64 = 0
+    var missedWindows: UInt64 = 0
+    var readErrors: [UInt64] = []
+    var glitches: [UInt64] = []
+    var stuck: [Bool] = []
+
+    /// Energy per domain held back while the wall clock is behind the last timestamp sent.
+    var held: [UInt64] = []
+    var clockSteps: UInt64 = 0
+
+    /// A strictly increasing ms timestamp: two windows closing within one millisecond (1 kHz
+    /// sampling) must not produce two samples with one timestamp, which receivers reject.
+    mutating func timestamp(_ microseconds: Int64) -> Int64 {
+        let ms = microseconds / 1000
+        lastTimestamp = ms > lastTimestamp ? ms : lastTimestamp + 1
+        return lastTimestamp
+    }
+
+    /// A window stamped this far (ms) or more behind the last timestamp is held back rather than
+    /// pushed 1 ms past it: the wall clock stepped back, and stamping the windows of the next
+    /// seconds 1 ms apart would crowd them into an instant.
+    static var holdAfter: Int64 { 10 }
+
+    mutating func series(for domain: Domain, _ labels: SeriesSettings) -> WriterDomainSeries {
+        if let s = byDomain[domain] { return s }
+        let pairs = SeriesTable.domainLabels(domain, labels)
+        let s = WriterDomainSeries(
+            energy: table.series(labels.metricName, pairs),
+            cumulative: labels.cumulative ? table.series(SeriesSettings.cumulativeMetricName, pairs) : nil,
+            readErrors: table.series("rapl_exporter_read_errors_total", pairs),
+            glitches: table.series("rapl_exporter_counter_glitches_total", pairs),
+            stuck: table.series("rapl_exporter_domain_stuck", pairs)
+        )
+        byDomain[domain] = s
+        return s
+    }
+
+    /// - Parameter holdLimit: the longest a step back (ms) is waited out; beyond it, windows are
+    ///   stamped past the last timestamp as they come (the receiver already holds samples from the
+    ///   wrong future).
+    mutating func add(_ window: borrowing EnergyWindow, _ labels: SeriesSettings, holdLimit: Int64) {
+        if window.domains != domains {
+            // First window, or refresh() found a domain: look the series up again, keeping totals.
+            totals = window.domains.carrying(totals, from: domains, fill: 0)
+            held = window.domains.carrying(held, from: domains, fill: 0)
+            domains = window.domains
+            series.removeAll()
+            for domain in window.domains { series.append(series(for: domain, labels)) }
+        }
+        let behind = lastTimestamp == .min ? 0 : lastTimestamp &- window.endMicroseconds / 1000
+        if behind >= Self.holdAfter, behind <= holdLimit {
+            // The wall clock is behind what was sent: keep the energy (none is lost) and send it
+            // with the first window stamped after the last timestamp.
+            for i in domains.indices { if let energy = window.energy[i] { held[i] &+= energy } }
+        } else {
+            let ts = timestamp(window.endMicroseconds)
+            for i in domains.indices {
+                guard var energy = window.energy[i] else { continue }
+                energy &+= held[i]
+                held[i] = 0
+                pending.append(PendingSample(series: series[i].energy, value: Double(energy), timestamp: ts))
+                if let cumulative = series[i].cumulative {
+                    totals[i] &+= energy
+                    pending.append(PendingSample(series: cumulative, value: Double(totals[i]) / 1e6, timestamp: ts))
+                }
+            }
+        }
+        clockSteps = window.clockSteps
+        windows += 1
+        lateWindows = window.lateWindows
+        missedWindows = window.missedWindows
+        readErrors.overwrite(with: window.readErrors)
+        glitches.overwrite(with: window.glitches)
+        stuck.overwrite(with: window.stuck)
     }
 }

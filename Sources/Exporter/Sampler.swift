@@ -42,42 +42,48 @@ public protocol WindowSink: Sendable {
 }
 
 /// Decides, from a wake-up time, how late a window is and which deadline comes next.
-/// Deadlines are absolute (`origin + k × interval`), so sampling never drifts.
+/// Deadlines are absolute (`origin + k × interval`), so sampling never drifts. Kept in integer
+/// nanoseconds: it runs at every window, and `Duration`'s multiplication by an integer is an
+/// unspecialised generic call (a runtime metadata look-up each time).
 public struct WindowSchedule: Sendable, Equatable {
-    public let interval: Duration
+    public var interval: Duration { Duration(wholeNanoseconds: intervalNs) }
     /// A wake-up later than this after its deadline counts as late.
-    public let lateThreshold: Duration
+    public var lateThreshold: Duration { Duration(wholeNanoseconds: lateThresholdNs) }
     /// Index of the next deadline.
     public private(set) var next: Int64 = 1
     public private(set) var late: UInt64 = 0
     public private(set) var missed: UInt64 = 0
-    public private(set) var maxLateness: Duration = .zero
+    public var maxLateness: Duration { Duration(wholeNanoseconds: maxLatenessNs) }
     /// |window length − interval| of every window so far, in µs.
     public private(set) var lengthError = MicrosecondHistogram()
-    private var previousWake: Duration = .zero
+    private let intervalNs: Int64
+    private let lateThresholdNs: Int64
+    private var maxLatenessNs: Int64 = 0
+    private var previousWakeNs: Int64 = 0
 
     public init(interval: Duration, lateThreshold: Duration? = nil) {
-        self.interval = interval
-        self.lateThreshold = lateThreshold ?? min(interval / 10, .milliseconds(5))
+        intervalNs = interval.wholeNanoseconds
+        lateThresholdNs = (lateThreshold ?? min(interval / 10, .milliseconds(5))).wholeNanoseconds
     }
 
     /// The offset from the origin of the next deadline.
-    public var nextDeadline: Duration { interval * next }
+    public var nextDeadline: Duration { Duration(wholeNanoseconds: intervalNs &* next) }
 
     /// Records a wake-up at `elapsed` (since the origin) for the current deadline and moves to the next
     /// one. A wake-up past later deadlines skips them: they are counted as missed, and the window simply
     /// lasts longer — its energy is still exact.
     public mutating func wokeUp(at elapsed: Duration) {
-        let length = elapsed - previousWake
-        previousWake = elapsed
-        let error = length > interval ? length - interval : interval - length
-        lengthError.record(microseconds: Int(error / .microseconds(1)))
-        let lateness = elapsed - nextDeadline
-        if lateness > lateThreshold { late += 1 }
-        if lateness > maxLateness { maxLateness = lateness }
+        let now = elapsed.wholeNanoseconds
+        let length = now &- previousWakeNs
+        previousWakeNs = now
+        let error = length > intervalNs ? length &- intervalNs : intervalNs &- length
+        lengthError.record(microseconds: Int(error / 1000))
+        let lateness = now &- intervalNs &* next
+        if lateness > lateThresholdNs { late += 1 }
+        if lateness > maxLatenessNs { maxLatenessNs = lateness }
         var skip: Int64 = 0
-        if lateness >= interval {
-            skip = Int64(lateness / interval)
+        if lateness >= intervalNs {
+            skip = lateness / intervalNs
             missed += UInt64(skip)
         }
         next += 1 + skip
@@ -241,27 +247,35 @@ public final class Sampler: Service {
             meter.read(now: elapsed)
             if !final { schedule.wokeUp(at: elapsed) }
 
-            if meter.domains != window.domains {
+            // The meter's arrays once per window (one retain each, not a getter call per domain).
+            let domains = meter.domains
+            let totals = meter.totals
+            let statuses = meter.statuses
+            if domains != window.domains {
                 // A domain found by refresh() (window.domains are still the last window's): its window starts now.
-                previousTotals = meter.domains.carrying(previousTotals, from: window.domains, fill: 0)
+                previousTotals = domains.carrying(previousTotals, from: window.domains, fill: 0)
             }
             window.energy.removeAll(keepingCapacity: true)
             window.stuck.removeAll(keepingCapacity: true)
-            for i in meter.domains.indices {
-                switch meter.statuses[i] {
+            for i in domains.indices {
+                switch statuses[i] {
                 case .failed, .glitch:
                     window.energy.append(nil)
                     window.stuck.append(false)
-                case .ok, .stuck:
-                    window.energy.append(meter.totals[i] &- previousTotals[i])
-                    previousTotals[i] = meter.totals[i]
-                    window.stuck.append(meter.statuses[i] == .stuck)
+                case .ok:
+                    window.energy.append(totals[i] &- previousTotals[i])
+                    previousTotals[i] = totals[i]
+                    window.stuck.append(false)
+                case .stuck:
+                    window.energy.append(totals[i] &- previousTotals[i])
+                    previousTotals[i] = totals[i]
+                    window.stuck.append(true)
                 }
             }
             window.startMicroseconds = window.endMicroseconds
             window.endMicroseconds = endWall
             window.duration = elapsed - windowStart
-            window.domains = meter.domains
+            window.domains = domains
             window.readErrors = meter.readErrors
             window.glitches = meter.glitches
             window.lateWindows = schedule.late

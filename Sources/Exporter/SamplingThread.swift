@@ -36,55 +36,33 @@ public protocol SamplingTimer: Sendable {
     func stop()
 }
 
-/// `CLOCK_MONOTONIC`, waited on with `pthread_cond_timedwait(3)` on a condition variable set to that
-/// clock: the kernel sleeps until the absolute deadline (no drift from computing relative timeouts),
-/// and `stop()` wakes the wait at once.
+/// `CLOCK_MONOTONIC`, waited on with one `futex(2)` wait for the absolute deadline (through the C shim):
+/// the kernel sleeps until the deadline (no drift from computing relative timeouts), and `stop()` wakes
+/// the wait at once by changing the word it waits on.
 public final class MonotonicTimer: SamplingTimer, @unchecked Sendable {
-    // Guarded by `mutex`; the pthread objects live at stable addresses for the timer's lifetime.
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    private var stopped = false
+    /// 0 while running, 1 once stopped; at a stable address for the timer's lifetime, read and written
+    /// only atomically by the shim.
+    private let word = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
 
-    public init() {
-        pthread_mutex_init(mutex, nil)
-        var attributes = pthread_condattr_t()
-        pthread_condattr_init(&attributes)
-        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
-        pthread_cond_init(condition, &attributes)
-        pthread_condattr_destroy(&attributes)
-    }
+    public init() { word.initialize(to: 0) }
 
-    deinit {
-        pthread_cond_destroy(condition)
-        pthread_mutex_destroy(mutex)
-        condition.deallocate()
-        mutex.deallocate()
-    }
+    deinit { word.deallocate() }
 
     /// `clock_gettime(CLOCK_MONOTONIC)`.
     public func now() -> Duration {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
-        return .seconds(Int64(ts.tv_sec)) + .nanoseconds(Int64(ts.tv_nsec))
+        return Duration(secondsComponent: Int64(ts.tv_sec), attosecondsComponent: Int64(ts.tv_nsec) * 1_000_000_000)
     }
 
     public func wait(until deadline: Duration) -> Bool {
-        let (seconds, attoseconds) = deadline.components
-        var ts = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        while !stopped {
-            // ETIMEDOUT once the deadline has passed; 0 on stop() or a spurious wake-up (checked again).
-            if pthread_cond_timedwait(condition, mutex, &ts) == ETIMEDOUT { return !stopped }
-        }
-        return false
+        // 0 at the deadline, 1 once stopped; -errno only for a bad deadline or word (then stop too,
+        // rather than spin).
+        rapl_futex_wait_until(word, 0, deadline.wholeNanoseconds) == 0
     }
 
     public func stop() {
-        pthread_mutex_lock(mutex)
-        stopped = true
-        pthread_cond_broadcast(condition)
-        pthread_mutex_unlock(mutex)
+        _ = rapl_futex_store_and_wake(word, 1)
     }
 }
 

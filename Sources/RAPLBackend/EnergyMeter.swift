@@ -47,10 +47,11 @@ public final class EnergyMeter {
     /// missing device costs about one syscall per `retryAfter`, not one per sample.
     public var retryAfter: Duration { ledger.retryAfter }
 
-    /// All per-counter and per-domain state in one value, so that a read is one exclusive access to
-    /// one stored property (a class's stored properties are checked for exclusive access at every
-    /// access otherwise: several checks per counter per read).
-    private var ledger: Ledger
+    /// All per-counter and per-domain state in one value. Unchecked for exclusive access: a meter is
+    /// owned by one thread (the sampler's), and the runtime check Swift otherwise makes at every access
+    /// to a class's stored property (`swift_beginAccess`, a thread-local access-set look-up) was the
+    /// sampling thread's largest single cost per window (callgrind, docs/performance.md).
+    @exclusivity(unchecked) private var ledger: Ledger
 
     /// The default bound on one counter's power, in watts: far above any package, DRAM or platform
     /// domain shipped so far (the largest server packages draw about 500 W, bursts up to twice that),
@@ -223,7 +224,8 @@ private struct Ledger {
             }
         }
         for d in scratch.indices { scratch[d] = 0 }
-        for c in counters { scratch[c.domainIndex] &+= c.microjoules }
+        // By index: iterating the elements would copy each counter's state (its optional message).
+        for i in counters.indices { scratch[counters[i].domainIndex] &+= counters[i].microjoules }
         for d in domains.indices {
             let total = scratch[d]
             if let failure = domainFailure[d] {

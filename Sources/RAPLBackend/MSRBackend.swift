@@ -44,10 +44,12 @@ public final class MSRBackend: EnergyBackend {
     /// Package leaders not set up yet.
     private var pending: [CPUPlace] = []
     private var cpus: [Int] = []
+    // Read on every window: unchecked for exclusive access, like `EnergyMeter`'s state (one thread owns
+    // a backend; see EnergyMeter.ledger).
     /// `<dev>/cpu/N/msr` per opened CPU (`cpus`, same index), built once: a read must not format a path.
-    private var devices: [String] = []
-    private var fds: DescriptorTable
-    private var counterRegisters: [CounterRegister] = []
+    @exclusivity(unchecked) private var devices: [String] = []
+    @exclusivity(unchecked) private var fds: DescriptorTable
+    @exclusivity(unchecked) private var counterRegisters: [CounterRegister] = []
 
     public init(paths: HardwarePaths, facts: SystemFacts) throws(BackendUnavailable) {
         self.paths = paths

@@ -22,8 +22,10 @@ public final class PerfBackend: EnergyBackend {
         var label: String
     }
 
-    private var events: [Event] = []
-    private var fds: DescriptorTable
+    // Read on every window: unchecked for exclusive access, like `EnergyMeter`'s state (one thread owns
+    // a backend; see EnergyMeter.ledger).
+    @exclusivity(unchecked) private var events: [Event] = []
+    @exclusivity(unchecked) private var fds: DescriptorTable
 
     /// - Parameters:
     ///   - pmu: the PMU directory name; `power` is the RAPL PMU. Tests point it at other PMUs.

@@ -28,8 +28,10 @@ public final class SysfsBackend: EnergyBackend {
     }
 
     private let paths: HardwarePaths
-    private var zones: [Zone] = []
-    private var fds: DescriptorTable
+    // Read on every window: unchecked for exclusive access, like `EnergyMeter`'s state (one thread owns
+    // a backend; see EnergyMeter.ledger).
+    @exclusivity(unchecked) private var zones: [Zone] = []
+    @exclusivity(unchecked) private var fds: DescriptorTable
     private let buffer: UnsafeMutableRawBufferPointer
     /// Zones whose `name` could not be read at start; retried by `refresh()`.
     private var pending: [ZoneID] = []

@@ -101,18 +101,45 @@ import Testing
         #expect(HealthFile.defaultPath == "/tmp/rapl-exporter-\(geteuid())/health")
     }
 
-    /// The sampling thread only records the window's time; the file is written by the service, once a
-    /// second and at shutdown: no file I/O on the sampling thread.
-    @Test func windowsAreRecordedWithoutWritingTheFile() async throws {
+    /// The sampling thread records every window and, once a second of window time (or at once after the
+    /// wall clock stepped back), rewrites the file in place: the same file, the same length. A file
+    /// removed or replaced meanwhile is made anew.
+    @Test func theHeartbeatIsRewrittenInPlaceOnceASecond() throws {
         let tree = FakeTree()
         let path = tree.root + "/health"
         let wall = TestWallClock()
-        let health = HealthFile(path: path, scrapeInterval: .milliseconds(100), pushInterval: nil, wallClock: wall)
-        let written = try String(contentsOfFile: path, encoding: .utf8)
-        health.windowClosed(atMicroseconds: wall.nowMicroseconds() + 5_000_000)
-        #expect(try String(contentsOfFile: path, encoding: .utf8) == written)
-        #expect(health.current.lastWindowMillis == (wall.nowMicroseconds() + 5_000_000) / 1000)
-        health.flush()
-        #expect(HealthFile.State.parse(try String(contentsOfFile: path, encoding: .utf8))?.lastWindowMillis == health.current.lastWindowMillis)
+        let health = HealthFile(path: path, scrapeInterval: .milliseconds(100), pushInterval: .seconds(4), wallClock: wall)
+        func written() throws -> HealthFile.State? { HealthFile.State.parse(try String(contentsOfFile: path, encoding: .utf8)) }
+        func identity() -> (ino: UInt, size: Int) {
+            var st = stat()
+            _ = stat(path, &st)
+            return (UInt(st.st_ino), Int(st.st_size))
+        }
+        let t0 = wall.nowMicroseconds()
+        health.windowClosed(atMicroseconds: t0)
+        #expect(try written()?.lastWindowMillis == t0 / 1000)
+        let first = identity()
+
+        health.windowClosed(atMicroseconds: t0 + 500_000)
+        #expect(try written()?.lastWindowMillis == t0 / 1000, "not written again within a second")
+        #expect(health.current.lastWindowMillis == (t0 + 500_000) / 1000, "but recorded")
+
+        health.pushed(ok: false)
+        health.windowClosed(atMicroseconds: t0 + 1_000_000)
+        #expect(try written()?.lastWindowMillis == (t0 + 1_000_000) / 1000)
+        #expect(try written()?.consecutivePushFailures == 1)
+        #expect(identity().ino == first.ino && identity().size == first.size, "in place, fixed length")
+
+        #expect(unlink(path) == 0)
+        health.windowClosed(atMicroseconds: t0 + 2_000_000)
+        #expect(try written()?.lastWindowMillis == (t0 + 2_000_000) / 1000, "a removed file is made anew")
+
+        #expect(AtomicFile.write(path, "pid=1\n"))
+        health.windowClosed(atMicroseconds: t0 + 3_000_000)
+        #expect(try written()?.lastWindowMillis == (t0 + 3_000_000) / 1000, "a replaced file is replaced again")
+
+        health.windowClosed(atMicroseconds: t0 + 1_500_000)
+        #expect(try written()?.lastWindowMillis == (t0 + 1_500_000) / 1000, "a step back of the wall clock is written at once")
+        #expect(HealthFile.check(path: path, wallClock: wall).healthy)
     }
 }

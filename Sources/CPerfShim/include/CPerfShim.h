@@ -35,4 +35,14 @@ int rapl_set_timer_slack(unsigned long nanoseconds);
 /// The calling thread's timer slack in nanoseconds (prctl(PR_GET_TIMERSLACK)), or -errno.
 long rapl_get_timer_slack(void);
 
+/// The sampling thread's wait: sleeps until CLOCK_MONOTONIC reaches `deadline_ns` (absolute) or `*word`
+/// differs from `expected` (futex(FUTEX_WAIT_BITSET_PRIVATE): one syscall per wait, where
+/// pthread_cond_timedwait takes two, since its mutex is re-taken as contended and the unlock then wakes).
+/// Here because futex(2) has no glibc wrapper and syscall(2) is variadic. Wake-ups by signals and
+/// spurious wake-ups are waited out. Returns 0 at the deadline, 1 when `*word` != `expected`, or -errno.
+int rapl_futex_wait_until(uint32_t *word, uint32_t expected, int64_t deadline_ns);
+
+/// Stores `value` in `*word` and wakes every rapl_futex_wait_until on it. Returns 0 or -errno.
+int rapl_futex_store_and_wake(uint32_t *word, uint32_t value);
+
 #endif
