@@ -66,6 +66,16 @@ public final class MonotonicTimer: SamplingTimer, @unchecked Sendable {
     }
 }
 
+/// The CPU time the calling thread has used (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`): user and system,
+/// the kernel's nanosecond accounting.
+enum ThreadCPUTime {
+    static func current() -> Duration {
+        var ts = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+        return Duration(secondsComponent: Int64(ts.tv_sec), attosecondsComponent: Int64(ts.tv_nsec) * 1_000_000_000)
+    }
+}
+
 /// The calling thread's timer slack: how late the kernel may fire its timers to batch wake-ups (50 µs by
 /// default, which at 1 kHz makes most wake-ups 50 µs late). `prctl(PR_SET_TIMERSLACK)` through the C
 /// shim (prctl is variadic); a thread may set its own slack without privileges.
