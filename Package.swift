@@ -80,10 +80,11 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
-        // Fake hardware trees and a runner for the built binary, shared by the test targets.
+        // Fake hardware trees, a runner for the built binary and remote-write request helpers, shared by
+        // the test targets.
         .target(
             name: "TestSupport",
-            dependencies: ["RAPLBackend", "Support", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["RAPLBackend", "Support", "RemoteWriteProtobuf", .product(name: "Logging", package: "swift-log")],
             path: "Tests/TestSupport"
         ),
         .testTarget(
@@ -97,13 +98,27 @@ let package = Package(
                 "RAPLBackend",
                 "Support",
                 "TestSupport",
+                "RemoteWriteProtobuf",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        // Tests that run the built `rapl-exporter` binary (the command line, probe, healthcheck, the
+        // daemon against real and scripted receivers, privileges, deploy files): the other targets test
+        // the libraries in-process.
+        .testTarget(
+            name: "BinaryTests",
+            dependencies: [
+                "Exporter",
+                "RAPLBackend",
+                "Support",
+                "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 "RemoteWriteProtobuf",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-                .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
     ],

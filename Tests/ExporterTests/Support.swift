@@ -127,15 +127,6 @@ final class RecordingTransport: RemoteWriteTransport {
     func script(_ results: [TransportResult]) { state.withLock { $0.script = results } }
 }
 
-extension Prometheus_WriteRequest {
-    /// Samples of the series whose labels include all of `match`, in request order.
-    func samples(_ match: [String: String]) -> [(Int64, Double)] {
-        timeseries.filter { ts in
-            match.allSatisfy { k, v in ts.labels.contains { $0.name == k && $0.value == v } }
-        }.flatMap { $0.samples.map { ($0.timestamp, $0.value) } }
-    }
-}
-
 func energy(_ requests: [Prometheus_WriteRequest], component: String = "package-0") -> [(Int64, Double)] {
     requests.flatMap { $0.samples(["__name__": "pyjoules_remote_write_energy_uj", "component": component]) }
 }

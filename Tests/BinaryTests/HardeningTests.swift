@@ -196,12 +196,6 @@ import Testing
         await receiver.shutdown()
     }
 
-    @Test func redactionReplacesEverySecretLongestFirst() {
-        let body = Array("bad credentials: Bearer tok-12345 (token tok-12345), key K-abc".utf8)
-        let out = String(decoding: Redaction.redact(body, ["Bearer tok-12345", "tok-12345", "K-abc", "x"]), as: UTF8.self)
-        #expect(out == "bad credentials: <redacted> (token <redacted>), key <redacted>")
-    }
-
     /// A receiver that echoes the credentials in its error body does not get them into the log.
     @Test func receiverBodiesAreLoggedWithoutTheCredentialsSent() async throws {
         let tree = tree()
