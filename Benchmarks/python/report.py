@@ -37,7 +37,7 @@ rows.append(f"| daemon, {S} s at 10 Hz: CPU seconds | {d['swift']['cpu_s']:.3f} 
 rows.append(f"| — the floor: a C loop doing only the {S * 10} wake-ups and reads | {d['floor_cpu_s']:.3f} s | seed {d['python']['cpu_s']:.3f} s | {floor_ratio:.1f}× less | | the most any exporter can reach here |")
 rows.append(f"| daemon after start-up: CPU per second of run | {swift_steady * 1000:.2f} ms/s | seed {python_steady * 1000:.2f} ms/s | {python_steady / max(swift_steady, 1e-9):.1f}× less | | start-up: {d['swift']['cpu_1s'] * 1000:.0f} ms vs {d['python']['cpu_1s'] * 1000:.0f} ms (1 s runs) |")
 floor_steady = d["floor_cpu_s"] / S
-sampler_steady = d["swift"].get("sampler_cpu_s", 0) / S
+sampler_steady = d["swift"].get("sampler_us_per_window", 0) * 10 / 1e6
 rows.append(f"| 10 Hz after start-up: daemon CPU per second | {swift_steady * 1000:.3f} ms/s | C loop {floor_steady * 1000:.3f} ms/s | {swift_steady / max(floor_steady, 1e-9):.2f}× the floor | ≤ 1.5× | {verdict(swift_steady <= 1.5 * floor_steady)} |")
 rows.append(f"| 10 Hz: the sampling thread's CPU per second | {sampler_steady * 1000:.3f} ms/s | C loop {floor_steady * 1000:.3f} ms/s | {sampler_steady / max(floor_steady, 1e-9):.2f}× the floor | ≤ 1.5× | {verdict(sampler_steady <= 1.5 * floor_steady)} |")
 rows.append(f"| daemon, {S} s: peak RSS | {d['swift']['rss_kb'] / 1024:.1f} MB | seed {d['python']['rss_kb'] / 1024:.1f} MB | {rss_ratio:.2f}× | ≤ 0.5× | {verdict(rss_ratio <= 0.5)} |")
@@ -46,7 +46,7 @@ f = k["floor"]
 rows.append(f"| 1 kHz sampling, {S} s: CPU share of one core | {k['cpu_share'] * 100:.2f} % | C loop {f['cpu_share'] * 100:.2f} % | {k['cpu_share'] / max(f['cpu_share'], 1e-9):.2f}× the floor | < 1 % | {verdict(k['cpu_share'] < 0.01)} |")
 khz_ratio = k["cpu_share"] / max(f["cpu_share"], 1e-9)
 rows.append(f"| 1 kHz: daemon CPU against the C loop's | {k['cpu_share'] * 100:.2f} % | C loop {f['cpu_share'] * 100:.2f} % | {khz_ratio:.2f}× the floor | ≤ 1.5× | {verdict(khz_ratio <= 1.5)} |")
-khz_sampler = k.get("sampler_cpu_share", 0)
+khz_sampler = k.get("sampler_us_per_window", 0) * k["windows"] / S / 1e6
 rows.append(f"| 1 kHz: the sampling thread's CPU | {khz_sampler * 100:.2f} % | C loop {f['cpu_share'] * 100:.2f} % | {khz_sampler / max(f['cpu_share'], 1e-9):.2f}× the floor | ≤ 1.5× | {verdict(khz_sampler <= 1.5 * f['cpu_share'])} |")
 rows.append(f"| 1 kHz: window-length error p50 / p99 / max | {k['p50_us']} / {k['p99_us']} / {k['max_us']} µs | C loop {f['p50_us']} / {f['p99_us']} / {f['max_us']} µs | | p99 < 100 µs | {verdict(0 <= k['p99_us'] < 100)} |")
 rows.append(f"| 1 kHz: windows missed | {k['missed']} of {k['windows']} ({k['late']} late > 100 µs) | C loop {f['missed']} of {f['windows']} | | none | {verdict(k['missed'] == 0)} |")
@@ -134,7 +134,10 @@ pushing; on this VM most of it is the timer wake-up itself (see the floor rows).
 - **The floor** (`Benchmarks/c/bare_timer.c`): a C loop that sleeps to each absolute deadline
   (`clock_nanosleep(TIMER_ABSTIME)`, timer slack as the daemon sets it) and `pread`s the same four files —
   nothing else. On this VM a timer wake-up costs tens of µs of CPU (guest timer programming and the
-  idle/wake path), so this loop alone is the lower bound of any exporter's CPU at a given rate.
+  idle/wake path), so this loop alone is the lower bound of any exporter's CPU at a given rate. It runs
+  at the same time as the daemon it is compared with (the 10 Hz run, the 1 kHz run): this VM's cost per
+  wake-up drifts from minute to minute. The sampling thread's own CPU is its `CLOCK_THREAD_CPUTIME_ID`
+  per window after its first (the daemon's end-of-run notice), times the windows per second.
 - **1 kHz sampling**: the daemon with `--scrape-interval 0.001` for {S} s on the same tree and
   receiver; the window-length error is |window length − 1 ms| for every window, from the sampler's own
   histogram (logged at exit); missed = deadlines skipped because a wake-up came after them; late = woke
@@ -146,13 +149,33 @@ pushing; on this VM most of it is the timer wake-up itself (see the floor rows).
 
 ## Where the time and memory go (profiled with callgrind; `perf` is not available here)
 
-- **Sampling** runs on a thread of its own (`rapl-sampler`) that waits for each absolute deadline with
-  `pthread_cond_timedwait` on `CLOCK_MONOTONIC` (one futex wait; `stop()` wakes it at shutdown), with its
-  timer slack set to 0.1 % of the interval (1 µs at 1 kHz; the kernel's default 50 µs made most 1 kHz
-  wake-ups "late"). Each window is the meter read, a few stores into reused arrays, and one locked append
-  of its samples to the remote writer's intake — no async job, no actor hop, no allocation. The previous
-  design (`Task.sleep` on Swift concurrency's timers, an actor hop and arrays per window) cost 10–13 % of a
-  core at 1 kHz with p99 169–1150 µs and hundreds of missed windows per minute.
+- **Sampling** runs on a thread of its own (`rapl-sampler`) that waits for each absolute deadline with one
+  `futex(FUTEX_WAIT_BITSET)` on `CLOCK_MONOTONIC` through the C shim (`stop()` changes the word and wakes
+  it at shutdown; `pthread_cond_timedwait` took two syscalls per window, its mutex being re-taken as
+  contended so that the unlock woke), with its timer slack set to 0.1 % of the interval (1 µs at 1 kHz;
+  the kernel's default 50 µs made most 1 kHz wake-ups "late"). Each window is the meter read, a few stores
+  into reused arrays, one locked append of its samples to the remote writer's intake and, once a second,
+  one `pwrite` of the heartbeat file — no async job, no actor hop, no allocation. The previous design
+  (`Task.sleep` on Swift concurrency's timers, an actor hop and arrays per window) cost 10–13 % of a core
+  at 1 kHz with p99 169–1150 µs and hundreds of missed windows per minute.
+- **The sampling thread's own cost** (callgrind over a 20 s run at 10 Hz, 4 sysfs domains, pushing, per
+  window): about 9 800 instructions before this round, 6 400 after (including the heartbeat's share).
+  What went: runtime generic-metadata look-ups at every window (the writer's intake was a type nested in
+  the generic `RemoteWriter<C>`, reached through the `WindowSink` existential; `Duration * Int64` is an
+  unspecialised generic call: the window schedule now counts integer nanoseconds; a `package` generic
+  helper made `@inlinable`), dynamic exclusivity checks (`swift_beginAccess`, about 2 000 instructions per
+  window: the meter's and the backends' per-read state, owned by the one sampling thread, are
+  `@exclusivity(unchecked)`), a getter call with retain and release per domain for the meter's arrays (now
+  taken once per window), a copy of each counter's state (with its optional message) when summing. Few
+  instructions remain; most of the thread's time is the wake-up itself and the window's code and data
+  being cache-cold after 100 ms asleep: a build that skipped the reads and the sink cost about what the C
+  loop costs with its reads (per-thread schedstat, side by side).
+- **The heartbeat** used to be written by a service of its own, once a second, with a timer on Swift
+  concurrency's thread pool: each write woke the dispatch timer thread and several pool threads (strace:
+  about five wake-ups per write), each costing tens of µs of CPU on this VM — 0.4–0.5 ms/s at 10 Hz,
+  more than the write. It is now written by the sampling thread at the end of the first window of each
+  second: one `pwrite` of a fixed-length record into the open file (made atomically at start, made anew
+  when the path no longer names it), formatted into reused bytes (about 3 000 instructions a second).
 - **The meter** keeps all per-counter state in one value, so a read is one exclusive access instead of
   several runtime exclusivity checks per counter (a class's stored properties are checked at every access);
   error messages (with their paths) are built only when a read fails. That took the MSR reading from
@@ -175,12 +198,13 @@ pushing; on this VM most of it is the timer wake-up itself (see the floor rows).
   connection: about 40 million instructions under callgrind). The seed at 10 Hz costs
   {python_steady * 100:.2f} % of a core after start-up: 50× less than the seed's {S} s is
   {d['python']['cpu_s'] / 50 * 1000:.0f} ms, below the {d['floor_cpu_s'] * 1000:.0f} ms the bare C loop needs for the same wake-ups.
-  After start-up the daemon costs {swift_steady / max(d['floor_cpu_s'] / S, 1e-9):.1f}× the floor per second. Few of those are
-  instructions (callgrind: about 7 000 per window on the sampling thread, about 700 000 per push on a new
-  TCP connection every 4 s); most is time on the sampling thread around its wake-ups (per-thread
-  schedstat), with the window's code and data cache-cold after 100 ms asleep. (The futex wait itself costs
-  the same per wake-up as `clock_nanosleep`, within this VM's noise, measured in C.) At 1 kHz the sampling
-  thread is 3.9 % of a core and every other thread together 0.2 %.
+  After start-up the daemon costs {swift_steady / max(d['floor_cpu_s'] / S, 1e-9):.1f}× the floor per second and its sampling thread
+  {sampler_steady / max(d['floor_cpu_s'] / S, 1e-9):.1f}×. The rest is the push every 4 s (a new connection per request; encoding, NIO's event
+  loop and Swift concurrency's pool: about ten thread wake-ups per push) and libdispatch's own timer, which
+  wakes its manager thread once a second. Not done (yet): a kept-alive connection (fewer syscalls, not
+  fewer wake-ups), and running Swift concurrency on NIO's event loop instead of dispatch's pool (fewer
+  threads woken per push; its threads would have to start after the capabilities are dropped, before
+  any task exists).
 - **1 kHz**: CPU is {k['cpu_share'] / max(f['cpu_share'], 1e-9):.2f}× the C loop's; the window-length error and missed windows are
   the VM's (the C loop's are of the same size: vCPUs descheduled for milliseconds). "Late" counts wake-ups
   more than 100 µs after their deadline; the window length error stays small when consecutive wake-ups are
