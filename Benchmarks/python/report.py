@@ -147,7 +147,7 @@ pushing; on this VM most of it is the timer wake-up itself (see the floor rows).
 - This is a 2-core VM shared with nothing else during the run; its vCPUs are sometimes descheduled for
   milliseconds (the C loop misses deadlines too).
 
-## Where the time and memory go (profiled with callgrind; `perf` is not available here)
+## Where the time and memory go (callgrind, per-thread schedstat, strace, `perf record` on the software `cpu-clock` event)
 
 - **Sampling** runs on a thread of its own (`rapl-sampler`) that waits for each absolute deadline with one
   `futex(FUTEX_WAIT_BITSET)` on `CLOCK_MONOTONIC` through the C shim (`stop()` changes the word and wakes
@@ -176,9 +176,8 @@ pushing; on this VM most of it is the timer wake-up itself (see the floor rows).
   more than the write. It is now written by the sampling thread at the end of the first window of each
   second: one `pwrite` of a fixed-length record into the open file (made atomically at start, made anew
   when the path no longer names it), formatted into reused bytes (about 3 000 instructions a second).
-- **The meter** keeps all per-counter state in one value, so a read is one exclusive access instead of
-  several runtime exclusivity checks per counter (a class's stored properties are checked at every access);
-  error messages (with their paths) are built only when a read fails. That took the MSR reading from
+- **The meter** keeps all per-counter state in one value, unchecked for exclusive access (see above: a
+  class's stored properties are otherwise checked at every access, several times per counter); error messages (with their paths) are built only when a read fails. That took the MSR reading from
   1.46–1.82× to {msr_ratio:.2f}× the bare syscalls in this run.
 - **Glitch detection** (each counter step checked against the power bound, docs/reliability.md) costs,
   per full reading, 126 instructions with 4 static sysfs counters (3 792 → 3 918, +3 %), 149 with 5 static
