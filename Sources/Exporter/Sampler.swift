@@ -265,14 +265,10 @@ public final class Sampler: Service {
                 case .failed, .glitch:
                     window.energy.append(nil)
                     window.stuck.append(false)
-                case .ok:
+                case .ok, .stuck:
                     window.energy.append(totals[i] &- previousTotals[i])
                     previousTotals[i] = totals[i]
-                    window.stuck.append(false)
-                case .stuck:
-                    window.energy.append(totals[i] &- previousTotals[i])
-                    previousTotals[i] = totals[i]
-                    window.stuck.append(true)
+                    window.stuck.append(statuses[i].isStuck)
                 }
             }
             window.startMicroseconds = window.endMicroseconds

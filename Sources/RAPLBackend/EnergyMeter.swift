@@ -15,6 +15,12 @@ public enum DomainStatus: Sendable, Equatable {
     /// further than the domain's power bound allows): that step is not energy. Nothing is exported for
     /// it and the counter is re-based on its new value; the message gives the numbers.
     case glitch(String)
+
+    /// Whether this is ``stuck`` (without comparing the other cases' messages).
+    public var isStuck: Bool {
+        if case .stuck = self { return true }
+        return false
+    }
 }
 
 /// Owns counter deltas, wraparound and unit conversion for every backend.
