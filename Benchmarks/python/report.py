@@ -199,8 +199,9 @@ pushing; on this VM most of it is the timer wake-up itself (see the floor rows).
   {d['python']['cpu_s'] / 50 * 1000:.0f} ms, below the {d['floor_cpu_s'] * 1000:.0f} ms the bare C loop needs for the same wake-ups.
   After start-up the daemon costs {swift_steady / max(d['floor_cpu_s'] / S, 1e-9):.1f}× the floor per second and its sampling thread
   {sampler_steady / max(d['floor_cpu_s'] / S, 1e-9):.1f}×. The rest is the push every 4 s (a new connection per request; encoding, NIO's event
-  loop and Swift concurrency's pool: about ten thread wake-ups per push) and libdispatch's own timer, which
-  wakes its manager thread once a second. Not done (yet): a kept-alive connection (fewer syscalls, not
+  loop and Swift concurrency's pool: about ten thread wake-ups per push) and libdispatch's workqueue monitor
+  (on Linux a 1 Hz timer on its manager thread, `_dispatch_workq_monitor_pools`, part of the runtime that
+  runs Swift concurrency). Not done (yet): a kept-alive connection (fewer syscalls, not
   fewer wake-ups), and running Swift concurrency on NIO's event loop instead of dispatch's pool (fewer
   threads woken per push; its threads would have to start after the capabilities are dropped, before
   any task exists).
