@@ -54,14 +54,8 @@ public enum StandardStreams {
 /// unpredictable name, opened O_EXCL: no symlink or file planted in a shared directory is followed or
 /// reused), then `rename(2)` over it (which replaces a symlink at the path itself, never its target).
 enum AtomicFile {
-    static func write(_ path: String, _ content: String) -> Bool {
-        guard let fd = create(path, Array(content.utf8)) else { return false }
-        close(fd)
-        return true
-    }
-
-    /// Makes the file at `path` anew with `bytes` (atomically, as ``write(_:_:)``) and returns a
-    /// descriptor open on it for ``overwrite(_:_:previousLength:)``; nil when it cannot.
+    /// Makes the file at `path` anew with `bytes`, atomically as above, and returns a descriptor open on
+    /// it for ``overwrite(_:_:previousLength:)``; nil when it cannot.
     static func create(_ path: String, _ bytes: [UInt8]) -> CInt? {
         var template = Array((path + ".XXXXXX").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }

@@ -53,7 +53,7 @@ import Testing
         let path = tree.root + "/health"
         #expect(symlink(victim, path + ".\(getpid()).tmp") == 0)
         #expect(symlink(victim, path) == 0)
-        #expect(AtomicFile.write(path, "pid=1\n"))
+        #expect(AtomicFile.create(path, Array("pid=1\n".utf8)).map(AtomicFile.close) != nil)
         #expect(try String(contentsOfFile: victim, encoding: .utf8) == "precious\n")
         var st = stat()
         #expect(lstat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFREG)
@@ -117,7 +117,7 @@ import Testing
         health.windowClosed(atMicroseconds: t0 + 2_000_000)
         #expect(try written()?.lastWindowMillis == (t0 + 2_000_000) / 1000, "a removed file is made anew")
 
-        #expect(AtomicFile.write(path, "pid=1\n"))
+        #expect(AtomicFile.create(path, Array("pid=1\n".utf8)).map(AtomicFile.close) != nil)
         health.windowClosed(atMicroseconds: t0 + 3_000_000)
         #expect(try written()?.lastWindowMillis == (t0 + 3_000_000) / 1000, "a replaced file is replaced again")
 
