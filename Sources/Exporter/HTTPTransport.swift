@@ -4,10 +4,15 @@ import NIOPosix
 import NIOSSL
 import RAPLBackend
 import Support
+import Synchronization
 
-/// Remote write over HTTP/1.1 with SwiftNIO: one connection per request (a push every few seconds does
-/// not need pooling), the whole exchange — connect, send, response — bounded by the request timeout, so
-/// a hanging receiver cannot stall the queue.
+/// Remote write over HTTP/1.1 with SwiftNIO. One connection, kept open between requests (HTTP/1.1
+/// keep-alive: a push is then one write and one read, not a TCP — or TLS — handshake and a teardown);
+/// requests go one at a time, so one connection is all there is. The whole exchange — connect, send,
+/// response — is bounded by the request timeout, so a hanging receiver cannot stall the queue; a
+/// connection that timed out, failed, or that the receiver asked to close is not used again. When a
+/// kept connection turns out closed by the receiver before any answer (its idle timeout crossing our
+/// write), the request is sent once more on a new connection.
 public struct HTTPTransport: RemoteWriteTransport {
     public let endpoint: RemoteWriteEndpoint
     /// The fixed headers; the Authorization header is added per request, from its file.
@@ -15,13 +20,15 @@ public struct HTTPTransport: RemoteWriteTransport {
     private let authorization: RemoteWriteAuthorization
     private let sslContext: NIOSSLContext?
     private let serverName: String?
-    private let explicitGroup: (any EventLoopGroup)?
+    private var explicitGroup: (any EventLoopGroup)?
     /// NIO's shared group, created at the first request: its threads must start after the process has
     /// dropped its capabilities, so that they hold none.
     private var group: any EventLoopGroup { explicitGroup ?? MultiThreadedEventLoopGroup.singleton }
 
     /// Values of the user's extra headers, long enough to be worth redacting from response bodies.
     private let redactedHeaderValues: [String]
+    /// The connection kept open between requests.
+    private let kept = KeptConnection()
 
     public static let userAgent = "rapl-exporter/\(ExporterVersion.current)"
 
@@ -44,7 +51,6 @@ public struct HTTPTransport: RemoteWriteTransport {
                 ("Content-Type", "application/x-protobuf"),
                 ("X-Prometheus-Remote-Write-Version", "0.1.0"),
                 ("User-Agent", Self.userAgent),
-                ("Connection", "close"),
             ] + extraHeaders
         self.redactedHeaderValues = extraHeaders.map(\.1).filter { $0.count >= 4 }
         if endpoint.tls {
@@ -65,6 +71,13 @@ public struct HTTPTransport: RemoteWriteTransport {
             sslContext = nil
             serverName = nil
         }
+    }
+
+    /// The same transport, its connections on `group`'s loops (the daemon's one event loop).
+    public func running(on group: any EventLoopGroup) -> HTTPTransport {
+        var copy = self
+        copy.explicitGroup = group
+        return copy
     }
 
     static func isIPAddress(_ host: String) -> Bool {
@@ -89,43 +102,87 @@ public struct HTTPTransport: RemoteWriteTransport {
             // The message names the file and the problem, never its content.
             return .failure("cannot use the credentials: \(error)")
         }
-        let promise = group.next().makePromise(of: TransportResult.self)
-        let request = head
-        let sslContext = sslContext
-        let serverName = serverName
-        let bootstrap = ClientBootstrap(group: group)
-            .connectTimeout(.nanoseconds(nanoseconds))
-            .channelInitializer { channel in
-                do {
-                    if let sslContext {
-                        try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: sslContext, serverHostname: serverName))
-                    }
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(
-                        ExchangeHandler(request: request, body: body, deadline: deadline, timeout: timeout, promise: promise)
-                    )
-                    return channel.eventLoop.makeSucceededVoidFuture()
-                } catch {
-                    return channel.eventLoop.makeFailedFuture(error)
-                }
+        var reused = kept.take()
+        while true {
+            let outcome = await exchange(head, body, on: reused, deadline: deadline, nanoseconds: nanoseconds)
+            switch outcome {
+            case .unanswered where reused != nil:
+                // The receiver closed the kept connection as we wrote: say it again on a new one.
+                reused = nil
+                continue
+            case .unanswered(let error):
+                let why = error.map { Self.describe($0) } ?? "connection closed before a complete response"
+                return .failure("\(endpoint.host):\(endpoint.port): \(why)")
+            case .failed(let error) where error is CancellationError:
+                return .failure("cancelled by shutdown")
+            case .failed(let error):
+                return .failure("\(endpoint.host):\(endpoint.port): \(Self.describe(error))")
+            case .answered(let status, let headers, let responseBody, _):
+                return .response(status: status, headers: headers, body: Redaction.redact(responseBody, secrets))
             }
-        // The exchange completes the promise; so do a failed connect and cancellation (shutdown
-        // abandons the request in flight at once instead of waiting out its timeout).
-        let connected = bootstrap.connect(host: endpoint.host, port: endpoint.port)
-        connected.whenFailure { promise.fail($0) }
-        promise.futureResult.whenComplete { _ in connected.whenSuccess { $0.close(promise: nil) } }
+        }
+    }
+
+    /// One request on `channel` (a kept connection) or on a new connection. The connection is kept for
+    /// the next request only when the response came complete and allows it.
+    private func exchange(
+        _ head: HTTPRequestHead, _ body: [UInt8], on channel: (any Channel)?, deadline: NIODeadline, nanoseconds: Int64
+    ) async -> ExchangeOutcome {
+        let connection: any Channel
+        if let channel {
+            connection = channel
+        } else {
+            do {
+                connection = try await connect(nanoseconds: nanoseconds)
+            } catch {
+                return .failed(error)
+            }
+        }
+        let promise = connection.eventLoop.makePromise(of: ExchangeOutcome.self)
+        let request = Exchange(head: head, body: body, deadline: deadline, promise: promise)
+        // A kept connection closed under us fails the write: nothing was sent.
+        connection.writeAndFlush(request).whenFailure { promise.succeed(.unanswered($0)) }
+        let outcome: ExchangeOutcome
         do {
-            let result = try await withTaskCancellationHandler {
+            outcome = try await withTaskCancellationHandler {
                 try await promise.futureResult.get()
             } onCancel: {
                 promise.fail(CancellationError())  // no-op when the exchange already completed it
             }
-            guard case .response(let status, let headers, let body) = result else { return result }
-            return .response(status: status, headers: headers, body: Redaction.redact(body, secrets))
-        } catch is CancellationError {
-            return .failure("cancelled by shutdown")
         } catch {
-            return .failure("\(endpoint.host):\(endpoint.port): \(Self.describe(error))")
+            outcome = .failed(error)
+        }
+        if case .answered(_, _, _, keepAlive: true) = outcome, connection.isActive {
+            kept.put(connection)
+        } else {
+            connection.close(promise: nil)
+        }
+        return outcome
+    }
+
+    /// A new connection with the TLS (when https) and HTTP handlers, within `nanoseconds`.
+    private func connect(nanoseconds: Int64) async throws -> any Channel {
+        let sslContext = sslContext
+        let serverName = serverName
+        let timeout = TimeAmount.nanoseconds(nanoseconds)
+        let describedTimeout = Duration(wholeNanoseconds: nanoseconds)
+        let connected = ClientBootstrap(group: group)
+            .connectTimeout(timeout)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let sslContext {
+                        try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: sslContext, serverHostname: serverName))
+                    }
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(ExchangeHandler(timeout: describedTimeout))
+                }
+            }
+            .connect(host: endpoint.host, port: endpoint.port)
+        return try await withTaskCancellationHandler {
+            try await connected.get()
+        } onCancel: {
+            // Shutdown abandons a connect in progress at once instead of waiting out its timeout.
+            connected.whenSuccess { $0.close(promise: nil) }
         }
     }
 
@@ -192,79 +249,122 @@ struct ExchangeError: Error, CustomStringConvertible {
     var description: String
 }
 
-/// Writes the request when the connection is up, collects the response, and completes the promise
-/// exactly once: on the response's end, on an error, on the connection closing early, or at the deadline.
-private final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler {
+/// A request in flight on a connection, and where its outcome goes.
+private struct Exchange {
+    var head: HTTPRequestHead
+    var body: [UInt8]
+    var deadline: NIODeadline
+    var promise: EventLoopPromise<ExchangeOutcome>
+}
+
+/// How one exchange ended.
+private enum ExchangeOutcome: Sendable {
+    case answered(status: Int, headers: [(String, String)], body: [UInt8], keepAlive: Bool)
+    /// The connection closed or failed (the error, when there was one) before any byte of a response.
+    case unanswered((any Error)?)
+    case failed(any Error)
+}
+
+/// The one idle connection between requests.
+private final class KeptConnection: Sendable {
+    private let channel = Mutex<(any Channel)?>(nil)
+
+    /// The kept connection, if it is still open (it is no longer kept).
+    func take() -> (any Channel)? {
+        channel.withLock { kept in
+            defer { kept = nil }
+            return kept?.isActive == true ? kept : nil
+        }
+    }
+
+    func put(_ connection: any Channel) {
+        let previous = channel.withLock { kept in
+            defer { kept = connection }
+            return kept
+        }
+        if let previous, previous !== connection { previous.close(promise: nil) }
+    }
+}
+
+/// On a connection for its whole life: writes each request (`Exchange`) written to the channel,
+/// collects its response, and completes its promise exactly once — on the response's end, on an error,
+/// on the connection closing, or at the deadline (then the connection is closed, never reused).
+private final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = Exchange
     typealias OutboundOut = HTTPClientRequestPart
 
-    private let request: HTTPRequestHead
-    private let body: [UInt8]
-    private let deadline: NIODeadline
     private let timeout: Duration
-    private let promise: EventLoopPromise<TransportResult>
+    private var promise: EventLoopPromise<ExchangeOutcome>?
     private var status = 0
     private var headers: [(String, String)] = []
     private var responseBody: [UInt8] = []
-    private var completed = false
+    private var keepAlive = false
+    private var answered = false
     private var timer: Scheduled<Void>?
 
     /// Response bodies are kept for the log only; this much is plenty.
     private static let bodyLimit = 64 * 1024
 
-    init(request: HTTPRequestHead, body: [UInt8], deadline: NIODeadline, timeout: Duration, promise: EventLoopPromise<TransportResult>) {
-        self.request = request
-        self.body = body
-        self.deadline = deadline
-        self.timeout = timeout
-        self.promise = promise
-    }
+    init(timeout: Duration) { self.timeout = timeout }
 
-    private func complete(_ result: Result<TransportResult, any Error>, context: ChannelHandlerContext) {
-        guard !completed else { return }
-        completed = true
+    private func complete(_ outcome: ExchangeOutcome, context: ChannelHandlerContext, close: Bool) {
+        guard let promise else { return }
+        self.promise = nil
         timer?.cancel()
-        promise.completeWith(result)
-        context.close(promise: nil)
+        timer = nil
+        promise.succeed(outcome)
+        if close { context.close(promise: nil) }
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    func write(context: ChannelHandlerContext, data: NIOAny, promise writePromise: EventLoopPromise<Void>?) {
+        let exchange = unwrapOutboundIn(data)
+        guard promise == nil else {
+            exchange.promise.fail(ExchangeError(description: "a request is already in flight on this connection"))
+            return
+        }
+        promise = exchange.promise
+        status = 0
+        headers = []
+        responseBody = []
+        answered = false
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        timer = context.eventLoop.scheduleTask(deadline: deadline) {
+        timer = context.eventLoop.scheduleTask(deadline: exchange.deadline) {
             let (handler, context) = loopBound.value
             handler.complete(
-                .failure(ExchangeError(description: "no complete response within \(handler.timeout) (request timeout)")), context: context)
+                .failed(ExchangeError(description: "no complete response within \(handler.timeout) (request timeout)")), context: context,
+                close: true)
         }
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        context.write(wrapOutboundOut(.head(request)), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-        context.fireChannelActive()
+        context.write(wrapOutboundOut(.head(exchange.head)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: exchange.body)))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: writePromise)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        answered = true
         switch unwrapInboundIn(data) {
         case .head(let head):
             status = Int(head.status.code)
             headers = head.headers.map { ($0.name, $0.value) }
+            keepAlive = head.isKeepAlive
         case .body(var buffer):
             let room = Self.bodyLimit - responseBody.count
             if room > 0, let bytes = buffer.readBytes(length: min(room, buffer.readableBytes)) {
                 responseBody.append(contentsOf: bytes)
             }
         case .end:
-            complete(.success(.response(status: status, headers: headers, body: responseBody)), context: context)
+            complete(.answered(status: status, headers: headers, body: responseBody, keepAlive: keepAlive), context: context, close: !keepAlive)
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        complete(.failure(ExchangeError(description: "connection closed before a complete response")), context: context)
+        complete(
+            answered ? .failed(ExchangeError(description: "connection closed before a complete response")) : .unanswered(nil),
+            context: context, close: false)
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        complete(.failure(error), context: context)
+        complete(answered ? .failed(error) : .unanswered(error), context: context, close: true)
     }
 }

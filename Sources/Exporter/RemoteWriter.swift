@@ -87,6 +87,9 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
     private let random: @Sendable () -> Double
     private let health: HealthFile?
     private let logger: Logger
+    /// Where the writer's own unstructured tasks (the request that may outlive a shutdown signal, the
+    /// flush) run: the event loop the daemon's async work prefers; nil, Swift concurrency's default.
+    private let executor: (any TaskExecutor)?
 
     private let intake = Mutex(WriterIntake())
     /// The table as of the last cut batch: every series a queued sample refers to is in it.
@@ -107,9 +110,11 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         wallClock: any WallClock = SystemWallClock(),
         random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
         health: HealthFile? = nil,
+        executor: (any TaskExecutor)? = nil,
         logger: Logger = Logger(label: "rapl-exporter.remote-write")
     ) {
         self.health = health
+        self.executor = executor
         self.settings = settings
         self.holdLimit = Int64(settings.maxSampleAge.seconds * 1000)
         self.transport = transport
@@ -223,7 +228,7 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         }
         // Not cancelled with this task (a test or an escalating service group cancels it): the flush
         // is bounded by its own deadline.
-        await Task { [deadline] in await self.flush(until: deadline) }.value
+        await Task(executorPreference: executor) { [deadline] in await self.flush(until: deadline) }.value
     }
 
     /// Cuts a batch every push interval and sends what is due, until cancelled.
@@ -361,7 +366,7 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
     /// it cancelled. True in `cut` when it was.
     private func sendOutlivingShutdown(_ body: [UInt8], timeout: Duration) async -> (TransportResult, cut: Bool) {
         let transport = transport
-        let sending = Task { await transport.send(body, timeout: timeout) }
+        let sending = Task(executorPreference: executor) { await transport.send(body, timeout: timeout) }
         let watchdog = Mutex<Task<Void, Never>?>(nil)
         let clock = clock
         let limit = settings.shutdownTimeout
@@ -369,7 +374,7 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
             await sending.value
         } onCancel: {
             watchdog.withLock {
-                $0 = Task {
+                $0 = Task(executorPreference: executor) {
                     try? await clock.sleep(for: limit)
                     sending.cancel()
                 }

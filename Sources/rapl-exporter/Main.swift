@@ -31,7 +31,7 @@ enum Main {
             } catch {
                 fail(error)
             }
-            runAsync { try await RunCommand.serve(started) }
+            runAsync(on: started.executor) { try await RunCommand.serve(started) }
         } else if let asyncCommand = command as? any AsyncParsableCommand {
             nonisolated(unsafe) var command = asyncCommand
             runAsync { try await command.run() }
@@ -42,8 +42,9 @@ enum Main {
         }
     }
 
-    static func runAsync(_ body: @escaping @Sendable () async throws -> Void) -> Never {
-        Task {
+    /// Runs `body` in a task that prefers `executor` (the daemon's event loop), then exits.
+    static func runAsync(on executor: (any TaskExecutor)? = nil, _ body: @escaping @Sendable () async throws -> Void) -> Never {
+        Task(executorPreference: executor) {
             do {
                 try await body()
                 RAPLExporter.exit()

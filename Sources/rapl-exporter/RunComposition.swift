@@ -1,6 +1,7 @@
 import ArgumentParser
 import Exporter
 import Logging
+import NIOPosix
 import RAPLBackend
 import ServiceLifecycle
 import Support
@@ -12,8 +13,10 @@ extension RunCommand {
     struct PreparedRun: Sendable {
         var group: ServiceGroup
         var duration: Duration?
-        var writer: RemoteWriter<ContinuousClock>?
+        var writer: RemoteWriter<EventLoopClock>?
         var stdout: StdoutSink?
+        /// Where the daemon's async work runs (see `EventLoopTaskExecutor`).
+        var executor: EventLoopTaskExecutor
     }
 
     /// The composition root. Everything that needs privileges runs synchronously on the only thread:
@@ -98,12 +101,17 @@ extension RunCommand {
     /// order: the sampler closes its last window first, then the writer flushes.
     func makeServices(_ settings: Settings, meter: sending EnergyMeter, transport: HTTPTransport?, logger: Logger) -> PreparedRun {
         let health = makeHealthFile(settings, logger: logger)
+        // One event loop thread for all the async work (started now: the capabilities are dropped).
+        let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1).next()
+        let executor = EventLoopTaskExecutor(loop)
         var services: [any Service] = []
         let sink: any WindowSink
-        var writer: RemoteWriter<ContinuousClock>?
+        var writer: RemoteWriter<EventLoopClock>?
         var stdout: StdoutSink?
         if let remoteWrite = settings.remoteWrite, let transport {
-            let remote = RemoteWriter(settings: remoteWrite, transport: transport, clock: ContinuousClock(), health: health)
+            let remote = RemoteWriter(
+                settings: remoteWrite, transport: transport.running(on: loop), clock: EventLoopClock(loop), health: health,
+                executor: executor)
             services.append(remote)
             (sink, writer) = (remote, remote)
             logger.info(
@@ -131,7 +139,8 @@ extension RunCommand {
         )
         // The writer bounds its own flush by the shutdown timeout; this is the backstop.
         configuration.maximumGracefulShutdownDuration = (settings.remoteWrite?.shutdownTimeout ?? .zero) + .seconds(5)
-        return PreparedRun(group: ServiceGroup(configuration: configuration), duration: settings.duration, writer: writer, stdout: stdout)
+        return PreparedRun(
+            group: ServiceGroup(configuration: configuration), duration: settings.duration, writer: writer, stdout: stdout, executor: executor)
     }
 
     /// The heartbeat file: the flag or variable's path as given, or the default in a directory of this
@@ -177,7 +186,8 @@ extension RunCommand {
         let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup)
         let group = started.group
         let writer = started.writer
-        Task {
+        let executor = started.executor
+        Task(executorPreference: executor) {
             var first = true
             for await signal in signals {
                 if first {
@@ -193,8 +203,8 @@ extension RunCommand {
             }
         }
         if let runFor = started.duration {
-            Task {
-                try? await Task.sleep(for: runFor)
+            Task(executorPreference: executor) {
+                try? await EventLoopClock(executor.eventLoop).sleep(for: runFor)
                 await group.triggerGracefulShutdown()
             }
         }

@@ -105,6 +105,31 @@ struct ReceiverIntegrationTests {
         requests.compactMap(\.writeRequest).flatMap { $0.samples(["__name__": "pyjoules_remote_write_energy_uj"]).map(\.0) }
     }
 
+    /// A push wakes one thread: the event loop's timer fires, and the batch is encoded, sent on the
+    /// kept connection and answered there. Swift concurrency's thread pool (libdispatch's workers, and
+    /// with them its once-a-second monitor) is never started while the daemon runs.
+    @Test func pushesRunOnTheEventLoopOverOneConnection() async throws {
+        let receiver = try await ScriptedReceiver([], keepAlive: true)
+        let tree = FakeTree.powercap()
+        let daemon = try Daemon(
+            tree.sysfsArguments + ["--remote-write-url", receiver.url, "--scrape-interval", "0.05", "--push-interval", "0.3", "--duration", "5"])
+        try await waitUntil("three pushes") { receiver.requests.count >= 3 }
+        let pid = daemon.process.processIdentifier
+        let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")
+        let names = tasks.compactMap { try? String(contentsOfFile: "/proc/\(pid)/task/\($0)/comm", encoding: .utf8) }
+            .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+        daemon.process.terminate()
+        #expect(try await daemon.waitExit() == 0, "\(daemon.log)")
+        await receiver.shutdown()
+        #expect(names.contains("rapl-sampler"))
+        #expect(names.filter { $0.hasPrefix("NIO-") }.count == 1, "\(names)")
+        // libdispatch names its pool workers after their queue ("com.apple.root.default-qos", cut to
+        // 15 characters); only its manager and signal threads (".overcommit") may exist.
+        #expect(!names.contains { $0.hasSuffix("-qos") }, "\(names)")
+        #expect(receiver.connections == 1)
+        #expect(receiver.requests.count >= 3)
+    }
+
     @Test func serverErrorIsRetriedWithTheSameBodyThenEverythingArrives() async throws {
         let (receiver, daemon) = try await run([.respond(500, [], "try later")], seconds: 2)
         let requests = receiver.requests

@@ -9,11 +9,14 @@ import Synchronization
 @testable import Exporter
 
 /// An in-process HTTP receiver on 127.0.0.1 that answers from a script (then 204), records every
-/// request with its arrival time, and can hang without answering.
+/// request with its arrival time, and can hang without answering or close the connection unanswered.
+/// Each answer asks the client to close the connection, unless made with `keepAlive`.
 final class ScriptedReceiver: Sendable {
     enum Action: Sendable {
         case respond(Int, [(String, String)], String)
         case hang
+        /// Closes the connection without a byte of answer.
+        case close
     }
 
     struct Request: Sendable {
@@ -27,14 +30,14 @@ final class ScriptedReceiver: Sendable {
         }
     }
 
-    private let state: Mutex<(script: [Action], requests: [Request])>
+    private let state: Mutex<(script: [Action], requests: [Request], connections: Int)>
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     private let channel: any Channel
     let port: Int
 
     /// With `tls` (PEM certificate and key paths) it serves https.
-    init(_ script: [Action], tls: (certificate: String, key: String)? = nil) async throws {
-        let state = Mutex((script: script, requests: [Request]()))
+    init(_ script: [Action], tls: (certificate: String, key: String)? = nil, keepAlive: Bool = false) async throws {
+        let state = Mutex((script: script, requests: [Request](), connections: 0))
         self.state = state
         let box = StateBox(receiver: nil)
         let sslContext = try tls.map { tls in
@@ -52,7 +55,7 @@ final class ScriptedReceiver: Sendable {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
                     }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(Handler(box: box))
+                    try channel.pipeline.syncOperations.addHandler(Handler(box: box, keepAlive: keepAlive))
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
@@ -68,6 +71,10 @@ final class ScriptedReceiver: Sendable {
     var url: String { "http://127.0.0.1:\(port)/api/v1/write" }
     var httpsURL: String { "https://127.0.0.1:\(port)/api/v1/write" }
     var requests: [Request] { state.withLock { $0.requests } }
+    /// Connections accepted so far.
+    var connections: Int { state.withLock { $0.connections } }
+
+    fileprivate func connected() { state.withLock { $0.connections += 1 } }
 
     fileprivate func record(_ request: Request) -> Action {
         state.withLock { s in
@@ -85,10 +92,19 @@ final class ScriptedReceiver: Sendable {
         typealias InboundIn = HTTPServerRequestPart
         typealias OutboundOut = HTTPServerResponsePart
         let box: StateBox
+        let keepAlive: Bool
         var headers: [(String, String)] = []
         var body: [UInt8] = []
 
-        init(box: StateBox) { self.box = box }
+        init(box: StateBox, keepAlive: Bool) {
+            self.box = box
+            self.keepAlive = keepAlive
+        }
+
+        func channelActive(context: ChannelHandlerContext) {
+            box.receiver.withLock { $0 }?.connected()
+            context.fireChannelActive()
+        }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             switch unwrapInboundIn(data) {
@@ -100,11 +116,12 @@ final class ScriptedReceiver: Sendable {
             case .end:
                 guard let receiver = box.receiver.withLock({ $0 }) else { return }
                 let action = receiver.record(Request(time: Date(), headers: headers, body: body))
+                if case .close = action { context.close(promise: nil) }
                 guard case .respond(let status, let extra, let text) = action else { return }
                 var head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: status))
                 for (k, v) in extra { head.headers.add(name: k, value: v) }
                 head.headers.add(name: "Content-Length", value: String(text.utf8.count))
-                head.headers.add(name: "Connection", value: "close")
+                if !keepAlive { head.headers.add(name: "Connection", value: "close") }
                 context.write(wrapOutboundOut(.head(head)), promise: nil)
                 context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: text)))), promise: nil)
                 context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in }

@@ -1,0 +1,80 @@
+import NIOPosix
+import Testing
+
+@testable import Exporter
+
+/// The transport keeps its connection between requests (HTTP/1.1 keep-alive), and never at the cost of
+/// a request: one the receiver asked to close, one that timed out or failed is not used again, and a
+/// kept connection found closed when the request is written gets the request again on a new one.
+@Suite struct KeptConnectionTests {
+    func transport(_ receiver: ScriptedReceiver) throws -> HTTPTransport {
+        try HTTPTransport(endpoint: try #require(RemoteWriteEndpoint(receiver.url)))
+            .running(on: MultiThreadedEventLoopGroup.singleton)
+    }
+
+    func status(_ result: TransportResult) -> Int? {
+        if case .response(let status, _, _) = result { return status }
+        return nil
+    }
+
+    @Test func requestsShareOneConnection() async throws {
+        let receiver = try await ScriptedReceiver([], keepAlive: true)
+        defer { Task { await receiver.shutdown() } }
+        let transport = try transport(receiver)
+        for _ in 0..<3 {
+            #expect(status(await transport.send([1, 2, 3], timeout: .seconds(5))) == 204)
+        }
+        #expect(receiver.requests.count == 3)
+        #expect(receiver.connections == 1)
+        #expect(receiver.requests.allSatisfy { $0.header("Connection") == nil })
+    }
+
+    @Test func aResponseThatAsksToCloseIsHonoured() async throws {
+        let receiver = try await ScriptedReceiver([], keepAlive: false)
+        defer { Task { await receiver.shutdown() } }
+        let transport = try transport(receiver)
+        for _ in 0..<3 {
+            #expect(status(await transport.send([1], timeout: .seconds(5))) == 204)
+        }
+        #expect(receiver.connections == 3)
+    }
+
+    @Test func aKeptConnectionClosedUnderTheRequestIsReplacedOnce() async throws {
+        // The second request meets a connection the receiver closes without answering (its idle
+        // timeout crossing the write): sent again on a new connection, it is answered.
+        let receiver = try await ScriptedReceiver([.respond(204, [], ""), .close], keepAlive: true)
+        defer { Task { await receiver.shutdown() } }
+        let transport = try transport(receiver)
+        #expect(status(await transport.send([1], timeout: .seconds(5))) == 204)
+        #expect(status(await transport.send([2], timeout: .seconds(5))) == 204)
+        #expect(receiver.requests.map(\.body) == [[1], [2], [2]])
+        #expect(receiver.connections == 2)
+    }
+
+    @Test func aNewConnectionClosedUnansweredIsAFailureNotALoop() async throws {
+        let receiver = try await ScriptedReceiver([.close, .close], keepAlive: true)
+        defer { Task { await receiver.shutdown() } }
+        let transport = try transport(receiver)
+        let result = await transport.send([1], timeout: .seconds(5))
+        guard case .failure(let why) = result else {
+            Issue.record("expected a failure, got \(result)")
+            return
+        }
+        #expect(why.contains("connection closed before a complete response"))
+        #expect(receiver.requests.count == 1)
+    }
+
+    @Test func aConnectionThatTimedOutIsNotUsedAgain() async throws {
+        let receiver = try await ScriptedReceiver([.hang], keepAlive: true)
+        defer { Task { await receiver.shutdown() } }
+        let transport = try transport(receiver)
+        let first = await transport.send([1], timeout: .milliseconds(300))
+        guard case .failure(let why) = first else {
+            Issue.record("expected a timeout, got \(first)")
+            return
+        }
+        #expect(why.contains("request timeout"))
+        #expect(status(await transport.send([2], timeout: .seconds(5))) == 204)
+        #expect(receiver.connections == 2)
+    }
+}
