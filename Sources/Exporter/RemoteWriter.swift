@@ -396,6 +396,8 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
     private func dropTooOld() {
         let cutoff = wallClock.nowMicroseconds() / 1000 - Int64(settings.maxSampleAge.seconds * 1000)
         let from = batches[0].delivered
+        // The common case, nothing too old, copies nothing.
+        guard batches[0].samples[from...].contains(where: { $0.timestamp < cutoff }) else { return }
         let before = batches[0].samples.count
         var kept = Array(batches[0].samples[..<from])
         kept.append(contentsOf: batches[0].samples[from...].lazy.filter { $0.timestamp >= cutoff })
