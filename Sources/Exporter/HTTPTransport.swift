@@ -8,7 +8,8 @@ import Synchronization
 
 /// Remote write over HTTP/1.1 with SwiftNIO. One connection, kept open between requests (HTTP/1.1
 /// keep-alive: a push is then one write and one read, not a TCP — or TLS — handshake and a teardown);
-/// requests go one at a time, so one connection is all there is. The whole exchange — connect, send,
+/// requests go one at a time, so one connection is all there is; one idle for more than a minute is
+/// replaced. The whole exchange — connect, send,
 /// response — is bounded by the request timeout, so a hanging receiver cannot stall the queue; a
 /// connection that timed out, failed, or that the receiver asked to close is not used again. When a
 /// kept connection turns out closed by the receiver before any answer (its idle timeout crossing our
@@ -28,7 +29,10 @@ public struct HTTPTransport: RemoteWriteTransport {
     /// Values of the user's extra headers, long enough to be worth redacting from response bodies.
     private let redactedHeaderValues: [String]
     /// The connection kept open between requests.
-    private let kept = KeptConnection()
+    private let kept: KeptConnection
+
+    /// A kept connection idle for longer is not used again (see `KeptConnection`).
+    public static let maximumIdle = Duration.seconds(60)
 
     public static let userAgent = "rapl-exporter/\(ExporterVersion.current)"
 
@@ -39,9 +43,11 @@ public struct HTTPTransport: RemoteWriteTransport {
         tls: TLSSettings = TLSSettings(),
         authorization: RemoteWriteAuthorization = .none,
         extraHeaders: [(String, String)] = [],
-        group: (any EventLoopGroup)? = nil
+        group: (any EventLoopGroup)? = nil,
+        maximumIdle: Duration = HTTPTransport.maximumIdle
     ) throws {
         self.endpoint = endpoint
+        self.kept = KeptConnection(maximumIdle: maximumIdle)
         self.explicitGroup = group
         self.authorization = authorization
         self.headers =
@@ -265,22 +271,33 @@ private enum ExchangeOutcome: Sendable {
     case failed(any Error)
 }
 
-/// The one idle connection between requests.
+/// The one idle connection between requests. One idle for longer than `maximumIdle` is not used again:
+/// NAT gateways and proxies drop idle connections, some without a word, and a request written into one
+/// would wait out its whole timeout.
 private final class KeptConnection: Sendable {
-    private let channel = Mutex<(any Channel)?>(nil)
+    private let maximumIdle: TimeAmount
+    private let kept = Mutex<(channel: any Channel, since: NIODeadline)?>(nil)
 
-    /// The kept connection, if it is still open (it is no longer kept).
+    init(maximumIdle: Duration) { self.maximumIdle = .nanoseconds(maximumIdle.wholeNanoseconds) }
+
+    /// The kept connection, if it is still open and was not idle too long (it is no longer kept).
     func take() -> (any Channel)? {
-        channel.withLock { kept in
+        let taken = kept.withLock { kept in
             defer { kept = nil }
-            return kept?.isActive == true ? kept : nil
+            return kept
         }
+        guard let (channel, since) = taken else { return nil }
+        guard channel.isActive, NIODeadline.now() - since < maximumIdle else {
+            channel.close(promise: nil)
+            return nil
+        }
+        return channel
     }
 
     func put(_ connection: any Channel) {
-        let previous = channel.withLock { kept in
-            defer { kept = connection }
-            return kept
+        let previous = kept.withLock { kept in
+            defer { kept = (connection, NIODeadline.now()) }
+            return kept?.channel
         }
         if let previous, previous !== connection { previous.close(promise: nil) }
     }

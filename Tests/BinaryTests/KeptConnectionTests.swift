@@ -7,8 +7,8 @@ import Testing
 /// a request: one the receiver asked to close, one that timed out or failed is not used again, and a
 /// kept connection found closed when the request is written gets the request again on a new one.
 @Suite struct KeptConnectionTests {
-    func transport(_ receiver: ScriptedReceiver) throws -> HTTPTransport {
-        try HTTPTransport(endpoint: try #require(RemoteWriteEndpoint(receiver.url)))
+    func transport(_ receiver: ScriptedReceiver, maximumIdle: Duration = HTTPTransport.maximumIdle) throws -> HTTPTransport {
+        try HTTPTransport(endpoint: try #require(RemoteWriteEndpoint(receiver.url)), maximumIdle: maximumIdle)
             .running(on: MultiThreadedEventLoopGroup.singleton)
     }
 
@@ -27,6 +27,18 @@ import Testing
         #expect(receiver.requests.count == 3)
         #expect(receiver.connections == 1)
         #expect(receiver.requests.allSatisfy { $0.header("Connection") == nil })
+    }
+
+    @Test func aConnectionIdleTooLongIsReplaced() async throws {
+        // NAT gateways and proxies drop idle connections, some silently: past the idle limit (zero
+        // here) the next request goes on a new connection.
+        let receiver = try await ScriptedReceiver([], keepAlive: true)
+        defer { Task { await receiver.shutdown() } }
+        let transport = try transport(receiver, maximumIdle: .zero)
+        for _ in 0..<2 {
+            #expect(status(await transport.send([1], timeout: .seconds(5))) == 204)
+        }
+        #expect(receiver.connections == 2)
     }
 
     @Test func aResponseThatAsksToCloseIsHonoured() async throws {
