@@ -145,7 +145,8 @@ public struct HTTPTransport: RemoteWriteTransport {
             }
         }
         let promise = connection.eventLoop.makePromise(of: ExchangeOutcome.self)
-        let request = Exchange(head: head, body: body, deadline: deadline, promise: promise)
+        let timeout = Duration(wholeNanoseconds: nanoseconds)
+        let request = Exchange(head: head, body: body, deadline: deadline, timeout: timeout, promise: promise)
         // A kept connection closed under us fails the write: nothing was sent.
         connection.writeAndFlush(request).whenFailure { promise.succeed(.unanswered($0)) }
         let outcome: ExchangeOutcome
@@ -166,28 +167,29 @@ public struct HTTPTransport: RemoteWriteTransport {
         return outcome
     }
 
-    /// A new connection with the TLS (when https) and HTTP handlers, within `nanoseconds`.
+    /// A new connection with the TLS (when https) and HTTP handlers, within `nanoseconds`; cancellation
+    /// (shutdown) abandons it at once instead of waiting out the connect timeout.
     private func connect(nanoseconds: Int64) async throws -> any Channel {
         let sslContext = sslContext
         let serverName = serverName
-        let timeout = TimeAmount.nanoseconds(nanoseconds)
-        let describedTimeout = Duration(wholeNanoseconds: nanoseconds)
         let connected = ClientBootstrap(group: group)
-            .connectTimeout(timeout)
+            .connectTimeout(.nanoseconds(nanoseconds))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let sslContext {
                         try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: sslContext, serverHostname: serverName))
                     }
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(ExchangeHandler(timeout: describedTimeout))
+                    try channel.pipeline.syncOperations.addHandler(ExchangeHandler())
                 }
             }
             .connect(host: endpoint.host, port: endpoint.port)
+        let outcome = group.next().makePromise(of: (any Channel).self)
+        connected.cascade(to: outcome)
         return try await withTaskCancellationHandler {
-            try await connected.get()
+            try await outcome.futureResult.get()
         } onCancel: {
-            // Shutdown abandons a connect in progress at once instead of waiting out its timeout.
+            outcome.fail(CancellationError())  // no-op once connected or failed
             connected.whenSuccess { $0.close(promise: nil) }
         }
     }
@@ -260,6 +262,8 @@ private struct Exchange {
     var head: HTTPRequestHead
     var body: [UInt8]
     var deadline: NIODeadline
+    /// For the message when the deadline passes.
+    var timeout: Duration
     var promise: EventLoopPromise<ExchangeOutcome>
 }
 
@@ -311,7 +315,6 @@ private final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
     typealias OutboundIn = Exchange
     typealias OutboundOut = HTTPClientRequestPart
 
-    private let timeout: Duration
     private var promise: EventLoopPromise<ExchangeOutcome>?
     private var status = 0
     private var headers: [(String, String)] = []
@@ -322,8 +325,6 @@ private final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     /// Response bodies are kept for the log only; this much is plenty.
     private static let bodyLimit = 64 * 1024
-
-    init(timeout: Duration) { self.timeout = timeout }
 
     private func complete(_ outcome: ExchangeOutcome, context: ChannelHandlerContext, close: Bool) {
         guard let promise else { return }
@@ -346,11 +347,11 @@ private final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
         responseBody = []
         answered = false
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let timeout = exchange.timeout
         timer = context.eventLoop.scheduleTask(deadline: exchange.deadline) {
             let (handler, context) = loopBound.value
             handler.complete(
-                .failed(ExchangeError(description: "no complete response within \(handler.timeout) (request timeout)")), context: context,
-                close: true)
+                .failed(ExchangeError(description: "no complete response within \(timeout) (request timeout)")), context: context, close: true)
         }
         context.write(wrapOutboundOut(.head(exchange.head)), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: exchange.body)))), promise: nil)

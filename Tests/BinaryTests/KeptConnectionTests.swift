@@ -89,4 +89,17 @@ import Testing
         #expect(status(await transport.send([2], timeout: .seconds(5))) == 204)
         #expect(receiver.connections == 2)
     }
+
+    @Test func cancellationEndsARequestInFlightAtOnce() async throws {
+        let receiver = try await ScriptedReceiver([.hang], keepAlive: true)
+        defer { Task { await receiver.shutdown() } }
+        let transport = try transport(receiver)
+        let sending = Task { await transport.send([1], timeout: .seconds(3600)) }
+        try await waitUntil("the request to arrive") { receiver.requests.count == 1 }
+        sending.cancel()
+        #expect(await sending.value == .failure("cancelled by shutdown"))
+        // The cancelled request's connection is not used again.
+        #expect(status(await transport.send([2], timeout: .seconds(5))) == 204)
+        #expect(receiver.connections == 2)
+    }
 }
