@@ -77,7 +77,11 @@ extension SettingKey {
     public static let cumulative = SettingKey(
         "cumulative", "EXPORT_CUMULATIVE", .boolean, "Also write the cumulative counter rapl_energy_joules_total, for rate()")
     public static let output = SettingKey(
-        "output", "OUTPUT", default: "remote-write with a URL, else stdout", value: "kind", "remote-write or stdout")
+        "output", "OUTPUT", default: "remote-write with a URL, else none with --listen, else stdout", value: "kind",
+        "remote-write, stdout or none (only the /metrics endpoint)")
+    public static let listen = SettingKey(
+        "listen", "LISTEN_ADDRESS", value: "host:port",
+        "Serve /metrics (Prometheus text and OpenMetrics), /healthz and / on this address, e.g. ':9102'; off when unset")
     public static let duration = SettingKey("duration", "RUN_DURATION_S", value: "seconds", "Run this many seconds, then stop exactly as on SIGTERM")
     public static let maxSampleAge = SettingKey(
         "max-sample-age", "MAX_SAMPLE_AGE_S", default: "1800", value: "seconds", "Drop samples older than this instead of retrying them")
@@ -148,7 +152,7 @@ extension SettingKey {
 
     /// Every setting, in the order of docs/configuration.md.
     public static let all: [SettingKey] = [
-        remoteWriteURL, scrapeInterval, pushInterval, maxRetryBatches, serviceLabel, metricName, cumulative, output, duration,
+        remoteWriteURL, scrapeInterval, pushInterval, maxRetryBatches, serviceLabel, metricName, cumulative, output, listen, duration,
         maxSampleAge, requestTimeout, shutdownTimeout, maxSamplesPerRequest, stuckAfter, maxDomainPower,
         tlsCAFile, tlsCertFile, tlsKeyFile, tlsServerName, tlsInsecureSkipVerify, basicAuthUsername, basicAuthPasswordFile,
         bearerTokenFile, headers, labels,

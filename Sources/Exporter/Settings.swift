@@ -45,6 +45,8 @@ public struct Settings: Sendable {
     public enum Output: String, Sendable {
         case remoteWrite = "remote-write"
         case stdout
+        /// Neither: only the /metrics endpoint (`--listen`).
+        case none
     }
 
     public var reading: ReadingSettings
@@ -61,6 +63,8 @@ public struct Settings: Sendable {
     public var keepCapabilities: Bool
     /// The heartbeat file as given; nil for the default (`HealthFile.defaultPath`).
     public var healthFile: String?
+    /// Where the /metrics endpoint listens; nil: no endpoint.
+    public var listen: ListenAddress?
 
     public static func resolve(_ cli: CommandLineValues, environment: [String: String]) throws(ConfigurationError) -> Settings {
         try Resolver(cli: cli, environment: environment).run()
@@ -167,9 +171,14 @@ struct Resolver {
         let runFor = try number(.duration, default: nil)
         let power = try number(.maxDomainPower, default: EnergyMeter.defaultMaximumPower)!
         let url = text(.remoteWriteURL)
-        let outputText = text(.output) ?? (url == nil ? "stdout" : "remote-write")
+        let listen = try listenAddress()
+        let outputText = text(.output) ?? (url != nil ? "remote-write" : listen != nil ? "none" : "stdout")
         guard let output = Settings.Output(rawValue: outputText.lowercased()) else {
-            throw ConfigurationError("invalid output '\(printable(outputText))' (\(SettingKey.output.names)): expected remote-write or stdout")
+            throw ConfigurationError(
+                "invalid output '\(printable(outputText))' (\(SettingKey.output.names)): expected remote-write, stdout or none")
+        }
+        if output == .none, listen == nil {
+            throw ConfigurationError("output none needs the /metrics endpoint: set LISTEN_ADDRESS (or --listen), or choose remote-write or stdout")
         }
         let labels = try seriesLabels(style: reading.nameStyle)
         let keep = try boolean(.keepCapabilities)
@@ -212,8 +221,25 @@ struct Resolver {
             stuckAfter: Duration(secondsValue: stuck),
             maximumPower: power,
             keepCapabilities: keep,
-            healthFile: text(.healthFile)
+            healthFile: text(.healthFile),
+            listen: listen
         )
+    }
+
+    /// `--listen`: HOST:PORT, a port the unprivileged process can bind.
+    func listenAddress() throws(ConfigurationError) -> ListenAddress? {
+        guard let given = text(.listen) else { return nil }
+        guard let address = ListenAddress(given) else {
+            throw ConfigurationError(
+                "invalid listen address '\(printable(given))' (\(SettingKey.listen.names)): expected HOST:PORT, [IPv6]:PORT or :PORT (every interface)"
+            )
+        }
+        guard address.port >= 1024 else {
+            throw ConfigurationError(
+                "listen port \(address.port) (\(SettingKey.listen.names)) is below 1024: binding it needs CAP_NET_BIND_SERVICE, which the exporter has dropped before it listens; use a port from 1024 up"
+            )
+        }
+        return address
     }
 
     func seriesLabels(style: NameStyle) throws(ConfigurationError) -> SeriesSettings {

@@ -58,3 +58,11 @@ package enum TextFile {
         try Kernel.readRegularFile(path, limit: limit)
     }
 }
+
+/// Directory listings for the exporter's own process figures (`/proc/self/fd`).
+package enum DirectoryListing {
+    /// The number of entries of `path` (without `.` and `..`); nil when it cannot be listed.
+    package static func count(_ path: String) -> Int? {
+        try? Kernel.listDirectory(path).count
+    }
+}

@@ -30,6 +30,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: .key(.metricName)) var metricName: String?
     @Flag(help: .key(.cumulative)) var cumulative = false
     @Option(help: .key(.output)) var output: String?
+    @Option(help: .key(.listen)) var listen: String?
     @Option(parsing: .unconditional, help: .key(.duration)) var duration: String?
     @Option(parsing: .unconditional, help: .key(.maxSampleAge)) var maxSampleAge: String?
     @Option(parsing: .unconditional, help: .key(.requestTimeout)) var requestTimeout: String?
@@ -55,7 +56,7 @@ struct RunCommand: ParsableCommand {
         var v = reading.commandLine
         let options: [(SettingKey, String?)] = [
             (.remoteWriteURL, remoteWriteURL), (.scrapeInterval, scrapeInterval), (.pushInterval, pushInterval),
-            (.maxRetryBatches, maxRetryBatches), (.serviceLabel, serviceLabel), (.metricName, metricName), (.output, output),
+            (.maxRetryBatches, maxRetryBatches), (.serviceLabel, serviceLabel), (.metricName, metricName), (.output, output), (.listen, listen),
             (.duration, duration), (.maxSampleAge, maxSampleAge), (.requestTimeout, requestTimeout), (.shutdownTimeout, shutdownTimeout),
             (.maxSamplesPerRequest, maxSamplesPerRequest), (.stuckAfter, stuckAfter), (.maxDomainPower, maxDomainPower),
             (.tlsCAFile, tlsCAFile), (.tlsCertFile, tlsCertFile), (.tlsKeyFile, tlsKeyFile), (.tlsServerName, tlsServerName),

@@ -42,7 +42,7 @@ extension RunCommand {
         Self.dropCapabilities(unless: settings.keepCapabilities, backend: backend, facts: facts, logger: logger)
         try Self.checkSecretFiles(settings)
         let meter = EnergyMeter(backend: backend, stuckAfter: settings.stuckAfter, maximumPower: settings.maximumPower)
-        return makeServices(settings, meter: meter, transport: transport, logger: logger)
+        return try makeServices(settings, meter: meter, transport: transport, logger: logger)
     }
 
     /// The remote-write transport when a URL is given (TLS material loaded now: a bad CA or key exits 2).
@@ -97,33 +97,51 @@ extension RunCommand {
         }
     }
 
-    /// The writer (or the stdout printer) and the sampler in a service group that shuts down in reverse
-    /// order: the sampler closes its last window first, then the writer flushes.
-    func makeServices(_ settings: Settings, meter: sending EnergyMeter, transport: HTTPTransport?, logger: Logger) -> PreparedRun {
+    /// The writer (or the stdout printer), the /metrics endpoint and the sampler in a service group that
+    /// shuts down in reverse order: the sampler closes its last window first, then the writer flushes.
+    func makeServices(_ settings: Settings, meter: sending EnergyMeter, transport: HTTPTransport?, logger: Logger) throws(ExitCode) -> PreparedRun {
         let health = makeHealthFile(settings, logger: logger)
         // One event loop thread for all the async work (started now: the capabilities are dropped).
         let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1).next()
         let executor = EventLoopTaskExecutor(loop)
         var services: [any Service] = []
-        let sink: any WindowSink
+        var sinks: [any WindowSink] = []
         var writer: RemoteWriter<EventLoopClock>?
         var stdout: StdoutSink?
+        if let listen = settings.listen {
+            let state = ScrapeState()
+            let context = ScrapeContext(
+                nameStyle: settings.reading.nameStyle, version: ExporterVersion.current, backend: meter.backend.kind.rawValue,
+                startTimeSeconds: Double(SystemWallClock().nowMicroseconds()) / 1e6, process: nil)
+            do {
+                let server = try MetricsServer(address: listen, eventLoop: loop, state: state, context: context, health: health)
+                services.append(server)
+                sinks.append(state)
+                logger.info("serving /metrics on http://\(server.address)/metrics")
+            } catch {
+                logger.critical("cannot listen on \(listen) (--listen, LISTEN_ADDRESS): \(error)")
+                throw ExitCode(2)
+            }
+        }
         if let remoteWrite = settings.remoteWrite, let transport {
             let remote = RemoteWriter(
                 settings: remoteWrite, transport: transport.running(on: loop), clock: EventLoopClock(loop), health: health,
                 executor: executor)
             services.append(remote)
-            (sink, writer) = (remote, remote)
+            sinks.append(remote)
+            writer = remote
             logger.info(
                 "pushing to \(remoteWrite.endpoint) every \(remoteWrite.pushInterval), source=\(remoteWrite.series.source), metric \(remoteWrite.series.metricName)"
             )
-        } else {
+        } else if settings.output == .stdout {
             let shutdown = ShutdownTrigger()
             let printer = StdoutSink(style: settings.reading.nameStyle) { _ in shutdown.fire() }
             services.append(shutdown)
-            (sink, stdout) = (printer, printer)
+            sinks.append(printer)
+            stdout = printer
             logger.info("printing one JSON line per window to stdout")
         }
+        let sink: any WindowSink = sinks.count == 1 ? sinks[0] : WindowSinks(sinks)
         services.append(Sampler(meter: meter, interval: settings.scrapeInterval, sink: sink, health: health))
         // First, so it stops last: its final write sees the last window and push.
         if let health { services.insert(health, at: 0) }

@@ -61,6 +61,38 @@ struct ReceiverIntegrationTests {
         await receiver.stop()
     }
 
+    /// Prometheus scrapes /metrics (no pushing): the target is up, the counter never goes backwards
+    /// while the fake counter wraps, and once the counters stop, the scraped total is exactly the
+    /// energy added to the fake tree.
+    @Test func prometheusScrapesTheExactEnergy() async throws {
+        let port = freePort()
+        let tree = tree()
+        let daemon = try Daemon([
+            "--sysfs-root", tree.sys, "--dev-root", tree.dev, "--proc-root", tree.proc, "--backend", "sysfs",
+            "--listen", "127.0.0.1:\(port)", "--scrape-interval", "0.05", "--duration", "40",
+        ])
+        try await daemon.waitSampling()
+        let receiver = try ReceiverProcess(.prometheus, scraping: "127.0.0.1:\(port)")
+        try await receiver.waitReady()
+        // Prometheus applies new targets every 5 s: wait for its first scrape.
+        try await waitUntil("the first scrape", seconds: 20) { !((try? await receiver.samples("up{job=\"rapl\"}")) ?? []).isEmpty }
+        let added = try await advance(tree, steps: 50, pace: .milliseconds(60))  // 0.62 J: wraps past 10 J
+        let selector = "rapl_energy_joules_total{job=\"rapl\",component=\"package-0\",socket=\"0\"}"
+        let expected = Double(added) / 1e6
+        try await waitUntil("a scrape after the counters stopped", seconds: 15) {
+            (try? await receiver.samples(selector))?.last?.1 == expected
+        }
+        let scraped = try await receiver.samples(selector)
+        let up = try await receiver.samples("up{job=\"rapl\"}")
+        daemon.process.terminate()
+        #expect(try await daemon.waitExit() == 0, "\(daemon.log)")
+        await receiver.stop()
+        #expect(scraped.count >= 2)
+        #expect(zip(scraped, scraped.dropFirst()).allSatisfy { $0.1 <= $1.1 }, "never backwards, through the wrap")
+        #expect(scraped.last?.1 == expected, "the exact joules")
+        #expect(!up.isEmpty && up.allSatisfy { $0.1 == 1 })
+    }
+
     @Test func aPrometheusOutageLosesNoWindow() async throws {
         let receiver = try ReceiverProcess(.prometheus)
         try await receiver.waitReady()

@@ -76,8 +76,12 @@ final class ReceiverProcess: @unchecked Sendable {
     private var process: Process?
     private let log: String
 
-    init(_ kind: Kind) throws {
+    /// Prometheus only: the `host:port` it scrapes every second (job `rapl`), if any.
+    let scrapeTarget: String?
+
+    init(_ kind: Kind, scraping target: String? = nil) throws {
         self.kind = kind
+        self.scrapeTarget = target
         self.port = freePort()
         storage = NSTemporaryDirectory() + "rapl-receiver-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: storage, withIntermediateDirectories: true)
@@ -98,7 +102,12 @@ final class ReceiverProcess: @unchecked Sendable {
         switch kind {
         case .prometheus:
             let config = storage + "/prometheus.yml"
-            try "global:\n  scrape_interval: 1h\n".write(toFile: config, atomically: true, encoding: .utf8)
+            var yaml = "global:\n  scrape_interval: 1h\n"
+            if let scrapeTarget {
+                yaml += "scrape_configs:\n  - job_name: rapl\n    scrape_interval: 1s\n    scrape_timeout: 900ms\n"
+                yaml += "    static_configs:\n      - targets: ['\(scrapeTarget)']\n"
+            }
+            try yaml.write(toFile: config, atomically: true, encoding: .utf8)
             p.executableURL = URL(fileURLWithPath: Receivers.prometheus)
             p.arguments = [
                 "--config.file=\(config)", "--storage.tsdb.path=\(storage)/data",

@@ -121,6 +121,11 @@ import Testing
         ),
         ([:], ["REMOTE_WRITE_URL": "http://h/w", "REMOTE_WRITE_TLS_CA_FILE": "/ca"], "TLS options are set but the remote-write URL"),
         ([:], ["REMOTE_WRITE_URL": "https://h/w", "REMOTE_WRITE_TLS_CERT_FILE": "/c"], "mutual TLS needs both"),
+        ([:], ["LISTEN_ADDRESS": "9102"], "invalid listen address '9102' (--listen or LISTEN_ADDRESS): expected HOST:PORT"),
+        ([.listen: "localhost:70000"], [:], "invalid listen address 'localhost:70000'"),
+        ([.listen: "::1:9102"], [:], "invalid listen address '::1:9102'"),
+        ([.listen: ":80"], [:], "listen port 80 (--listen or LISTEN_ADDRESS) is below 1024: binding it needs CAP_NET_BIND_SERVICE"),
+        ([.output: "none"], [:], "output none needs the /metrics endpoint: set LISTEN_ADDRESS (or --listen)"),
         // With stdout output, remote-write options given wrongly are still errors.
         ([.output: "stdout"], ["REMOTE_WRITE_URL": "http://h/w", "REMOTE_WRITE_HEADERS": "bad"], "invalid header 'bad'"),
     ])
@@ -128,6 +133,21 @@ import Testing
         let refused = refusal(flags, env: env)
         #expect(refused?.contains(message) == true, "\(refused ?? "accepted")")
         #expect(refused?.contains("\n") == false)
+    }
+
+    @Test func listenAloneServesOnlyTheEndpointAndBesidePushingBoth() throws {
+        let alone = try resolve([.listen: ":9102"])
+        #expect(alone.listen == ListenAddress(":9102"))
+        #expect(alone.listen?.host == "0.0.0.0")
+        #expect(alone.output == .none)
+        let v6 = try resolve([:], env: ["LISTEN_ADDRESS": "[::1]:9102"])
+        #expect(v6.listen?.host == "::1")
+        #expect(v6.listen?.description == "[::1]:9102")
+        let both = try resolve([.listen: "127.0.0.1:9102"], env: ["REMOTE_WRITE_URL": "http://h/w"])
+        #expect(both.output == .remoteWrite)
+        #expect(both.listen?.port == 9102)
+        #expect(try resolve([.listen: "127.0.0.1:9102", .output: "stdout"]).output == .stdout)
+        #expect(try resolve().listen == nil)
     }
 
     /// docs/configuration.md documents every key of the table, and nothing that is not in it.

@@ -1,0 +1,206 @@
+import RAPLBackend
+import Support
+
+/// The two exposition formats `/metrics` serves: the Prometheus text format 0.0.4, and OpenMetrics 1.0
+/// when the scraper's `Accept` header asks for it (Prometheus does when it can parse it).
+public enum ExpositionFormat: Sendable, Equatable {
+    case prometheusText
+    case openMetrics
+
+    public var contentType: String {
+        switch self {
+        case .prometheusText: "text/plain; version=0.0.4; charset=utf-8"
+        case .openMetrics: "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        }
+    }
+
+    /// OpenMetrics when `accept` lists `application/openmetrics-text` (any version 1.x, or none) with a
+    /// non-zero quality; the text format otherwise.
+    public static func negotiate(accept: String?) -> ExpositionFormat {
+        guard let accept else { return .prometheusText }
+        for range in accept.split(separator: ",") {
+            let parts = range.split(separator: ";").map { $0.trimmingWhitespace() }
+            guard parts.first?.lowercased() == "application/openmetrics-text" else { continue }
+            var acceptable = true
+            for parameter in parts.dropFirst() {
+                let pair = parameter.split(separator: "=", maxSplits: 1).map { $0.trimmingWhitespace().lowercased() }
+                guard pair.count == 2 else { continue }
+                if pair[0] == "version", !pair[1].hasPrefix("1.") { acceptable = false }
+                if pair[0] == "q", let q = Double(pair[1]), q <= 0 { acceptable = false }
+            }
+            if acceptable { return .openMetrics }
+        }
+        return .prometheusText
+    }
+}
+
+/// The process figures Prometheus users expect from every exporter (`process_*`), read at each scrape.
+public struct ProcessFigures: Sendable, Equatable {
+    public var cpuSeconds: Double
+    public var residentBytes: UInt64
+    public var virtualBytes: UInt64
+    public var startTimeSeconds: Double
+    public var openFileDescriptors: Int
+    public var maxFileDescriptors: UInt64
+
+    public init(
+        cpuSeconds: Double, residentBytes: UInt64, virtualBytes: UInt64, startTimeSeconds: Double, openFileDescriptors: Int,
+        maxFileDescriptors: UInt64
+    ) {
+        self.cpuSeconds = cpuSeconds
+        self.residentBytes = residentBytes
+        self.virtualBytes = virtualBytes
+        self.startTimeSeconds = startTimeSeconds
+        self.openFileDescriptors = openFileDescriptors
+        self.maxFileDescriptors = maxFileDescriptors
+    }
+}
+
+/// Everything one scrape shows besides the sampler's figures.
+public struct ScrapeContext: Sendable {
+    public var nameStyle: NameStyle
+    public var version: String
+    public var backend: String
+    /// When the exporter started (seconds since the epoch): the counters' `_created`.
+    public var startTimeSeconds: Double
+    public var process: ProcessFigures?
+
+    public init(nameStyle: NameStyle, version: String, backend: String, startTimeSeconds: Double, process: ProcessFigures?) {
+        self.nameStyle = nameStyle
+        self.version = version
+        self.backend = backend
+        self.startTimeSeconds = startTimeSeconds
+        self.process = process
+    }
+}
+
+/// Writes a scrape's body. Every family has its HELP and TYPE; names carry their unit; label values are
+/// escaped; energy is exact (µJ written as joules with six decimals, no floating-point rounding).
+public struct Exposition {
+    public let format: ExpositionFormat
+    private(set) var out: [UInt8] = []
+
+    public init(format: ExpositionFormat) { self.format = format }
+
+    public static func render(_ figures: ScrapeFigures, _ context: ScrapeContext, format: ExpositionFormat) -> [UInt8] {
+        var e = Exposition(format: format)
+        e.write(figures, context)
+        return e.out
+    }
+
+    mutating func write(_ f: ScrapeFigures, _ c: ScrapeContext) {
+        let labels = f.domains.map { domain in
+            var pairs = [("component", domain.component(c.nameStyle)), ("socket", String(domain.socket))]
+            if let die = domain.die { pairs.append(("die", String(die))) }
+            return pairs
+        }
+        counter("rapl_energy_joules", "Energy used since the exporter started, wraparound-corrected and exact (J).", created: c.startTimeSeconds) {
+            for i in f.domains.indices { $0.sample(labels[i], Self.joules(microjoules: f.totals[i])) }
+        }
+        counter(
+            "rapl_exporter_read_errors", "Counter reads that failed, per domain (their energy arrives with the next good read).",
+            created: c.startTimeSeconds
+        ) {
+            for i in f.domains.indices { $0.sample(labels[i], String(f.readErrors[i])) }
+        }
+        counter("rapl_exporter_counter_glitches", "Impossible counter steps not counted as energy, per domain.", created: c.startTimeSeconds) {
+            for i in f.domains.indices { $0.sample(labels[i], String(f.glitches[i])) }
+        }
+        gauge("rapl_exporter_domain_stuck", "1 while a domain's counter has not changed for --stuck-after.") {
+            for i in f.domains.indices { $0.sample(labels[i], f.stuck[i] ? "1" : "0") }
+        }
+        counter("rapl_exporter_windows", "Measurement windows closed.", created: c.startTimeSeconds) { $0.sample([], String(f.windows)) }
+        counter("rapl_exporter_windows_late", "Windows whose wake-up came late (their energy is exact).", created: c.startTimeSeconds) {
+            $0.sample([], String(f.lateWindows))
+        }
+        counter("rapl_exporter_windows_missed", "Deadlines skipped because a wake-up came after them.", created: c.startTimeSeconds) {
+            $0.sample([], String(f.missedWindows))
+        }
+        counter("rapl_exporter_clock_steps", "Wall-clock steps seen against the monotonic clock.", created: c.startTimeSeconds) {
+            $0.sample([], String(f.clockSteps))
+        }
+        gauge("rapl_exporter_last_window_timestamp_seconds", "Wall-clock end of the latest window.") {
+            $0.sample([], Self.seconds(microseconds: f.lastWindowMicroseconds))
+        }
+        gauge("rapl_exporter_build_info", "The exporter's version and the backend it reads.") {
+            $0.sample([("version", c.version), ("backend", c.backend)], "1")
+        }
+        if let p = c.process {
+            counter("process_cpu_seconds", "Total user and system CPU time spent in seconds.", created: nil) {
+                $0.sample([], formatted(p.cpuSeconds, 6))
+            }
+            gauge("process_resident_memory_bytes", "Resident memory size in bytes.") { $0.sample([], String(p.residentBytes)) }
+            gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.") { $0.sample([], String(p.virtualBytes)) }
+            gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.") {
+                $0.sample([], formatted(p.startTimeSeconds, 3))
+            }
+            gauge("process_open_fds", "Number of open file descriptors.") { $0.sample([], String(p.openFileDescriptors)) }
+            gauge("process_max_fds", "Maximum number of open file descriptors.") { $0.sample([], String(p.maxFileDescriptors)) }
+        }
+        if format == .openMetrics { append("# EOF\n") }
+    }
+
+    /// A counter family: samples `NAME_total`, and in OpenMetrics `NAME_created` per series.
+    private mutating func counter(_ name: String, _ help: String, created: Double?, _ samples: (inout Family) -> Void) {
+        family(name, help, type: "counter", suffix: "_total", created: format == .openMetrics ? created : nil, samples)
+    }
+
+    private mutating func gauge(_ name: String, _ help: String, _ samples: (inout Family) -> Void) {
+        family(name, help, type: "gauge", suffix: "", created: nil, samples)
+    }
+
+    private mutating func family(_ name: String, _ help: String, type: String, suffix: String, created: Double?, _ samples: (inout Family) -> Void) {
+        // The text format names a counter family after its samples (`x_total`); OpenMetrics names it
+        // without the suffix.
+        let familyName = format == .openMetrics ? name : name + suffix
+        append("# HELP \(familyName) \(Self.escapeHelp(help))\n# TYPE \(familyName) \(type)\n")
+        var family = Family(name: name + suffix, createdName: created.map { _ in name + "_created" }, created: created.map { formatted($0, 3) })
+        samples(&family)
+        out.append(contentsOf: family.out)
+    }
+
+    struct Family {
+        let name: String
+        let createdName: String?
+        let created: String?
+        var out: [UInt8] = []
+
+        mutating func sample(_ labels: [(String, String)], _ value: String) {
+            let set = labels.isEmpty ? "" : "{" + labels.map { "\($0.0)=\"\(Exposition.escapeLabel($0.1))\"" }.joined(separator: ",") + "}"
+            out.append(contentsOf: "\(name)\(set) \(value)\n".utf8)
+            if let createdName, let created { out.append(contentsOf: "\(createdName)\(set) \(created)\n".utf8) }
+        }
+    }
+
+    private mutating func append(_ text: String) { out.append(contentsOf: text.utf8) }
+
+    /// Label values: backslash, double quote and line feed escaped (both formats).
+    static func escapeLabel(_ value: String) -> String {
+        var s = ""
+        for c in value.unicodeScalars {
+            switch c {
+            case "\\": s += "\\\\"
+            case "\"": s += "\\\""
+            case "\n": s += "\\n"
+            default: s.unicodeScalars.append(c)
+            }
+        }
+        return s
+    }
+
+    /// HELP text: backslash and line feed escaped.
+    static func escapeHelp(_ value: String) -> String {
+        value.replacing("\\", with: "\\\\").replacing("\n", with: "\\n")
+    }
+
+    /// µJ as joules, exactly: `12.345678`.
+    static func joules(microjoules: UInt64) -> String {
+        let fraction = String(microjoules % 1_000_000)
+        return "\(microjoules / 1_000_000).\(String(repeating: "0", count: 6 - fraction.count))\(fraction)"
+    }
+
+    /// µs since the epoch as seconds, exactly.
+    static func seconds(microseconds: Int64) -> String {
+        microseconds < 0 ? "-" + joules(microjoules: UInt64(-microseconds)) : joules(microjoules: UInt64(microseconds))
+    }
+}

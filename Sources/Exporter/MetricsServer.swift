@@ -1,0 +1,256 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import RAPLBackend
+import ServiceLifecycle
+import Support
+
+/// Where `/metrics` listens: `--listen HOST:PORT`.
+public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    /// `HOST:PORT`, `[IPv6]:PORT` or `:PORT` (every interface); nil when it is none of these.
+    public init?(_ text: String) {
+        let host: Substring
+        let port: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else { return nil }
+            host = text[text.index(after: text.startIndex)..<close]
+            port = text[text.index(close, offsetBy: 2)...]
+            guard host.contains(":") else { return nil }
+        } else {
+            guard let colon = text.lastIndex(of: ":") else { return nil }
+            host = text[..<colon]
+            port = text[text.index(after: colon)...]
+            guard !host.contains(":") else { return nil }
+        }
+        guard let number = Int(port), (1...65535).contains(number),
+            host.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == ":" || $0 == "_" })
+        else { return nil }
+        self.host = host.isEmpty ? "0.0.0.0" : String(host)
+        self.port = number
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// The limits that keep a client from holding the endpoint: a bounded number of connections (at the
+/// bound, the connection waiting longest for a complete request is closed to admit a new one), a
+/// deadline for each request to arrive whole (a client sending a byte a second is cut off), and a
+/// bound on what a request may carry.
+public struct MetricsServerLimits: Sendable {
+    public var maxConnections = 64
+    /// From a connection's opening, or its previous response, to its next complete request.
+    public var requestTimeout = Duration.seconds(30)
+    /// A request's body (GET has none) beyond this closes the connection. NIO's HTTP parser bounds the
+    /// header block itself (80 KB; more is answered 400 and closed).
+    public var maxBodyBytes = 64 * 1024
+
+    public init() {}
+}
+
+/// The pull endpoint: `GET /metrics` (Prometheus text or OpenMetrics), `/` (a landing page),
+/// `/healthz` (the healthcheck's verdict); on the daemon's event loop. A scrape reads the latest
+/// published window figures (never the hardware) and formats them; nothing it does waits for the sampler.
+public final class MetricsServer: Service, Sendable {
+    public let address: ListenAddress
+    private let channel: any Channel
+
+    /// Binds now (so that a port in use is an error at start); serves until graceful shutdown.
+    public init(
+        address: ListenAddress, eventLoop: any EventLoop, state: ScrapeState, context: ScrapeContext, health: HealthFile?,
+        limits: MetricsServerLimits = MetricsServerLimits(), logger: Logger = Logger(label: "rapl-exporter.metrics")
+    ) throws {
+        let core = ServerCore(state: state, context: context, health: health, limits: limits, eventLoop: eventLoop, logger: logger)
+        channel = try ServerBootstrap(group: eventLoop)
+            .serverChannelOption(.backlog, value: 128)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let handler = ScrapeHandler(core: core)
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                }
+            }
+            .bind(host: address.host, port: address.port).wait()
+        var bound = address
+        if let port = channel.localAddress?.port { bound.port = port }
+        self.address = bound
+    }
+
+    public func run() async throws {
+        try? await gracefulShutdown()
+        try? await close()
+    }
+
+    /// Stops listening (open connections finish their request).
+    public func close() async throws { try await channel.close() }
+}
+
+/// What every connection of the server shares; touched on the event loop only.
+private final class ServerCore: @unchecked Sendable {
+    let state: ScrapeState
+    let context: ScrapeContext
+    let health: HealthFile?
+    let limits: MetricsServerLimits
+    let eventLoop: any EventLoop
+    let logger: Logger
+    /// Open connections, in order of arrival.
+    var connections: [ScrapeHandler] = []
+    /// Reused by every scrape.
+    var figures = ScrapeFigures()
+    var refusedLogged = false
+
+    init(state: ScrapeState, context: ScrapeContext, health: HealthFile?, limits: MetricsServerLimits, eventLoop: any EventLoop, logger: Logger) {
+        self.state = state
+        self.context = context
+        self.health = health
+        self.limits = limits
+        self.eventLoop = eventLoop
+        self.logger = logger
+    }
+
+    /// Admits a new connection: at the bound, the one waiting longest for a complete request is closed;
+    /// false (the new one is refused) when every connection is busy answering.
+    func admit(_ handler: ScrapeHandler) -> Bool {
+        if connections.count >= limits.maxConnections {
+            guard let oldest = connections.filter(\.waiting).min(by: { $0.waitingSince < $1.waitingSince }) else {
+                if !refusedLogged {
+                    refusedLogged = true
+                    logger.warning("metrics endpoint: \(limits.maxConnections) connections busy; refusing new ones until one ends")
+                }
+                return false
+            }
+            oldest.evict()
+        }
+        connections.append(handler)
+        return true
+    }
+
+    func remove(_ handler: ScrapeHandler) {
+        connections.removeAll { $0 === handler }
+        refusedLogged = false
+    }
+
+    func body(for path: Substring, accept: String?) -> (status: HTTPResponseStatus, contentType: String, body: [UInt8]) {
+        switch path {
+        case "/metrics":
+            let format = ExpositionFormat.negotiate(accept: accept)
+            state.read(into: &figures)
+            var c = context
+            c.process = ProcessFigures.current(startTimeSeconds: context.startTimeSeconds)
+            return (.ok, format.contentType, Exposition.render(figures, c, format: format))
+        case "/":
+            let page = """
+                <!doctype html><html><head><title>rapl-exporter</title></head><body><h1>rapl-exporter \(context.version)</h1>
+                <p>CPU energy (RAPL) read with the \(context.backend) backend.</p>
+                <p><a href="/metrics">/metrics</a> &middot; <a href="/healthz">/healthz</a></p></body></html>
+
+                """
+            return (.ok, "text/html; charset=utf-8", Array(page.utf8))
+        case "/healthz":
+            guard let health else {
+                return (.serviceUnavailable, "text/plain; charset=utf-8", Array("unhealthy: no health state (see the log: no health file)\n".utf8))
+            }
+            let now = SystemWallClock().nowMicroseconds() / 1000
+            if let problem = health.current.problem(nowMillis: now, processAlive: true) {
+                return (.serviceUnavailable, "text/plain; charset=utf-8", Array("unhealthy: \(problem)\n".utf8))
+            }
+            return (.ok, "text/plain; charset=utf-8", Array("healthy\n".utf8))
+        default:
+            return (.notFound, "text/plain; charset=utf-8", Array("not found: try /metrics\n".utf8))
+        }
+    }
+}
+
+/// One connection: answers its requests in order and closes it when it stops making complete requests
+/// in time, sends too much, or is evicted for a newer one.
+private final class ScrapeHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let core: ServerCore
+    private var context: ChannelHandlerContext?
+    private var head: HTTPRequestHead?
+    private var bodyBytes = 0
+    private var timer: Scheduled<Void>?
+    /// Between requests (or inside one not yet complete): evictable.
+    private(set) var waiting = true
+    private(set) var waitingSince = NIODeadline.now()
+
+    init(core: ServerCore) { self.core = core }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        guard core.admit(self) else {
+            context.close(promise: nil)
+            return
+        }
+        armDeadline()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        core.remove(self)
+        self.context = nil
+    }
+
+    func evict() { context?.close(promise: nil) }
+
+    private func armDeadline() {
+        waiting = true
+        waitingSince = .now()
+        timer?.cancel()
+        let nanoseconds = core.limits.requestTimeout.wholeNanoseconds
+        let handler = NIOLoopBound(self, eventLoop: core.eventLoop)
+        timer = core.eventLoop.scheduleTask(in: .nanoseconds(nanoseconds)) {
+            handler.value.context?.close(promise: nil)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let h):
+            head = h
+            bodyBytes = 0
+        case .body(let buffer):
+            bodyBytes += buffer.readableBytes
+            if bodyBytes > core.limits.maxBodyBytes { context.close(promise: nil) }
+        case .end:
+            guard let head else { return }
+            self.head = nil
+            respond(to: head, context: context)
+        }
+    }
+
+    private func respond(to request: HTTPRequestHead, context: ChannelHandlerContext) {
+        timer?.cancel()
+        waiting = false
+        let path = request.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        let (status, contentType, body): (HTTPResponseStatus, String, [UInt8])
+        var headers = HTTPHeaders()
+        if request.method == .GET || request.method == .HEAD {
+            (status, contentType, body) = core.body(for: path, accept: request.headers.first(name: "accept"))
+        } else {
+            (status, contentType, body) = (.methodNotAllowed, "text/plain; charset=utf-8", Array("only GET and HEAD\n".utf8))
+            headers.add(name: "Allow", value: "GET, HEAD")
+        }
+        headers.add(name: "Content-Type", value: contentType)
+        headers.add(name: "Content-Length", value: String(body.count))
+        let keepAlive = request.isKeepAlive
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))), promise: nil)
+        if request.method != .HEAD { context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil) }
+        let written = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        if keepAlive {
+            // The next request (or the close) is due within the deadline, whether or not the client
+            // reads this answer.
+            armDeadline()
+        } else {
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            written.whenComplete { _ in bound.value.close(promise: nil) }
+        }
+    }
+}

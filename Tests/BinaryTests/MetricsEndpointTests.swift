@@ -1,0 +1,188 @@
+import Foundation
+import NIOPosix
+import RAPLBackend
+import TestSupport
+import Testing
+
+@testable import Exporter
+
+/// A blocking TCP client for what a well-behaved HTTP client will not do (hostile clients).
+final class RawConnection {
+    let fd: Int32
+
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = UInt16(port).bigEndian
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        if rc != 0 { throw TimeoutError(description: "connect: errno \(errno)") }
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    func send(_ text: String) { send(Array(text.utf8)) }
+
+    func send(_ bytes: [UInt8]) {
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { return }
+            sent += n
+        }
+    }
+
+    /// What arrives until the peer closes or 5 s pass.
+    func readToEnd() -> String {
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            out += buffer[..<n]
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// One response to a request already sent (up to its Content-Length).
+    func readResponse() -> String {
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let text = String(decoding: out, as: UTF8.self)
+            if let split = text.range(of: "\r\n\r\n") {
+                let head = text[..<split.lowerBound].lowercased()
+                if let line = head.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") }),
+                    let length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)),
+                    text.utf8.count - text[..<split.upperBound].utf8.count >= length
+                {
+                    return text
+                }
+            }
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { return text }
+            out += buffer[..<n]
+        }
+    }
+}
+
+/// The /metrics endpoint in-process: what it serves, and that hostile clients cannot take it away.
+@Suite struct MetricsEndpointTests {
+    let loop = MultiThreadedEventLoopGroup.singleton.next()
+
+    func server(limits: MetricsServerLimits = MetricsServerLimits(), health: HealthFile? = nil) throws -> (MetricsServer, ScrapeState) {
+        let state = ScrapeState()
+        let context = ScrapeContext(nameStyle: .seed, version: "1.2.3", backend: "sysfs", startTimeSeconds: 1_700_000_000.5, process: nil)
+        let server = try MetricsServer(
+            address: ListenAddress("127.0.0.1:1024")!.with(port: 0), eventLoop: loop, state: state,
+            context: context, health: health, limits: limits)
+        return (server, state)
+    }
+
+    func window(_ domains: [Domain], _ energy: [UInt64?], end: Int64 = 1_700_000_001_000_000) -> EnergyWindow {
+        EnergyWindow(
+            startMicroseconds: end - 100_000, endMicroseconds: end, duration: .milliseconds(100), domains: domains, energy: energy,
+            stuck: domains.map { _ in false }, readErrors: domains.map { _ in 0 }, glitches: domains.map { _ in 0 }, lateWindows: 0,
+            missedWindows: 0, clockSteps: 0, clockStepMicroseconds: 0)
+    }
+
+    func get(_ port: Int, _ path: String, headers: String = "") throws -> String {
+        let c = try RawConnection(port: port)
+        c.send("GET \(path) HTTP/1.1\r\nHost: x\r\n\(headers)Connection: close\r\n\r\n")
+        return c.readToEnd()
+    }
+
+    @Test func metricsAreTheSumOfTheWindowsInBothFormats() async throws {
+        let (server, state) = try server()
+        defer { Task { try? await server.close() } }
+        let domains = [Domain(.package, socket: 0), Domain(.dram, socket: 1)]
+        state.accept(window(domains, [1_500_000, 7]))
+        state.accept(window(domains, [2_000_001, nil]))  // a glitch or failed read is no energy
+        let text = try get(server.address.port, "/metrics")
+        #expect(text.hasPrefix("HTTP/1.1 200 OK"))
+        #expect(text.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8"))
+        #expect(text.contains("# TYPE rapl_energy_joules_total counter\n"))
+        #expect(text.contains("rapl_energy_joules_total{component=\"package-0\",socket=\"0\"} 3.500001\n"))
+        #expect(text.contains("rapl_energy_joules_total{component=\"dram\",socket=\"1\"} 0.000007\n"))
+        #expect(text.contains("rapl_exporter_windows_total 2\n"))
+        #expect(text.contains("rapl_exporter_build_info{version=\"1.2.3\",backend=\"sysfs\"} 1\n"))
+        #expect(text.contains("process_resident_memory_bytes "))
+        #expect(!text.contains("# EOF"))
+        let open = try get(server.address.port, "/metrics", headers: "Accept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n")
+        #expect(open.contains("Content-Type: application/openmetrics-text; version=1.0.0; charset=utf-8"))
+        #expect(open.contains("# TYPE rapl_energy_joules counter\n"))
+        #expect(open.contains("rapl_energy_joules_created{component=\"package-0\",socket=\"0\"} 1700000000.500\n"))
+        #expect(open.hasSuffix("# EOF\n"))
+    }
+
+    @Test func theOtherPathsAndMethods() async throws {
+        let (server, _) = try server()
+        defer { Task { try? await server.close() } }
+        let port = server.address.port
+        #expect(try get(port, "/").contains("<a href=\"/metrics\">"))
+        #expect(try get(port, "/nope").hasPrefix("HTTP/1.1 404"))
+        // No health file: the same verdict the healthcheck command would give (unhealthy).
+        #expect(try get(port, "/healthz").hasPrefix("HTTP/1.1 503"))
+        let c = try RawConnection(port: port)
+        c.send("POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        let post = c.readToEnd()
+        #expect(post.hasPrefix("HTTP/1.1 405"))
+        #expect(post.contains("Allow: GET, HEAD"))
+        let h = try RawConnection(port: port)
+        h.send("HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        let head = h.readToEnd()
+        #expect(head.hasPrefix("HTTP/1.1 200"))
+        #expect(!head.contains("rapl_energy"))
+    }
+
+    @Test func scrapesShareAKeptAliveConnection() async throws {
+        let (server, _) = try server()
+        defer { Task { try? await server.close() } }
+        let c = try RawConnection(port: server.address.port)
+        for _ in 0..<3 {
+            c.send("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(c.readResponse().hasPrefix("HTTP/1.1 200"))
+        }
+    }
+
+    @Test func hostileClientsCannotHoldTheEndpoint() async throws {
+        var limits = MetricsServerLimits()
+        limits.maxConnections = 8
+        limits.requestTimeout = .milliseconds(500)
+        let (server, _) = try server(limits: limits)
+        defer { Task { try? await server.close() } }
+        let port = server.address.port
+        // Idle connections beyond the bound, and slow ones sending a byte at a time.
+        let idle = try (0..<40).map { _ in try RawConnection(port: port) }
+        let slow = try (0..<4).map { _ in try RawConnection(port: port) }
+        for c in slow { c.send("GET /met") }
+        // A header of 1 MB, garbage bytes, a body too large: refused, connection closed.
+        let huge = try RawConnection(port: port)
+        huge.send("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "a", count: 1 << 20))\r\n\r\n")
+        let garbage = try RawConnection(port: port)
+        garbage.send([0x16, 0x03, 0x01, 0xff, 0x00, 0x13, 0x37] + Array("\r\n\r\n".utf8))
+        // A normal scrape is still answered, quickly.
+        let start = ContinuousClock.now
+        let answer = try get(port, "/metrics")
+        #expect(answer.hasPrefix("HTTP/1.1 200"))
+        #expect(start.duration(to: .now) < .milliseconds(200))
+        #expect(!huge.readToEnd().hasPrefix("HTTP/1.1 200"))
+        #expect(!garbage.readToEnd().hasPrefix("HTTP/1.1 200"))
+        // The slow ones are cut off at the request deadline.
+        for c in slow { #expect(c.readToEnd().isEmpty) }
+        _ = idle
+    }
+}
+
+extension ListenAddress {
+    func with(port: Int) -> ListenAddress {
+        var copy = self
+        copy.port = port
+        return copy
+    }
+}

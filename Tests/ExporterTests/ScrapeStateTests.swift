@@ -1,0 +1,51 @@
+import RAPLBackend
+import Testing
+
+@testable import Exporter
+
+/// What /metrics reports is the sum of the windows, and the sampling thread never waits for a scrape.
+@Suite struct ScrapeStateTests {
+    func window(_ domains: [Domain], _ energy: [UInt64?], end: Int64) -> EnergyWindow {
+        EnergyWindow(
+            startMicroseconds: end - 100, endMicroseconds: end, duration: .microseconds(100), domains: domains, energy: energy,
+            stuck: domains.map { _ in false }, readErrors: domains.map { _ in 1 }, glitches: domains.map { _ in 0 }, lateWindows: 3,
+            missedWindows: 0, clockSteps: 0, clockStepMicroseconds: 0)
+    }
+
+    func figures(_ state: ScrapeState) -> ScrapeFigures {
+        var f = ScrapeFigures()
+        state.read(into: &f)
+        return f
+    }
+
+    @Test func totalsAreTheSumOfTheWindowsAndANewDomainStartsAtZero() {
+        let state = ScrapeState()
+        let pkg = Domain(.package, socket: 0)
+        let dram = Domain(.dram, socket: 0)
+        state.accept(window([pkg], [100], end: 1))
+        state.accept(window([pkg], [nil], end: 2))  // no energy for a glitch or a failed read
+        state.accept(window([pkg, dram], [50, 7], end: 3))
+        let f = figures(state)
+        #expect(f.domains == [pkg, dram])
+        #expect(f.totals == [150, 7])
+        #expect(f.windows == 3)
+        #expect(f.lateWindows == 3)
+        #expect(f.readErrors == [1, 1])
+        #expect(f.lastWindowMicroseconds == 3)
+    }
+
+    @Test func aWindowClosedDuringAScrapeIsPublishedWithTheNextOne() {
+        let state = ScrapeState()
+        let pkg = Domain(.package, socket: 0)
+        state.accept(window([pkg], [10], end: 1))
+        state.whileScraping {
+            // The sampling thread does not wait: it keeps the window for the next publication.
+            state.accept(window([pkg], [20], end: 2))
+        }
+        #expect(state.deferredPublications == 1)
+        #expect(figures(state).totals == [10])
+        state.accept(window([pkg], [30], end: 3))
+        #expect(figures(state).totals == [60])
+        #expect(figures(state).windows == 3)
+    }
+}
