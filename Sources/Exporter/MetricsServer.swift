@@ -123,6 +123,8 @@ private final class ServerCore: @unchecked Sendable {
                 }
                 return false
             }
+            // Out of the count at once: a burst of new connections must not each evict the same one.
+            connections.removeAll { $0 === oldest }
             oldest.evict()
         }
         connections.append(handler)
