@@ -122,9 +122,11 @@ public struct Exposition {
         gauge("rapl_exporter_last_window_timestamp_seconds", "Wall-clock end of the latest window.") {
             $0.sample([], Self.seconds(microseconds: f.lastWindowMicroseconds))
         }
-        gauge("rapl_exporter_build_info", "The exporter's version and the backend it reads.") {
-            $0.sample([("version", c.version), ("backend", c.backend)], "1")
-        }
+        // An info family in OpenMetrics (samples `NAME_info`), a gauge named `NAME_info` in the text format.
+        family(
+            "rapl_exporter_build", "The exporter's version and the backend it reads.", type: format == .openMetrics ? "info" : "gauge",
+            suffix: "_info", created: nil
+        ) { $0.sample([("version", c.version), ("backend", c.backend)], "1") }
         if let p = c.process {
             counter("process_cpu_seconds", "Total user and system CPU time spent in seconds.", created: nil) {
                 $0.sample([], formatted(p.cpuSeconds, 6))
@@ -150,7 +152,7 @@ public struct Exposition {
     }
 
     private mutating func family(_ name: String, _ help: String, type: String, suffix: String, created: Double?, _ samples: (inout Family) -> Void) {
-        // The text format names a counter family after its samples (`x_total`); OpenMetrics names it
+        // The text format names a family after its samples (`x_total`, `x_info`); OpenMetrics names it
         // without the suffix.
         let familyName = format == .openMetrics ? name : name + suffix
         append("# HELP \(familyName) \(Self.escapeHelp(help))\n# TYPE \(familyName) \(type)\n")

@@ -85,6 +85,7 @@ final class RawConnection {
     }
 
     func window(_ domains: [Domain], _ energy: [UInt64?], end: Int64 = 1_700_000_001_000_000) -> EnergyWindow {
+        // (stuck, errors and glitches at zero)
         EnergyWindow(
             startMicroseconds: end - 100_000, endMicroseconds: end, duration: .milliseconds(100), domains: domains, energy: energy,
             stuck: domains.map { _ in false }, readErrors: domains.map { _ in 0 }, glitches: domains.map { _ in 0 }, lateWindows: 0,
@@ -110,15 +111,55 @@ final class RawConnection {
         #expect(text.contains("rapl_energy_joules_total{component=\"package-0\",socket=\"0\"} 3.500001\n"))
         #expect(text.contains("rapl_energy_joules_total{component=\"dram\",socket=\"1\"} 0.000007\n"))
         #expect(text.contains("rapl_exporter_windows_total 2\n"))
-        #expect(text.contains("rapl_exporter_build_info{version=\"1.2.3\",backend=\"sysfs\"} 1\n"))
+        #expect(text.contains("# TYPE rapl_exporter_build_info gauge\nrapl_exporter_build_info{version=\"1.2.3\",backend=\"sysfs\"} 1\n"))
         #expect(text.contains("process_resident_memory_bytes "))
         #expect(!text.contains("# EOF"))
         let open = try get(server.address.port, "/metrics", headers: "Accept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n")
         #expect(open.contains("Content-Type: application/openmetrics-text; version=1.0.0; charset=utf-8"))
         #expect(open.contains("# TYPE rapl_energy_joules counter\n"))
         #expect(open.contains("rapl_energy_joules_created{component=\"package-0\",socket=\"0\"} 1700000000.500\n"))
+        #expect(open.contains("# TYPE rapl_exporter_build info\nrapl_exporter_build_info{version=\"1.2.3\",backend=\"sysfs\"} 1\n"))
         #expect(open.hasSuffix("# EOF\n"))
     }
+
+    /// Both formats parse with the reference parsers (prometheus-client, from PyPI, in the receivers'
+    /// venv), label escaping included, and the values read back are the ones served.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: Self.python), "run scripts/install-receivers"))
+    func theReferenceParsersReadBothFormats() async throws {
+        let (server, state) = try server()
+        defer { Task { try? await server.close() } }
+        let odd = Domain(.other("we\"ird\\zone\nname"), socket: 1)
+        state.accept(window([Domain(.package, socket: 0), odd], [2_500_000, 1]))
+        let script = """
+            import json, sys
+            from prometheus_client.parser import text_string_to_metric_families as text
+            from prometheus_client.openmetrics.parser import text_string_to_metric_families as om
+            parse = om if sys.argv[1] == "om" else text
+            out = {}
+            for family in parse(sys.stdin.read()):
+                for s in family.samples:
+                    out[s.name + json.dumps(s.labels, sort_keys=True)] = [family.type, s.value]
+            print(json.dumps(out))
+            """
+        for (flag, accept) in [("text", ""), ("om", "Accept: application/openmetrics-text; version=1.0.0\r\n")] {
+            let response = try get(server.address.port, "/metrics", headers: accept)
+            let body = String(response[try #require(response.range(of: "\r\n\r\n")).upperBound...])
+            let file = NSTemporaryDirectory() + "scrape-\(UUID().uuidString)"
+            try body.write(toFile: file, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(atPath: file) }
+            let run = try await Binary.run("/bin/sh", ["-c", "\"$0\" -c \"$1\" \(flag) < \"$2\"", Self.python, script, file])
+            #expect(run.status == 0, "\(flag): \(run.stderr)")
+            let json = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8))
+            let parsed = try #require(json as? [String: [Any]], "\(run.stdout)")
+            func value(_ key: String) -> Double? { parsed[key]?[1] as? Double }
+            #expect(value("rapl_energy_joules_total{\"component\": \"package-0\", \"socket\": \"0\"}") == 2.5, "\(flag)")
+            #expect(value("rapl_energy_joules_total{\"component\": \"we\\\"ird\\\\zone\\nname\", \"socket\": \"1\"}") == 0.000001, "\(flag)")
+            #expect((parsed["rapl_energy_joules_total{\"component\": \"package-0\", \"socket\": \"0\"}"]?[0] as? String) == "counter")
+            #expect(value("rapl_exporter_windows_total{}") == 1, "\(flag)")
+        }
+    }
+
+    static var python: String { Receivers.directory + "/../../venv/bin/python" }
 
     @Test func theOtherPathsAndMethods() async throws {
         let (server, _) = try server()
