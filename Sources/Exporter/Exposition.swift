@@ -64,13 +64,17 @@ public struct ScrapeContext: Sendable {
     /// When the exporter started (seconds since the epoch): the counters' `_created`.
     public var startTimeSeconds: Double
     public var process: ProcessFigures?
+    /// The remote writer's counters, when pushing.
+    public var push: PushFigures?
 
-    public init(nameStyle: NameStyle, version: String, backend: String, startTimeSeconds: Double, process: ProcessFigures?) {
+    public init(nameStyle: NameStyle, version: String, backend: String, startTimeSeconds: Double, process: ProcessFigures?, push: PushFigures? = nil)
+    {
         self.nameStyle = nameStyle
         self.version = version
         self.backend = backend
         self.startTimeSeconds = startTimeSeconds
         self.process = process
+        self.push = push
     }
 }
 
@@ -121,6 +125,31 @@ public struct Exposition {
         }
         gauge("rapl_exporter_last_window_timestamp_seconds", "Wall-clock end of the latest window.") {
             $0.sample([], Self.seconds(microseconds: f.lastWindowMicroseconds))
+        }
+        if let p = c.push {
+            counter(
+                "rapl_exporter_samples_sent", "Samples (energy and self-metrics) the remote-write receiver accepted.", created: c.startTimeSeconds
+            ) {
+                $0.sample([], String(p.sent))
+            }
+            counter(
+                "rapl_exporter_samples_failed", "Samples in requests that failed with a retryable error (per attempt).", created: c.startTimeSeconds
+            ) {
+                $0.sample([], String(p.failed))
+            }
+            counter("rapl_exporter_samples_retried", "Samples sent again after a failure.", created: c.startTimeSeconds) {
+                $0.sample([], String(p.retried))
+            }
+            counter("rapl_exporter_samples_dropped", "Samples given up, by reason.", created: c.startTimeSeconds) { family in
+                for d in p.dropped { family.sample([("reason", d.reason)], String(d.samples)) }
+            }
+            counter("rapl_exporter_requests", "Remote-write requests sent (every attempt).", created: c.startTimeSeconds) {
+                $0.sample([], String(p.requests))
+            }
+            gauge("rapl_exporter_samples_pending", "Samples not yet delivered.") { $0.sample([], String(p.pending)) }
+            gauge("rapl_exporter_push_duration_seconds", "Duration of the last remote-write request.") {
+                $0.sample([], formatted(p.lastPushSeconds, 6))
+            }
         }
         // An info family in OpenMetrics (samples `NAME_info`), a gauge named `NAME_info` in the text format.
         family(

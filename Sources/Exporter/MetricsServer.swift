@@ -143,6 +143,7 @@ private final class ServerCore: @unchecked Sendable {
             state.read(into: &figures)
             var c = context
             c.process = ProcessFigures.current(startTimeSeconds: context.startTimeSeconds)
+            c.push = state.pushFigures
             return (.ok, format.contentType, Exposition.render(figures, c, format: format))
         case "/":
             let page = """

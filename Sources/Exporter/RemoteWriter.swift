@@ -90,6 +90,8 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
     /// Where the writer's own unstructured tasks (the request that may outlive a shutdown signal, the
     /// flush) run: the event loop the daemon's async work prefers; nil, Swift concurrency's default.
     private let executor: (any TaskExecutor)?
+    /// Where /metrics reads the writer's counters, when it is served.
+    private let scrape: ScrapeState?
 
     private let intake = Mutex(WriterIntake())
     /// The table as of the last cut batch: every series a queued sample refers to is in it.
@@ -111,10 +113,12 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
         health: HealthFile? = nil,
         executor: (any TaskExecutor)? = nil,
+        scrape: ScrapeState? = nil,
         logger: Logger = Logger(label: "rapl-exporter.remote-write")
     ) {
         self.health = health
         self.executor = executor
+        self.scrape = scrape
         self.settings = settings
         self.holdLimit = Int64(settings.maxSampleAge.seconds * 1000)
         self.transport = transport
@@ -199,6 +203,7 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
             return (samples, selfStart)
         }
         batches.append(Batch(samples: samples, selfMetricsStart: selfStart, requestLimit: settings.maxSamplesPerRequest))
+        defer { publish() }
         guard batches.count > settings.maxQueuedBatches, !abandoned else { return }
         if let retryAt = batches[0].retryAt, retryAt > clock.now {
             batches[0].retryAt = nil
@@ -322,6 +327,7 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
             statistics.requests += 1
             let decision = PushDecision.decide(result, nowSeconds: wallClock.nowMicroseconds() / 1_000_000)
             health?.pushed(ok: decision == .delivered)
+            defer { publish() }
             switch decision {
             case .delivered:
                 statistics.sent += count
@@ -382,6 +388,16 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         }
         watchdog.withLock { $0?.cancel() }
         return (result, sending.isCancelled)
+    }
+
+    /// The counters for /metrics (when it is served).
+    private func publish() {
+        guard let scrape else { return }
+        let s = statistics
+        scrape.publish(
+            PushFigures(
+                sent: s.sent, failed: s.failed, retried: s.retried, dropped: DropReason.allCases.map { ($0.rawValue, s.dropped[$0] ?? 0) },
+                requests: s.requests, pending: pendingSamples, lastPushSeconds: s.lastPushDuration.seconds))
     }
 
     /// The head batch's request ending at `to` is done (accepted or rejected).

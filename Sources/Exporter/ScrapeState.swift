@@ -71,6 +71,14 @@ public final class ScrapeState: WindowSink, @unchecked Sendable {
         published.withLock { figures.overwrite(from: $0) }
     }
 
+    /// The writer's figures, when pushing: published by the writer after each request and batch.
+    private let push = Mutex<PushFigures?>(nil)
+
+    public func publish(_ figures: PushFigures) { push.withLock { $0 = figures } }
+
+    /// The writer's latest figures; nil when not pushing.
+    public var pushFigures: PushFigures? { push.withLock { $0 } }
+
     /// Runs `body` holding the lock a scrape takes (tests: a scrape in progress).
     func whileScraping(_ body: () -> Void) { published.withLock { _ in body() } }
 
@@ -91,6 +99,37 @@ extension ScrapeFigures {
         missedWindows = other.missedWindows
         clockSteps = other.clockSteps
         lastWindowMicroseconds = other.lastWindowMicroseconds
+    }
+}
+
+/// The remote writer's counters, for /metrics when both pull and push run.
+public struct PushFigures: Sendable, Equatable {
+    public var sent: UInt64
+    public var failed: UInt64
+    public var retried: UInt64
+    /// By `RemoteWriter.DropReason` raw value (`rejected`, `queue_full`, `too_old`, `shutdown`), in that order.
+    public var dropped: [(reason: String, samples: UInt64)]
+    public var requests: UInt64
+    public var pending: Int
+    public var lastPushSeconds: Double
+
+    public init(
+        sent: UInt64, failed: UInt64, retried: UInt64, dropped: [(reason: String, samples: UInt64)], requests: UInt64, pending: Int,
+        lastPushSeconds: Double
+    ) {
+        self.sent = sent
+        self.failed = failed
+        self.retried = retried
+        self.dropped = dropped
+        self.requests = requests
+        self.pending = pending
+        self.lastPushSeconds = lastPushSeconds
+    }
+
+    public static func == (a: PushFigures, b: PushFigures) -> Bool {
+        a.sent == b.sent && a.failed == b.failed && a.retried == b.retried && a.requests == b.requests && a.pending == b.pending
+            && a.lastPushSeconds == b.lastPushSeconds && a.dropped.map(\.reason) == b.dropped.map(\.reason)
+            && a.dropped.map(\.samples) == b.dropped.map(\.samples)
     }
 }
 

@@ -108,8 +108,8 @@ extension RunCommand {
         var sinks: [any WindowSink] = []
         var writer: RemoteWriter<EventLoopClock>?
         var stdout: StdoutSink?
-        if let listen = settings.listen {
-            let state = ScrapeState()
+        let scrape = settings.listen.map { _ in ScrapeState() }
+        if let listen = settings.listen, let state = scrape {
             let context = ScrapeContext(
                 nameStyle: settings.reading.nameStyle, version: ExporterVersion.current, backend: meter.backend.kind.rawValue,
                 startTimeSeconds: Double(SystemWallClock().nowMicroseconds()) / 1e6, process: nil)
@@ -126,7 +126,7 @@ extension RunCommand {
         if let remoteWrite = settings.remoteWrite, let transport {
             let remote = RemoteWriter(
                 settings: remoteWrite, transport: transport.running(on: loop), clock: EventLoopClock(loop), health: health,
-                executor: executor)
+                executor: executor, scrape: scrape)
             services.append(remote)
             sinks.append(remote)
             writer = remote

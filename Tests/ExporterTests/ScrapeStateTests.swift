@@ -48,4 +48,27 @@ import Testing
         #expect(figures(state).totals == [60])
         #expect(figures(state).windows == 3)
     }
+
+    @Test func theWriterPublishesItsCountersForTheEndpoint() async {
+        let state = ScrapeState()
+        let transport = RecordingTransport(Array(repeating: .response(status: 400, headers: [], body: []), count: 3))
+        let settings = RemoteWriteSettings(endpoint: RemoteWriteEndpoint("http://127.0.0.1:9/w")!, pushInterval: .seconds(4))
+        let writer = RemoteWriter(settings: settings, transport: transport, clock: TestClock(), wallClock: TestWallClock(), scrape: state)
+        #expect(state.pushFigures == nil)
+        writer.accept(window([Domain(.package, socket: 0)], [5], end: 1_800_000_000_000_000))
+        await writer.cutBatch()
+        #expect(state.pushFigures?.pending ?? 0 > 0)
+        await writer.drain(until: nil)
+        let figures = state.pushFigures
+        #expect(figures?.requests == UInt64(transport.requests.count))
+        #expect(figures?.sent == (await writer.statistics.sent))
+        #expect((figures?.dropped.first { $0.reason == "rejected" }?.samples ?? 0) > 0)
+        #expect(figures?.pending == 0)
+        var text = ScrapeFigures()
+        state.read(into: &text)
+        let context = ScrapeContext(nameStyle: .seed, version: "v", backend: "sysfs", startTimeSeconds: 0, process: nil, push: figures)
+        let body = String(decoding: Exposition.render(text, context, format: .prometheusText), as: UTF8.self)
+        #expect(body.contains("rapl_exporter_samples_dropped_total{reason=\"rejected\"} \(figures?.dropped[0].samples ?? 0)\n"))
+        #expect(body.contains("rapl_exporter_requests_total \(figures?.requests ?? 0)\n"))
+    }
 }
