@@ -61,10 +61,15 @@ public struct SeriesTable: Sendable {
 
     /// The labels of the domain series: component, socket, die (multi-die parts only), source.
     static func domainLabels(_ domain: Domain, _ settings: SeriesSettings) -> [(String, String)] {
-        var pairs = [("component", domain.component(settings.nameStyle)), ("socket", String(domain.socket))]
+        domainIdentity(domain, settings.nameStyle) + [("source", settings.source)] + settings.extra
+    }
+
+    /// The labels that name a domain in every output (pushed and scraped): component, socket, and die
+    /// on multi-die packages.
+    static func domainIdentity(_ domain: Domain, _ style: NameStyle) -> [(String, String)] {
+        var pairs = [("component", domain.component(style)), ("socket", String(domain.socket))]
         if let die = domain.die { pairs.append(("die", String(die))) }
-        pairs.append(("source", settings.source))
-        return pairs + settings.extra
+        return pairs
     }
 }
 

@@ -93,11 +93,7 @@ public struct Exposition {
     }
 
     mutating func write(_ f: ScrapeFigures, _ c: ScrapeContext) {
-        let labels = f.domains.map { domain in
-            var pairs = [("component", domain.component(c.nameStyle)), ("socket", String(domain.socket))]
-            if let die = domain.die { pairs.append(("die", String(die))) }
-            return pairs
-        }
+        let labels = f.domains.map { SeriesTable.domainIdentity($0, c.nameStyle) }
         counter("rapl_energy_joules", "Energy used since the exporter started, wraparound-corrected and exact (J).", created: c.startTimeSeconds) {
             for i in f.domains.indices { $0.sample(labels[i], Self.joules(microjoules: f.totals[i])) }
         }

@@ -396,7 +396,8 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         let s = statistics
         scrape.publish(
             PushFigures(
-                sent: s.sent, failed: s.failed, retried: s.retried, dropped: DropReason.allCases.map { ($0.rawValue, s.dropped[$0] ?? 0) },
+                sent: s.sent, failed: s.failed, retried: s.retried,
+                dropped: DropReason.allCases.map { .init(reason: $0.rawValue, samples: s.dropped[$0] ?? 0) },
                 requests: s.requests, pending: pendingSamples, lastPushSeconds: s.lastPushDuration.seconds))
     }
 

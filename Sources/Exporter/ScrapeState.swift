@@ -107,14 +107,24 @@ public struct PushFigures: Sendable, Equatable {
     public var sent: UInt64
     public var failed: UInt64
     public var retried: UInt64
-    /// By `RemoteWriter.DropReason` raw value (`rejected`, `queue_full`, `too_old`, `shutdown`), in that order.
-    public var dropped: [(reason: String, samples: UInt64)]
+    /// Samples dropped for one reason (a `RemoteWriter.DropReason` raw value).
+    public struct Dropped: Sendable, Equatable {
+        public var reason: String
+        public var samples: UInt64
+        public init(reason: String, samples: UInt64) {
+            self.reason = reason
+            self.samples = samples
+        }
+    }
+
+    /// By reason: `rejected`, `queue_full`, `too_old`, `shutdown`, in that order.
+    public var dropped: [Dropped]
     public var requests: UInt64
     public var pending: Int
     public var lastPushSeconds: Double
 
     public init(
-        sent: UInt64, failed: UInt64, retried: UInt64, dropped: [(reason: String, samples: UInt64)], requests: UInt64, pending: Int,
+        sent: UInt64, failed: UInt64, retried: UInt64, dropped: [Dropped], requests: UInt64, pending: Int,
         lastPushSeconds: Double
     ) {
         self.sent = sent
@@ -124,12 +134,6 @@ public struct PushFigures: Sendable, Equatable {
         self.requests = requests
         self.pending = pending
         self.lastPushSeconds = lastPushSeconds
-    }
-
-    public static func == (a: PushFigures, b: PushFigures) -> Bool {
-        a.sent == b.sent && a.failed == b.failed && a.retried == b.retried && a.requests == b.requests && a.pending == b.pending
-            && a.lastPushSeconds == b.lastPushSeconds && a.dropped.map(\.reason) == b.dropped.map(\.reason)
-            && a.dropped.map(\.samples) == b.dropped.map(\.samples)
     }
 }
 
