@@ -221,6 +221,16 @@ public struct SecretFileProblem: Error, Sendable, CustomStringConvertible {
         }
         return text
     }
+
+    /// A small UTF-8 text file (a configuration file), read now.
+    static func readText(_ path: String, what: String) throws(SecretFileProblem) -> String {
+        let bytes: [UInt8]
+        do { bytes = try TextFile.readRegular(path) } catch { throw SecretFileProblem(description: "cannot read the \(what): \(error)") }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw SecretFileProblem(description: "the \(what) \(path) is not UTF-8 text")
+        }
+        return text
+    }
 }
 
 /// C0 controls but tab, DEL, and C1 controls.
@@ -247,6 +257,43 @@ enum Base64 {
             out += [table[Int(n >> 18 & 63)], table[Int(n >> 12 & 63)], table[Int(n >> 6 & 63)], UInt8(ascii: "=")]
         }
         return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The bytes of standard base64 (padding required); nil for anything else.
+    static func decode(_ text: Substring) -> [UInt8]? {
+        let bytes = Array(text.utf8)
+        guard bytes.count % 4 == 0 else { return nil }
+        func value(_ c: UInt8) -> UInt32? {
+            switch c {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"): UInt32(c - UInt8(ascii: "A"))
+            case UInt8(ascii: "a")...UInt8(ascii: "z"): UInt32(c - UInt8(ascii: "a") + 26)
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): UInt32(c - UInt8(ascii: "0") + 52)
+            case UInt8(ascii: "+"): 62
+            case UInt8(ascii: "/"): 63
+            default: nil
+            }
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count / 4 * 3)
+        var i = 0
+        while i < bytes.count {
+            let last = i + 4 == bytes.count
+            let padding = last ? (bytes[i + 3] == UInt8(ascii: "=") ? (bytes[i + 2] == UInt8(ascii: "=") ? 2 : 1) : 0) : 0
+            var n: UInt32 = 0
+            for j in 0..<4 {
+                if j >= 4 - padding {
+                    n <<= 6
+                    continue
+                }
+                guard let v = value(bytes[i + j]) else { return nil }
+                n = n << 6 | v
+            }
+            out.append(UInt8(n >> 16 & 0xFF))
+            if padding < 2 { out.append(UInt8(n >> 8 & 0xFF)) }
+            if padding < 1 { out.append(UInt8(n & 0xFF)) }
+            i += 4
+        }
+        return out
     }
 }
 

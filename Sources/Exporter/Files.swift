@@ -118,3 +118,21 @@ public enum StandardError {
     /// `strerror(3)` of `code`.
     public static func describe(errno code: CInt) -> String { errorText(code) }
 }
+
+/// What tells that a file was replaced or rewritten: device, inode, size and modification time
+/// (`stat(2)`, following symlinks — a Kubernetes secret volume swaps a symlink).
+struct FileIdentity: Equatable, Sendable {
+    var device: UInt64
+    var inode: UInt64
+    var size: Int64
+    var modifiedNanoseconds: Int64
+
+    /// Nil when the path cannot be stat'ed.
+    static func of(_ path: String) -> FileIdentity? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return FileIdentity(
+            device: UInt64(st.st_dev), inode: UInt64(st.st_ino), size: Int64(st.st_size),
+            modifiedNanoseconds: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec))
+    }
+}

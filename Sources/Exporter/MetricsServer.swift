@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import RAPLBackend
 import ServiceLifecycle
 import Support
@@ -56,20 +57,40 @@ public struct MetricsServerLimits: Sendable {
 /// published window figures (never the hardware) and formats them; nothing it does waits for the sampler.
 public final class MetricsServer: Service, Sendable {
     public let address: ListenAddress
+    /// Whether it serves https (a `tls_server_config` in the web configuration).
+    public let tls: Bool
     private let channel: any Channel
+    private let core: ServerCore
 
-    /// Binds now (so that a port in use is an error at start); serves until graceful shutdown.
+    /// Binds now (so that a port in use is an error at start), and loads the web configuration's TLS
+    /// material now (so that a certificate or key that does not load is one too); serves until graceful
+    /// shutdown.
     public init(
         address: ListenAddress, eventLoop: any EventLoop, state: ScrapeState, context: ScrapeContext, health: HealthFile?,
-        limits: MetricsServerLimits = MetricsServerLimits(), logger: Logger = Logger(label: "rapl-exporter.metrics")
+        web: WebConfig = WebConfig(), limits: MetricsServerLimits = MetricsServerLimits(),
+        logger: Logger = Logger(label: "rapl-exporter.metrics")
     ) throws {
-        let core = ServerCore(state: state, context: context, health: health, limits: limits, eventLoop: eventLoop, logger: logger)
+        let reloader: ServerTLSReloader?
+        do { reloader = try web.tls.map { try ServerTLSReloader($0, logger: logger) } } catch {
+            throw ConfigurationError(
+                "web configuration: the endpoint's TLS certificate, key or client CA does not load: \(error) (\(SettingKey.webConfigFile.names); read as the unprivileged process that serves)"
+            )
+        }
+        let gate = web.basicAuthUsers.isEmpty ? nil : BasicAuthGate(users: web.basicAuthUsers, logger: logger)
+        let core = ServerCore(
+            state: state, context: context, health: health, limits: limits, eventLoop: eventLoop, logger: logger, tls: reloader, gate: gate,
+            headers: web.headers)
+        self.core = core
+        tls = reloader != nil
         channel = try ServerBootstrap(group: eventLoop)
             .serverChannelOption(.backlog, value: 128)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let handler = ScrapeHandler(core: core)
+                    if let tls = core.tls {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.current()))
+                    }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
@@ -86,7 +107,11 @@ public final class MetricsServer: Service, Sendable {
     }
 
     /// Stops listening (open connections finish their request).
-    public func close() async throws { try await channel.close() }
+    public func close() async throws {
+        try await channel.close()
+        let core = self.core
+        try? await core.eventLoop.submit { core.gate?.shutdown() }.get()
+    }
 }
 
 /// What every connection of the server shares; touched on the event loop only.
@@ -97,13 +122,23 @@ private final class ServerCore: @unchecked Sendable {
     let limits: MetricsServerLimits
     let eventLoop: any EventLoop
     let logger: Logger
+    let tls: ServerTLSReloader?
+    let gate: BasicAuthGate?
+    /// `http_server_config.headers`, on every response.
+    let headers: [(String, String)]
     /// Open connections, in order of arrival.
     var connections: [ScrapeHandler] = []
     /// Reused by every scrape.
     var figures = ScrapeFigures()
     var refusedLogged = false
 
-    init(state: ScrapeState, context: ScrapeContext, health: HealthFile?, limits: MetricsServerLimits, eventLoop: any EventLoop, logger: Logger) {
+    init(
+        state: ScrapeState, context: ScrapeContext, health: HealthFile?, limits: MetricsServerLimits, eventLoop: any EventLoop, logger: Logger,
+        tls: ServerTLSReloader?, gate: BasicAuthGate?, headers: [(String, String)]
+    ) {
+        self.tls = tls
+        self.gate = gate
+        self.headers = headers
         self.state = state
         self.context = context
         self.health = health
@@ -231,10 +266,27 @@ private final class ScrapeHandler: ChannelInboundHandler, RemovableChannelHandle
     private func respond(to request: HTTPRequestHead, context: ChannelHandlerContext) {
         timer?.cancel()
         waiting = false
+        guard let gate = core.gate else {
+            answer(request, authorized: true, context: context)
+            return
+        }
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        gate.check(request.headers.first(name: "authorization"), on: context.eventLoop).whenSuccess { ok in
+            // The connection may have closed while bcrypt ran.
+            guard let context = bound.value.context else { return }
+            bound.value.answer(request, authorized: ok, context: context)
+        }
+    }
+
+    private func answer(_ request: HTTPRequestHead, authorized: Bool, context: ChannelHandlerContext) {
         let path = request.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
         let (status, contentType, body): (HTTPResponseStatus, String, [UInt8])
         var headers = HTTPHeaders()
-        if request.method == .GET || request.method == .HEAD {
+        for (name, value) in core.headers { headers.add(name: name, value: value) }
+        if !authorized {
+            (status, contentType, body) = (.unauthorized, "text/plain; charset=utf-8", Array("unauthorized\n".utf8))
+            headers.add(name: "WWW-Authenticate", value: "Basic realm=\"rapl-exporter\", charset=\"UTF-8\"")
+        } else if request.method == .GET || request.method == .HEAD {
             (status, contentType, body) = core.body(for: path, accept: request.headers.first(name: "accept"))
         } else {
             (status, contentType, body) = (.methodNotAllowed, "text/plain; charset=utf-8", Array("only GET and HEAD\n".utf8))

@@ -82,6 +82,9 @@ extension SettingKey {
     public static let listen = SettingKey(
         "listen", "LISTEN_ADDRESS", value: "host:port",
         "Serve /metrics (Prometheus text and OpenMetrics), /healthz and / on this address, e.g. ':9102'; off when unset")
+    public static let webConfigFile = SettingKey(
+        "web.config.file", "WEB_CONFIG_FILE", value: "path",
+        "TLS, basic auth and response headers for the /metrics endpoint, in exporter-toolkit's web configuration format (node_exporter's)")
     public static let duration = SettingKey("duration", "RUN_DURATION_S", value: "seconds", "Run this many seconds, then stop exactly as on SIGTERM")
     public static let maxSampleAge = SettingKey(
         "max-sample-age", "MAX_SAMPLE_AGE_S", default: "1800", value: "seconds", "Drop samples older than this instead of retrying them")
@@ -152,7 +155,7 @@ extension SettingKey {
 
     /// Every setting, in the order of docs/configuration.md.
     public static let all: [SettingKey] = [
-        remoteWriteURL, scrapeInterval, pushInterval, maxRetryBatches, serviceLabel, metricName, cumulative, output, listen, duration,
+        remoteWriteURL, scrapeInterval, pushInterval, maxRetryBatches, serviceLabel, metricName, cumulative, output, listen, webConfigFile, duration,
         maxSampleAge, requestTimeout, shutdownTimeout, maxSamplesPerRequest, stuckAfter, maxDomainPower,
         tlsCAFile, tlsCertFile, tlsKeyFile, tlsServerName, tlsInsecureSkipVerify, basicAuthUsername, basicAuthPasswordFile,
         bearerTokenFile, headers, labels,

@@ -65,6 +65,8 @@ public struct Settings: Sendable {
     public var healthFile: String?
     /// Where the /metrics endpoint listens; nil: no endpoint.
     public var listen: ListenAddress?
+    /// The endpoint's web configuration file (TLS, basic auth); read at start as the unprivileged process.
+    public var webConfigFile: String?
 
     public static func resolve(_ cli: CommandLineValues, environment: [String: String]) throws(ConfigurationError) -> Settings {
         try Resolver(cli: cli, environment: environment).run()
@@ -172,6 +174,12 @@ struct Resolver {
         let power = try number(.maxDomainPower, default: EnergyMeter.defaultMaximumPower)!
         let url = text(.remoteWriteURL)
         let listen = try listenAddress()
+        let webConfig = text(.webConfigFile)
+        if webConfig != nil, listen == nil {
+            throw ConfigurationError(
+                "a web configuration file (\(SettingKey.webConfigFile.names)) configures the /metrics endpoint, which is off: set LISTEN_ADDRESS (or --listen)"
+            )
+        }
         let outputText = text(.output) ?? (url != nil ? "remote-write" : listen != nil ? "none" : "stdout")
         guard let output = Settings.Output(rawValue: outputText.lowercased()) else {
             throw ConfigurationError(
@@ -222,7 +230,8 @@ struct Resolver {
             maximumPower: power,
             keepCapabilities: keep,
             healthFile: text(.healthFile),
-            listen: listen
+            listen: listen,
+            webConfigFile: webConfig
         )
     }
 

@@ -31,6 +31,7 @@ struct RunCommand: ParsableCommand {
     @Flag(help: .key(.cumulative)) var cumulative = false
     @Option(help: .key(.output)) var output: String?
     @Option(help: .key(.listen)) var listen: String?
+    @Option(name: .customLong("web.config.file"), help: .key(.webConfigFile)) var webConfigFile: String?
     @Option(parsing: .unconditional, help: .key(.duration)) var duration: String?
     @Option(parsing: .unconditional, help: .key(.maxSampleAge)) var maxSampleAge: String?
     @Option(parsing: .unconditional, help: .key(.requestTimeout)) var requestTimeout: String?
@@ -57,6 +58,7 @@ struct RunCommand: ParsableCommand {
         let options: [(SettingKey, String?)] = [
             (.remoteWriteURL, remoteWriteURL), (.scrapeInterval, scrapeInterval), (.pushInterval, pushInterval),
             (.maxRetryBatches, maxRetryBatches), (.serviceLabel, serviceLabel), (.metricName, metricName), (.output, output), (.listen, listen),
+            (.webConfigFile, webConfigFile),
             (.duration, duration), (.maxSampleAge, maxSampleAge), (.requestTimeout, requestTimeout), (.shutdownTimeout, shutdownTimeout),
             (.maxSamplesPerRequest, maxSamplesPerRequest), (.stuckAfter, stuckAfter), (.maxDomainPower, maxDomainPower),
             (.tlsCAFile, tlsCAFile), (.tlsCertFile, tlsCertFile), (.tlsKeyFile, tlsKeyFile), (.tlsServerName, tlsServerName),

@@ -41,8 +41,9 @@ extension RunCommand {
         let backend = try Self.openBackend(settings, facts: facts, logger: logger)
         Self.dropCapabilities(unless: settings.keepCapabilities, backend: backend, facts: facts, logger: logger)
         try Self.checkSecretFiles(settings)
+        let web = try withConfiguration { () throws(ConfigurationError) in try settings.webConfigFile.map(WebConfig.load) ?? WebConfig() }
         let meter = EnergyMeter(backend: backend, stuckAfter: settings.stuckAfter, maximumPower: settings.maximumPower)
-        return try makeServices(settings, meter: meter, transport: transport, logger: logger)
+        return try makeServices(settings, web: web, meter: meter, transport: transport, logger: logger)
     }
 
     /// The remote-write transport when a URL is given (TLS material loaded now: a bad CA or key exits 2).
@@ -99,7 +100,9 @@ extension RunCommand {
 
     /// The writer (or the stdout printer), the /metrics endpoint and the sampler in a service group that
     /// shuts down in reverse order: the sampler closes its last window first, then the writer flushes.
-    func makeServices(_ settings: Settings, meter: sending EnergyMeter, transport: HTTPTransport?, logger: Logger) throws(ExitCode) -> PreparedRun {
+    func makeServices(_ settings: Settings, web: WebConfig, meter: sending EnergyMeter, transport: HTTPTransport?, logger: Logger) throws(ExitCode)
+        -> PreparedRun
+    {
         let health = makeHealthFile(settings, logger: logger)
         // One event loop thread for all the async work (started now: the capabilities are dropped).
         let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1).next()
@@ -114,10 +117,14 @@ extension RunCommand {
                 nameStyle: settings.reading.nameStyle, version: ExporterVersion.current, backend: meter.backend.kind.rawValue,
                 startTimeSeconds: Double(SystemWallClock().nowMicroseconds()) / 1e6, process: nil)
             do {
-                let server = try MetricsServer(address: listen, eventLoop: loop, state: state, context: context, health: health)
+                let server = try MetricsServer(address: listen, eventLoop: loop, state: state, context: context, health: health, web: web)
                 services.append(server)
                 sinks.append(state)
-                logger.info("serving /metrics on http://\(server.address)/metrics")
+                let auth = web.basicAuthUsers.isEmpty ? "" : " (basic auth, \(web.basicAuthUsers.count) user(s))"
+                logger.info("serving /metrics on \(server.tls ? "https" : "http")://\(server.address)/metrics\(auth)")
+            } catch let error as ConfigurationError {
+                StandardError.write("rapl-exporter: \(error.description)\n")
+                throw ExitCode(2)
             } catch {
                 logger.critical("cannot listen on \(listen) (--listen, LISTEN_ADDRESS): \(error)")
                 throw ExitCode(2)

@@ -121,6 +121,35 @@ import Testing
         #expect(kept.status == 0, "\(kept.stderr)")
     }
 
+    /// The endpoint's web configuration and its key are read by the process that serves, which has no
+    /// capability left: a file only root's CAP_DAC_OVERRIDE could read is refused at start.
+    @Test(.enabled(if: getuid() == 0, "needs root to hand a file to another user"))
+    func aWebConfigOrKeyReadableOnlyWithADroppedCapabilityIsRefusedAtStart() async throws {
+        let tree = tree()
+        let key = file(Array("-----BEGIN PRIVATE KEY-----\n".utf8), mode: 0o600)
+        #expect(chown(key, 65534, 65534) == 0)
+        let web = file(Array("tls_server_config:\n  cert_file: /etc/hostname\n  key_file: \(key)\n".utf8), mode: 0o644)
+        try await expectRefused(
+            tree.sysfsArguments + ["--listen", "127.0.0.1:65001", "--web.config.file", web], [:],
+            "web configuration: the endpoint's TLS certificate, key or client CA does not load: open \(key): Permission denied")
+        #expect(chown(web, 65534, 65534) == 0)
+        #expect(chmod(web, 0o600) == 0)
+        try await expectRefused(
+            tree.sysfsArguments + ["--listen", "127.0.0.1:65001"], ["WEB_CONFIG_FILE": web],
+            "cannot read the web configuration file: open \(web): Permission denied (--web.config.file or WEB_CONFIG_FILE)")
+    }
+
+    @Test func aWebConfigThatCannotBeHonouredExitsTwo() async throws {
+        let tree = tree()
+        let web = file(Array("basic_auth_users:\n  alice: hunter2\n".utf8), mode: 0o644)
+        try await expectRefused(
+            tree.sysfsArguments + ["--listen", "127.0.0.1:65001", "--web.config.file", web], [:],
+            "web configuration \(web): basic_auth_users.alice: not a bcrypt hash", notContaining: "hunter2")
+        try await expectRefused(
+            tree.sysfsArguments + ["--listen", "127.0.0.1:65001", "--web.config.file", "/nonexistent/web.yml"], [:],
+            "cannot read the web configuration file: open /nonexistent/web.yml: No such file or directory")
+    }
+
     @Test func aCAFileThatCannotBeReadSaysWhichAndWhy() async throws {
         try await expectRefused(
             ["--remote-write-url", "https://127.0.0.1:9/w", "--tls-ca-file", "/nonexistent/ca.pem"], [:],

@@ -126,6 +126,10 @@ import Testing
         ([.listen: "::1:9102"], [:], "invalid listen address '::1:9102'"),
         ([.listen: ":80"], [:], "listen port 80 (--listen or LISTEN_ADDRESS) is below 1024: binding it needs CAP_NET_BIND_SERVICE"),
         ([.output: "none"], [:], "output none needs the /metrics endpoint: set LISTEN_ADDRESS (or --listen)"),
+        (
+            [:], ["WEB_CONFIG_FILE": "/etc/web.yml"],
+            "a web configuration file (--web.config.file or WEB_CONFIG_FILE) configures the /metrics endpoint, which is off"
+        ),
         // With stdout output, remote-write options given wrongly are still errors.
         ([.output: "stdout"], ["REMOTE_WRITE_URL": "http://h/w", "REMOTE_WRITE_HEADERS": "bad"], "invalid header 'bad'"),
     ])
@@ -148,6 +152,7 @@ import Testing
         #expect(both.listen?.port == 9102)
         #expect(try resolve([.listen: "127.0.0.1:9102", .output: "stdout"]).output == .stdout)
         #expect(try resolve().listen == nil)
+        #expect(try resolve([.listen: ":9102"], env: ["WEB_CONFIG_FILE": "/etc/web.yml"]).webConfigFile == "/etc/web.yml")
     }
 
     /// docs/configuration.md documents every key of the table, and nothing that is not in it.
