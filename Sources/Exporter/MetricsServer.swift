@@ -85,12 +85,19 @@ public final class MetricsServer: Service, Sendable {
         channel = try ServerBootstrap(group: eventLoop)
             .serverChannelOption(.backlog, value: 128)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            // Small reads: one read of pipelined requests is parsed and held whole, so its size bounds what
+            // a client that sends without reading can make the endpoint hold (a scrape request is < 1 KB).
+            .childChannelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 4096))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let handler = ScrapeHandler(core: core)
                     if let tls = core.tls {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.current()))
                     }
+                    // A client that sends requests and does not read the answers: stop reading from it
+                    // while its answers are not being taken (they would pile up in memory); the request
+                    // deadline then closes it.
+                    try channel.pipeline.syncOperations.addHandler(BackPressureHandler())
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
@@ -212,6 +219,8 @@ private final class ScrapeHandler: ChannelInboundHandler, RemovableChannelHandle
     private let core: ServerCore
     private var context: ChannelHandlerContext?
     private var head: HTTPRequestHead?
+    /// A complete request not answered yet because the previous answers are still unread.
+    private var deferred: HTTPRequestHead?
     private var bodyBytes = 0
     private var timer: Scheduled<Void>?
     /// Between requests (or inside one not yet complete): evictable.
@@ -259,8 +268,23 @@ private final class ScrapeHandler: ChannelInboundHandler, RemovableChannelHandle
         case .end:
             guard let head else { return }
             self.head = nil
-            respond(to: head, context: context)
+            if context.channel.isWritable {
+                respond(to: head, context: context)
+            } else {
+                // The client is not taking its previous answers: this one waits until it does (or the
+                // request deadline closes the connection), so answers cannot pile up in memory.
+                deferred = head
+                armDeadline()
+            }
         }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, let request = deferred {
+            deferred = nil
+            respond(to: request, context: context)
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     private func respond(to request: HTTPRequestHead, context: ChannelHandlerContext) {

@@ -1,4 +1,5 @@
 import Foundation
+import HummingbirdBcrypt
 import RAPLBackend
 import TestSupport
 import Testing
@@ -64,33 +65,69 @@ struct ReceiverIntegrationTests {
     /// Prometheus scrapes /metrics (no pushing): the target is up, the counter never goes backwards
     /// while the fake counter wraps, and once the counters stop, the scraped total is exactly the
     /// energy added to the fake tree.
-    @Test func prometheusScrapesTheExactEnergy() async throws {
+    /// A real Prometheus — 2.42 over plain HTTP, 3.5 over https with basic auth from a web configuration
+    /// file — scrapes the daemon's /metrics while the fake package counter draws a steady 2 W through two
+    /// wraps: `rate()` is the fake tree's watts within 2 %, the counter never goes backwards, the last
+    /// scraped total is exactly the energy added, and every scrape is `up`.
+    @Test(arguments: [(ReceiverProcess.Kind.prometheus, false), (.prometheus3, true)])
+    func prometheusScrapesTheExactEnergy(_ kind: ReceiverProcess.Kind, secured: Bool) async throws {
         let port = freePort()
         let tree = tree()
-        let daemon = try Daemon([
-            "--sysfs-root", tree.sys, "--dev-root", tree.dev, "--proc-root", tree.proc, "--backend", "sysfs",
-            "--listen", "127.0.0.1:\(port)", "--scrape-interval", "0.05", "--duration", "40",
-        ])
+        var target = ReceiverProcess.ScrapeTarget(address: "127.0.0.1:\(port)")
+        var extra: [String] = []
+        let pki = try await SelfSigned()
+        if secured {
+            let web = try pki.file(
+                "web.yml",
+                "tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\nbasic_auth_users:\n  prometheus: \(Bcrypt.hash("scrape-secret", cost: 4))\n"
+            )
+            extra = ["--web.config.file", web]
+            target.caFile = pki.certificate
+            target.basicAuth = ("prometheus", "scrape-secret")
+        }
+        // 10 ms windows: a scrape's figures are at most one window old, which keeps rate() within 0.2 %.
+        let daemon = try Daemon(
+            [
+                "--sysfs-root", tree.sys, "--dev-root", tree.dev, "--proc-root", tree.proc, "--backend", "sysfs",
+                "--listen", "127.0.0.1:\(port)", "--scrape-interval", "0.01", "--duration", "60",
+            ] + extra)
         try await daemon.waitSampling()
-        let receiver = try ReceiverProcess(.prometheus, scraping: "127.0.0.1:\(port)")
+        let receiver = try ReceiverProcess(kind, scraping: target)
         try await receiver.waitReady()
         // Prometheus applies new targets every 5 s: wait for its first scrape.
         try await waitUntil("the first scrape", seconds: 20) { !((try? await receiver.samples("up{job=\"rapl\"}")) ?? []).isEmpty }
-        let added = try await advance(tree, steps: 50, pace: .milliseconds(60))  // 0.62 J: wraps past 10 J
+        // 2 W for 11 s: each tick sets the counter to what 2 W since the start comes to, so the fake
+        // hardware's power is exact whatever the ticks' jitter. It wraps at 10 J, every 5 s.
+        let microwatts: UInt64 = 2_000_000
+        let clock = ContinuousClock()
+        let start = clock.now
+        var added: UInt64 = 0
+        while clock.now - start < .seconds(11) {
+            let elapsed = clock.now - start
+            added =
+                UInt64(elapsed.components.seconds) * microwatts + UInt64(elapsed.components.attoseconds / 1_000_000_000_000) * microwatts / 1_000_000
+            tree.setEnergy("intel-rapl:0", (9_500_000 + added) % (Self.max + 1))
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let steadyEnd = Date().timeIntervalSince1970
         let selector = "rapl_energy_joules_total{job=\"rapl\",component=\"package-0\",socket=\"0\"}"
         let expected = Double(added) / 1e6
         try await waitUntil("a scrape after the counters stopped", seconds: 15) {
             (try? await receiver.samples(selector))?.last?.1 == expected
         }
+        let rate = try await receiver.query("rate(\(selector)[8s])", at: steadyEnd - 1)
         let scraped = try await receiver.samples(selector)
         let up = try await receiver.samples("up{job=\"rapl\"}")
         daemon.process.terminate()
         #expect(try await daemon.waitExit() == 0, "\(daemon.log)")
         await receiver.stop()
-        #expect(scraped.count >= 2)
-        #expect(zip(scraped, scraped.dropFirst()).allSatisfy { $0.1 <= $1.1 }, "never backwards, through the wrap")
+        let watts = try #require(rate, "rate() has a value")
+        #expect(abs(watts - 2.0) / 2.0 < 0.02, "rate() \(watts) W vs the fake tree's 2 W")
+        #expect(scraped.count >= 10)
+        #expect(zip(scraped, scraped.dropFirst()).allSatisfy { $0.1 <= $1.1 }, "never backwards, through the wraps")
         #expect(scraped.last?.1 == expected, "the exact joules")
-        #expect(!up.isEmpty && up.allSatisfy { $0.1 == 1 })
+        #expect(!up.isEmpty && up.allSatisfy { $0.1 == 1 }, "\(kind): every scrape up")
+        if secured { #expect(daemon.log.contains("serving /metrics on https://"), "\(daemon.log)") }
     }
 
     @Test func aPrometheusOutageLosesNoWindow() async throws {

@@ -37,6 +37,17 @@ final class RawConnection {
         }
     }
 
+    /// Sends what the socket takes now, without waiting; returns the bytes sent.
+    func sendWithoutWaiting(_ bytes: [UInt8]) -> Int {
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            if n <= 0 { break }
+            sent += n
+        }
+        return sent
+    }
+
     /// What arrives until the peer closes or 5 s pass.
     func readToEnd() -> String {
         var out: [UInt8] = []
@@ -224,6 +235,21 @@ final class RawConnection {
 /// slow ones, a 1 MB header, garbage — a normal scrape is still answered within 100 ms, and the daemon's
 /// memory stays bounded.
 @Suite struct MetricsEndpointUnderLoadTests {
+    /// The best of three scrapes, and its answer: the tests run in parallel on two CPUs, and one scrape
+    /// may wait for a CPU the test runner holds, which is not the endpoint's doing.
+    func bestOfThreeScrapes(_ port: Int) throws -> (answer: String, took: Duration) {
+        var answer = ""
+        var took = Duration.seconds(60)
+        for _ in 0..<3 {
+            let start = ContinuousClock.now
+            let scrape = try RawConnection(port: port)
+            scrape.send("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = scrape.readResponse()
+            took = min(took, start.duration(to: .now))
+        }
+        return (answer, took)
+    }
+
     func residentKB(_ pid: Int32) -> Int {
         let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
         let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
@@ -245,17 +271,7 @@ final class RawConnection {
         huge.send("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "a", count: 1 << 20))\r\n\r\n")
         let garbage = try RawConnection(port: port)
         garbage.send(Array(repeating: 0xff, count: 4096))
-        // The best of three scrapes: the tests run in parallel on two CPUs, and one scrape may wait for a
-        // CPU the test runner holds, which is not the endpoint's doing.
-        var answer = ""
-        var took = Duration.seconds(60)
-        for _ in 0..<3 {
-            let start = ContinuousClock.now
-            let scrape = try RawConnection(port: port)
-            scrape.send("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            answer = scrape.readResponse()
-            took = min(took, start.duration(to: .now))
-        }
+        let (answer, took) = try bestOfThreeScrapes(port)
         let after = residentKB(pid)
         daemon.process.terminate()
         #expect(try await daemon.waitExit() == 0, "\(daemon.log)")
@@ -264,6 +280,41 @@ final class RawConnection {
         #expect(took < .milliseconds(100), "\(took)")
         #expect(after - before < 8 * 1024, "RSS grew from \(before) kB to \(after) kB")
         _ = (huge, garbage)
+    }
+
+    /// Clients that pipeline thousands of requests and never read an answer: the endpoint stops reading
+    /// from a connection whose answers are not being taken (they would pile up in memory otherwise), and
+    /// keeps answering everyone else.
+    @Test func clientsThatNeverReadTheirAnswersCannotGrowMemory() async throws {
+        let tree = FakeTree.powercap()
+        let port = freePort()
+        let daemon = try Daemon(tree.sysfsArguments + ["--listen", "127.0.0.1:\(port)", "--duration", "60"])
+        try await daemon.waitSampling()
+        let pid = daemon.process.processIdentifier
+        let warm = try RawConnection(port: port)
+        warm.send("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        _ = warm.readResponse()
+        let before = residentKB(pid)
+        let requests = Array(String(repeating: "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", count: 5000).utf8)
+        var readers: [RawConnection] = []
+        var sent = 0
+        for _ in 0..<10 {
+            let c = try RawConnection(port: port)
+            readers.append(c)
+            // What the kernel takes at once; then again once the endpoint has read some.
+            sent += c.sendWithoutWaiting(requests)
+        }
+        try await Task.sleep(for: .seconds(1))  // another process: time for it to answer what it read
+        for c in readers { sent += c.sendWithoutWaiting(Array(requests.prefix(requests.count / 2))) }
+        try await Task.sleep(for: .seconds(1))
+        let (answer, took) = try bestOfThreeScrapes(port)
+        let after = residentKB(pid)
+        daemon.process.terminate()
+        #expect(try await daemon.waitExit() == 0, "\(daemon.log)")
+        #expect(sent > 10 * 100_000, "the clients sent \(sent) bytes of requests")
+        #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer.prefix(200))")
+        #expect(took < .milliseconds(100), "\(took)")
+        #expect(after - before < 8 * 1024, "RSS grew from \(before) kB to \(after) kB")
     }
 }
 

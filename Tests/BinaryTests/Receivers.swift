@@ -16,9 +16,12 @@ enum Receivers {
     }()
 
     static var prometheus: String { directory + "/prometheus" }
+    /// Debian sid's Prometheus 3.5 (scripts/install-receivers).
+    static var prometheus3: String { directory + "/../../sid/root/usr/bin/prometheus" }
     static var victoriaMetrics: String { directory + "/victoria-metrics" }
     static var available: Bool {
         FileManager.default.isExecutableFile(atPath: prometheus) && FileManager.default.isExecutableFile(atPath: victoriaMetrics)
+            && FileManager.default.isExecutableFile(atPath: prometheus3)
     }
 }
 
@@ -67,8 +70,24 @@ func waitUntil(_ what: String, seconds: Double = 30, _ condition: () async -> Bo
 /// A receiver process.
 final class ReceiverProcess: @unchecked Sendable {
     enum Kind: Sendable, CustomStringConvertible {
-        case prometheus, victoriaMetrics
-        var description: String { self == .prometheus ? "prometheus" : "victoria-metrics" }
+        /// Prometheus 2.42 (bookworm), Prometheus 3.5 (sid), VictoriaMetrics 1.79.
+        case prometheus, prometheus3, victoriaMetrics
+        var description: String {
+            switch self {
+            case .prometheus: "prometheus 2.42"
+            case .prometheus3: "prometheus 3.5"
+            case .victoriaMetrics: "victoria-metrics"
+            }
+        }
+        var isPrometheus: Bool { self != .victoriaMetrics }
+    }
+
+    /// What Prometheus scrapes (job `rapl`, every second): the address, and for https the CA to trust
+    /// and the basic-auth credentials to send.
+    struct ScrapeTarget: Sendable {
+        var address: String
+        var caFile: String? = nil
+        var basicAuth: (user: String, password: String)? = nil
     }
     let kind: Kind
     let port: Int
@@ -76,10 +95,10 @@ final class ReceiverProcess: @unchecked Sendable {
     private var process: Process?
     private let log: String
 
-    /// Prometheus only: the `host:port` it scrapes every second (job `rapl`), if any.
-    let scrapeTarget: String?
+    /// Prometheus only: what it scrapes every second (job `rapl`), if anything.
+    let scrapeTarget: ScrapeTarget?
 
-    init(_ kind: Kind, scraping target: String? = nil) throws {
+    init(_ kind: Kind, scraping target: ScrapeTarget? = nil) throws {
         self.kind = kind
         self.scrapeTarget = target
         self.port = freePort()
@@ -100,15 +119,19 @@ final class ReceiverProcess: @unchecked Sendable {
     func start() throws {
         let p = Process()
         switch kind {
-        case .prometheus:
+        case .prometheus, .prometheus3:
             let config = storage + "/prometheus.yml"
             var yaml = "global:\n  scrape_interval: 1h\n"
             if let scrapeTarget {
                 yaml += "scrape_configs:\n  - job_name: rapl\n    scrape_interval: 1s\n    scrape_timeout: 900ms\n"
-                yaml += "    static_configs:\n      - targets: ['\(scrapeTarget)']\n"
+                yaml += "    static_configs:\n      - targets: ['\(scrapeTarget.address)']\n"
+                if let ca = scrapeTarget.caFile { yaml += "    scheme: https\n    tls_config:\n      ca_file: '\(ca)'\n" }
+                if let (user, password) = scrapeTarget.basicAuth {
+                    yaml += "    basic_auth:\n      username: '\(user)'\n      password: '\(password)'\n"
+                }
             }
             try yaml.write(toFile: config, atomically: true, encoding: .utf8)
-            p.executableURL = URL(fileURLWithPath: Receivers.prometheus)
+            p.executableURL = URL(fileURLWithPath: kind == .prometheus ? Receivers.prometheus : Receivers.prometheus3)
             p.arguments = [
                 "--config.file=\(config)", "--storage.tsdb.path=\(storage)/data",
                 "--web.listen-address=127.0.0.1:\(port)", "--web.enable-remote-write-receiver",
@@ -146,16 +169,27 @@ final class ReceiverProcess: @unchecked Sendable {
     }
 
     func waitReady() async throws {
-        let path = kind == .prometheus ? "/-/ready" : "/health"
+        let path = kind.isPrometheus ? "/-/ready" : "/health"
         try await waitUntil("\(kind) on port \(port) to be ready") {
             (try? await httpGet("http://127.0.0.1:\(port)\(path)").0) == 200
         }
     }
 
+    /// Prometheus only: the value of the instant query `expression` at `time` (Unix seconds), if any.
+    func query(_ expression: String, at time: Double) async throws -> Double? {
+        let (status, data) = try await httpGet(
+            "http://127.0.0.1:\(port)/api/v1/query?query=\(urlEncode(expression))&time=\(String(format: "%.3f", time))")
+        guard status == 200, let json = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let result = (json["data"] as? [String: Any])?["result"] as? [[String: Any]]
+        else { throw TimeoutError(description: "bad prometheus answer \(status): \(String(decoding: data, as: UTF8.self))") }
+        guard let value = result.first?["value"] as? [Any], let text = value.last as? String else { return nil }
+        return Double(text)
+    }
+
     /// Raw samples (ms timestamp, value) of the series matching `selector`, oldest first.
     func samples(_ selector: String) async throws -> [(Int64, Double)] {
         switch kind {
-        case .prometheus:
+        case .prometheus, .prometheus3:
             let (status, data) = try await httpGet("http://127.0.0.1:\(port)/api/v1/query?query=\(urlEncode(selector + "[1h]"))")
             guard status == 200, let json = try JSONSerialization.jsonObject(with: data) as? [String: Any],
                 let result = (json["data"] as? [String: Any])?["result"] as? [[String: Any]]
