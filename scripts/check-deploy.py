@@ -56,6 +56,17 @@ check(overlay.get("privileged") is True, "privileged overlay sets privileged")
 check(isinstance(overlay.get("security_opt"), Reset) and overlay["security_opt"].value == [], "privileged overlay really clears security_opt with !reset")
 check(isinstance(overlay.get("cap_drop"), Reset), "privileged overlay resets cap_drop")
 
+scrape = load("deploy/docker-compose.scrape.yml", ComposeLoader)["services"]
+scraping = scrape["rapl-exporter"]
+check("--listen" in scraping["command"] and scraping["environment"]["REMOTE_WRITE_URL"] == "", "scrape overlay: the exporter listens and does not push")
+listen_port = scraping["command"][scraping["command"].index("--listen") + 1].rsplit(":", 1)[1]
+base_target = services["prometheus"]["volumes"][0].split(":")[1]
+source, target = scrape["prometheus"]["volumes"][0].split(":")[:2]
+check(target == base_target, "scrape overlay: its prometheus config replaces the base mount (same container path)")
+scrape_config = load(os.path.join("deploy", source))
+targets = [t for job in scrape_config["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]]
+check(f"rapl-exporter:{listen_port}" in targets, "scrape overlay: prometheus scrapes the port the exporter listens on")
+
 docs = [d for d in load("deploy/kubernetes/daemonset.yaml", many=True) if d]
 kinds = [d["kind"] for d in docs]
 check(kinds == ["Namespace", "Secret", "DaemonSet"], "kubernetes manifest: Namespace, Secret, DaemonSet")
@@ -72,6 +83,8 @@ check(mounts == {v["name"] for v in pod["volumes"]}, "every volume is mounted an
 dash = json.load(open(os.path.join(root, "deploy/grafana/dashboards/rapl-energy.json")))
 exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
 check(any("pyjoules_remote_write_energy_uj" in e for e in exprs), "dashboard queries the energy series")
+check(all("rapl_energy_joules_total" in e for e in exprs[:3]), "dashboard energy panels read the scraped counter too")
+check({v["name"] for v in dash["templating"]["list"]} == {"source", "instance"}, "dashboard variables: source (push) and instance (scrape)")
 check(len({p["id"] for p in dash["panels"]}) == len(dash["panels"]), "dashboard panel ids are unique")
 for path in ["deploy/grafana/provisioning/datasources/prometheus.yml", "deploy/grafana/provisioning/dashboards/rapl.yml"]:
     check(load(path)["apiVersion"] == 1, f"{path} parses")

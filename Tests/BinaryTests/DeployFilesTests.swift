@@ -13,9 +13,11 @@ import Testing
     }
 
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: Receivers.directory + "/promtool")))
-    func prometheusConfigIsValid() async throws {
-        let result = try await Binary.run(Receivers.directory + "/promtool", ["check", "config", Self.root + "/deploy/prometheus/prometheus.yml"])
-        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+    func prometheusConfigsAreValid() async throws {
+        for file in ["prometheus.yml", "prometheus-scrape.yml"] {
+            let result = try await Binary.run(Receivers.directory + "/promtool", ["check", "config", Self.root + "/deploy/prometheus/" + file])
+            #expect(result.status == 0, "\(file): \(result.stdout)\(result.stderr)")
+        }
     }
 
     @Test(

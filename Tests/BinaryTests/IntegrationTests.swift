@@ -27,6 +27,25 @@ struct ReceiverIntegrationTests {
         return UInt64(steps) * Self.step
     }
 
+    /// Draws a steady power on each tree's package-0 (µW) for `seconds`: each tick sets the counter to
+    /// what that power since the start comes to, so the fake hardware's power is exact whatever the
+    /// ticks' jitter (at 2 W the 10 J counter wraps every 5 s). Returns the µJ added to each.
+    func drawSteadyPower(_ trees: [(FakeTree, UInt64)], seconds: Int) async throws -> [UInt64] {
+        let clock = ContinuousClock()
+        let start = clock.now
+        var added = trees.map { _ in UInt64(0) }
+        while clock.now - start < .seconds(seconds) {
+            let elapsed = clock.now - start
+            let microseconds = UInt64(elapsed.components.seconds) * 1_000_000 + UInt64(elapsed.components.attoseconds / 1_000_000_000_000)
+            for (i, (tree, microwatts)) in trees.enumerated() {
+                added[i] = microseconds * microwatts / 1_000_000
+                tree.setEnergy("intel-rapl:0", (9_500_000 + added[i]) % (Self.max + 1))
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return added
+    }
+
     func daemon(_ tree: FakeTree, _ url: String, source: String, duration: Double, extra: [String] = []) throws -> Daemon {
         try Daemon(
             [
@@ -62,9 +81,6 @@ struct ReceiverIntegrationTests {
         await receiver.stop()
     }
 
-    /// Prometheus scrapes /metrics (no pushing): the target is up, the counter never goes backwards
-    /// while the fake counter wraps, and once the counters stop, the scraped total is exactly the
-    /// energy added to the fake tree.
     /// A real Prometheus — 2.42 over plain HTTP, 3.5 over https with basic auth from a web configuration
     /// file — scrapes the daemon's /metrics while the fake package counter draws a steady 2 W through two
     /// wraps: `rate()` is the fake tree's watts within 2 %, the counter never goes backwards, the last
@@ -96,19 +112,7 @@ struct ReceiverIntegrationTests {
         try await receiver.waitReady()
         // Prometheus applies new targets every 5 s: wait for its first scrape.
         try await waitUntil("the first scrape", seconds: 20) { !((try? await receiver.samples("up{job=\"rapl\"}")) ?? []).isEmpty }
-        // 2 W for 11 s: each tick sets the counter to what 2 W since the start comes to, so the fake
-        // hardware's power is exact whatever the ticks' jitter. It wraps at 10 J, every 5 s.
-        let microwatts: UInt64 = 2_000_000
-        let clock = ContinuousClock()
-        let start = clock.now
-        var added: UInt64 = 0
-        while clock.now - start < .seconds(11) {
-            let elapsed = clock.now - start
-            added =
-                UInt64(elapsed.components.seconds) * microwatts + UInt64(elapsed.components.attoseconds / 1_000_000_000_000) * microwatts / 1_000_000
-            tree.setEnergy("intel-rapl:0", (9_500_000 + added) % (Self.max + 1))
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        let added = try await drawSteadyPower([(tree, 2_000_000)], seconds: 11)[0]
         let steadyEnd = Date().timeIntervalSince1970
         let selector = "rapl_energy_joules_total{job=\"rapl\",component=\"package-0\",socket=\"0\"}"
         let expected = Double(added) / 1e6
@@ -128,6 +132,63 @@ struct ReceiverIntegrationTests {
         #expect(scraped.last?.1 == expected, "the exact joules")
         #expect(!up.isEmpty && up.allSatisfy { $0.1 == 1 }, "\(kind): every scrape up")
         if secured { #expect(daemon.log.contains("serving /metrics on https://"), "\(daemon.log)") }
+    }
+
+    /// The Grafana dashboard's queries (deploy/grafana), run by a real Prometheus that holds one host's
+    /// pushed windows (2 W) and another's scraped counter (3 W): every panel reads both paths, and each
+    /// variable picks one.
+    @Test func theDashboardWorksFromEitherPath() async throws {
+        let port = freePort()
+        let pushed = tree()
+        let scraped = tree()
+        let receiver = try ReceiverProcess(.prometheus, scraping: .init(address: "127.0.0.1:\(port)"))
+        try await receiver.waitReady()
+        let source = "dash-\(UUID().uuidString.prefix(8))"
+        let pusher = try daemon(pushed, receiver.writeURL, source: source, duration: 60)
+        let puller = try Daemon(
+            scraped.sysfsArguments + ["--listen", "127.0.0.1:\(port)", "--scrape-interval", "0.01", "--duration", "60"])
+        try await pusher.waitSampling()
+        try await puller.waitSampling()
+        try await waitUntil("the first scrape", seconds: 20) { !((try? await receiver.samples("up{job=\"rapl\"}")) ?? []).isEmpty }
+        _ = try await drawSteadyPower([(pushed, 2_000_000), (scraped, 3_000_000)], seconds: 11)
+        let end = Date().timeIntervalSince1970
+        try await Task.sleep(for: .milliseconds(1500))  // the last push lands (0.5 s interval)
+
+        let root = DeployFilesTests.root
+        let dashboard = try JSONSerialization.jsonObject(
+            with: Data(contentsOf: URL(fileURLWithPath: root + "/deploy/grafana/dashboards/rapl-energy.json")))
+        let panels = try #require((dashboard as? [String: Any])?["panels"] as? [[String: Any]])
+        func expression(_ title: String, source: String, instance: String) throws -> String {
+            let panel = try #require(panels.first { ($0["title"] as? String)?.hasPrefix(title) == true }, "panel \(title)")
+            let expr = try #require((panel["targets"] as? [[String: Any]])?.first?["expr"] as? String)
+            // What Grafana substitutes: the variables, and the intervals for a dashboard over the last 8 s.
+            return expr.replacingOccurrences(of: "$source", with: source).replacingOccurrences(of: "$instance", with: instance)
+                .replacingOccurrences(of: "$__rate_interval_ms", with: "4000").replacingOccurrences(of: "$__rate_interval", with: "4s")
+                .replacingOccurrences(of: "$__range", with: "8s")
+        }
+        func packageValue(_ title: String, source: String = ".*", instance: String = ".*") async throws -> Double? {
+            let series = try await receiver.vector(try expression(title, source: source, instance: instance), at: end - 1)
+            return series.first { $0.labels["component"] == "package-0" || $0.labels["component"] == nil }?.value
+        }
+        let both = try await packageValue("Power")
+        let pushOnly = try await packageValue("Power", instance: "none-such")
+        let scrapeOnly = try await packageValue("Power", source: "none-such", instance: "127.0.0.1:\(port)")
+        let energy = try await packageValue("Energy over the selected range")
+        let total = try await packageValue("Energy per run")
+        for title in ["Exporter: samples dropped", "Exporter: read errors"] {
+            _ = try await receiver.vector(try expression(title, source: ".*", instance: ".*"), at: end - 1)  // valid PromQL
+        }
+        pusher.process.terminate()
+        puller.process.terminate()
+        #expect(try await pusher.waitExit() == 0, "\(pusher.log)")
+        #expect(try await puller.waitExit() == 0, "\(puller.log)")
+        await receiver.stop()
+        func near(_ value: Double?, _ expected: Double, within: Double) -> Bool { value.map { abs($0 - expected) / expected < within } ?? false }
+        #expect(near(both, 5, within: 0.03), "both paths: \(String(describing: both)) W")
+        #expect(near(pushOnly, 2, within: 0.03), "pushed: \(String(describing: pushOnly)) W")
+        #expect(near(scrapeOnly, 3, within: 0.03), "scraped: \(String(describing: scrapeOnly)) W")
+        #expect(near(energy, 40, within: 0.05), "energy over 8 s: \(String(describing: energy)) J")
+        #expect(near(total, 0.040, within: 0.05), "total: \(String(describing: total)) kJ")
     }
 
     @Test func aPrometheusOutageLosesNoWindow() async throws {

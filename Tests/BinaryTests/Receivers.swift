@@ -177,13 +177,20 @@ final class ReceiverProcess: @unchecked Sendable {
 
     /// Prometheus only: the value of the instant query `expression` at `time` (Unix seconds), if any.
     func query(_ expression: String, at time: Double) async throws -> Double? {
+        try await vector(expression, at: time).first?.value
+    }
+
+    /// Prometheus only: the series (labels, value) of the instant query `expression` at `time`.
+    func vector(_ expression: String, at time: Double) async throws -> [(labels: [String: String], value: Double)] {
         let (status, data) = try await httpGet(
             "http://127.0.0.1:\(port)/api/v1/query?query=\(urlEncode(expression))&time=\(String(format: "%.3f", time))")
         guard status == 200, let json = try JSONSerialization.jsonObject(with: data) as? [String: Any],
             let result = (json["data"] as? [String: Any])?["result"] as? [[String: Any]]
-        else { throw TimeoutError(description: "bad prometheus answer \(status): \(String(decoding: data, as: UTF8.self))") }
-        guard let value = result.first?["value"] as? [Any], let text = value.last as? String else { return nil }
-        return Double(text)
+        else { throw TimeoutError(description: "bad prometheus answer \(status) to \(expression): \(String(decoding: data, as: UTF8.self))") }
+        return result.compactMap { series in
+            guard let value = series["value"] as? [Any], let text = value.last as? String, let number = Double(text) else { return nil }
+            return (series["metric"] as? [String: String] ?? [:], number)
+        }
     }
 
     /// Raw samples (ms timestamp, value) of the series matching `selector`, oldest first.
