@@ -98,7 +98,9 @@ public final class MetricsServer: Service, Sendable {
                     // while its answers are not being taken (they would pile up in memory); the request
                     // deadline then closes it.
                     try channel.pipeline.syncOperations.addHandler(BackPressureHandler())
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    // Pipelined requests are queued (and bounded) by the handler itself.
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+                        withPipeliningAssistance: false, withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }
@@ -219,8 +221,12 @@ private final class ScrapeHandler: ChannelInboundHandler, RemovableChannelHandle
     private let core: ServerCore
     private var context: ChannelHandlerContext?
     private var head: HTTPRequestHead?
-    /// A complete request not answered yet because the previous answers are still unread.
-    private var deferred: HTTPRequestHead?
+    /// Complete requests not answered yet, in order: pipelined ones (at most ``maxPipelined``).
+    private var queue: [HTTPRequestHead] = []
+    private var answering = false
+    /// Answers made since the connection's last read from its socket.
+    private var answeredInRead = 0
+    static let maxPipelined = 16
     private var bodyBytes = 0
     private var timer: Scheduled<Void>?
     /// Between requests (or inside one not yet complete): evictable.
@@ -268,23 +274,41 @@ private final class ScrapeHandler: ChannelInboundHandler, RemovableChannelHandle
         case .end:
             guard let head else { return }
             self.head = nil
-            if context.channel.isWritable {
-                respond(to: head, context: context)
-            } else {
-                // The client is not taking its previous answers: this one waits until it does (or the
-                // request deadline closes the connection), so answers cannot pile up in memory.
-                deferred = head
-                armDeadline()
+            guard queue.count < Self.maxPipelined else {
+                // More requests sent ahead of their answers than an HTTP client pipelines (Prometheus sends
+                // one at a time): the connection is closed.
+                context.close(promise: nil)
+                return
             }
+            queue.append(head)
+            answerNext()
         }
     }
 
+    func channelReadComplete(context: ChannelHandlerContext) {
+        answeredInRead = 0
+        answerNext()
+        context.fireChannelReadComplete()
+    }
+
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, let request = deferred {
-            deferred = nil
-            respond(to: request, context: context)
-        }
+        if context.channel.isWritable { answerNext() }
         context.fireChannelWritabilityChanged()
+    }
+
+    /// Answers the next complete request, in order, unless one is being answered (bcrypt may be running),
+    /// this read has had its share of answers (so one client's pipelined requests cannot hold the loop
+    /// from the other connections), or the client is not taking its previous answers: then it waits
+    /// until the client does (or the request deadline closes the connection), so answers cannot pile up.
+    private func answerNext() {
+        guard !answering, let context, !queue.isEmpty, answeredInRead < Self.maxPipelined else { return }
+        guard context.channel.isWritable else {
+            armDeadline()
+            return
+        }
+        answeredInRead += 1
+        answering = true
+        respond(to: queue.removeFirst(), context: context)
     }
 
     private func respond(to request: HTTPRequestHead, context: ChannelHandlerContext) {
@@ -323,10 +347,12 @@ private final class ScrapeHandler: ChannelInboundHandler, RemovableChannelHandle
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))), promise: nil)
         if request.method != .HEAD { context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil) }
         let written = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        answering = false
         if keepAlive {
             // The next request (or the close) is due within the deadline, whether or not the client
             // reads this answer.
             armDeadline()
+            answerNext()
         } else {
             let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
             written.whenComplete { _ in bound.value.close(promise: nil) }

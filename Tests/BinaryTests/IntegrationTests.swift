@@ -61,9 +61,11 @@ struct ReceiverIntegrationTests {
         try await receiver.waitReady()
         let tree = tree()
         let source = "it-\(UUID().uuidString.prefix(8))"
-        let daemon = try daemon(tree, receiver.writeURL, source: source, duration: 4)
+        let daemon = try daemon(tree, receiver.writeURL, source: source, duration: 60)
         try await daemon.waitSampling()
         let added = try await advance(tree, steps: 100, pace: .milliseconds(15))
+        // Stopped once the counters are still (a fixed --duration could end first on a loaded machine).
+        daemon.process.terminate()
         #expect(try await daemon.waitExit() == 0, "\(daemon.log)")
         let windows = try #require(daemon.windowCount, "\(daemon.log)")
         let selector = "pyjoules_remote_write_energy_uj{source=\"\(source)\",component=\"package-0\",socket=\"0\"}"
@@ -196,7 +198,7 @@ struct ReceiverIntegrationTests {
         try await receiver.waitReady()
         let tree = tree()
         let source = "outage-\(UUID().uuidString.prefix(8))"
-        let daemon = try daemon(tree, receiver.writeURL, source: source, duration: 8, extra: ["--max-retry-batches", "100"])
+        let daemon = try daemon(tree, receiver.writeURL, source: source, duration: 60, extra: ["--max-retry-batches", "100"])
         try await daemon.waitSampling()
         let added = try await advance(tree, steps: 150, pace: .milliseconds(25)) { i in
             if i == 30 {
@@ -206,6 +208,7 @@ struct ReceiverIntegrationTests {
                 try await receiver.waitReady()
             }
         }
+        daemon.process.terminate()
         #expect(try await daemon.waitExit() == 0, "\(daemon.log)")
         #expect(daemon.log.contains("failed"), "the outage was noticed")
         let windows = try #require(daemon.windowCount)

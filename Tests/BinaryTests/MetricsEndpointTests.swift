@@ -48,6 +48,18 @@ final class RawConnection {
         return sent
     }
 
+    /// What arrives until `responses` answers have come (counted by their status lines) or the peer closes.
+    func readToEnd(responses: Int) -> String {
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while String(decoding: out, as: UTF8.self).components(separatedBy: "HTTP/1.1 ").count - 1 < responses {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            out += buffer[..<n]
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
     /// What arrives until the peer closes or 5 s pass.
     func readToEnd() -> String {
         var out: [UInt8] = []
@@ -200,6 +212,23 @@ final class RawConnection {
             c.send("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
             #expect(c.readResponse().hasPrefix("HTTP/1.1 200"))
         }
+    }
+
+    /// Pipelined requests (sent before their answers are read) are answered in order; more than 16
+    /// outstanding — no HTTP client pipelines that deep — close the connection.
+    @Test func pipelinedRequestsAreAnsweredInOrderAndBounded() async throws {
+        let (server, _) = try server()
+        defer { Task { try? await server.close() } }
+        let c = try RawConnection(port: server.address.port)
+        c.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        let answers = c.readToEnd(responses: 3)
+        let statuses = answers.components(separatedBy: "HTTP/1.1 ").dropFirst().map { $0.prefix(3) }
+        #expect(statuses == ["503", "404", "200"], "\(answers)")
+        let flood = try RawConnection(port: server.address.port)
+        flood.send(String(repeating: "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", count: 200))
+        let flooded = flood.readToEnd()
+        let answered = flooded.components(separatedBy: "HTTP/1.1 200").count - 1
+        #expect(answered >= 16 && answered <= 32, "answered \(answered) of 200 pipelined requests, then closed")
     }
 
     @Test func hostileClientsCannotHoldTheEndpoint() async throws {

@@ -10,7 +10,7 @@ import Testing
         let daemon = try Daemon(
             tree.sysfsArguments + [
                 "--output", "stdout",
-                "--scrape-interval", "0.05", "--duration", "5",
+                "--scrape-interval", "0.05", "--duration", "60",
             ])
         try await daemon.waitSampling()
         // Capabilities are per thread: every thread must hold none.
@@ -29,6 +29,9 @@ import Testing
             tree.setEnergy("intel-rapl:0", 1000 + UInt64(i) * 500)
             try await Task.sleep(for: .milliseconds(20))
         }
+        // Stopped once the counters are still (a fixed --duration could end first on a loaded machine);
+        // SIGTERM closes a last window with everything read.
+        daemon.process.terminate()
         #expect(try await daemon.waitExit() == 0)
         let windows = daemon.log.split(separator: "\n").filter { $0.hasPrefix("{") }
         let total = try windows.reduce(0) { sum, line in
