@@ -303,6 +303,16 @@ public let reservedHeaderNames: Set<String> = [
     "authorization", "connection", "transfer-encoding",
 ]
 
+/// `--remote-write-protocol`: which message the writer sends.
+public enum RemoteWriteProtocol: String, Sendable, CaseIterable {
+    /// Remote write 1.0 only (the seed's, and the default).
+    case v1 = "1.0"
+    /// Remote write 2.0 only; a receiver that does not take it gets nothing (dropped, counted).
+    case v2 = "2.0"
+    /// 2.0, falling back to 1.0 — with the same samples — when the receiver shows it does not take 2.0.
+    case auto
+}
+
 /// Everything the remote writer needs.
 public struct RemoteWriteSettings: Sendable {
     public var endpoint: RemoteWriteEndpoint
@@ -318,6 +328,10 @@ public struct RemoteWriteSettings: Sendable {
     public var shutdownTimeout: Duration
     public var retry: RetryPolicy
     public var series: SeriesSettings
+    /// `--remote-write-protocol`.
+    public var wireProtocol: RemoteWriteProtocol = .v1
+    /// With `auto`, after falling back to 1.0: when 2.0 is tried again (a receiver may be upgraded).
+    public var protocolRetryInterval = Duration.seconds(3600)
 
     public init(
         endpoint: RemoteWriteEndpoint,

@@ -14,13 +14,24 @@ public struct PendingSample: Sendable, Equatable {
     }
 }
 
-/// Label sets for every series the writer emits, built once: each is kept already encoded as the
-/// `labels` fields of a remote-write `TimeSeries`, so a request only copies those bytes.
+/// Label sets for every series the writer emits, built once: each is kept already encoded — as the
+/// `labels` fields of a remote-write 1.0 `TimeSeries`, and as the `labels_refs` and `metadata` fields of a
+/// 2.0 one (against the table's one symbols list) — so a request only copies those bytes.
 public struct SeriesTable: Sendable {
     /// The label pairs of each series, sorted by name (`__name__` first).
     public private(set) var labels: [[(name: String, value: String)]] = []
+    public private(set) var metadata: [MetricMetadata] = []
     /// `repeated Label labels = 1` of each series, wire-encoded.
     private(set) var encodedLabels: [[UInt8]] = []
+    /// Remote write 2.0: every string the series use, `""` first (the spec requires it); a request sends
+    /// the whole list (`repeated string symbols = 4`, encoded in `encodedSymbols`), so references never
+    /// change as series are added.
+    public private(set) var symbols: [String] = [""]
+    private var symbolIndex: [String: UInt32] = ["": 0]
+    private(set) var encodedSymbols: [UInt8] = [0x22, 0x00]
+    /// Per series: `repeated uint32 labels_refs = 1` (packed), and `Metadata metadata = 5`, wire-encoded.
+    private(set) var encodedReferences: [[UInt8]] = []
+    private(set) var encodedMetadata: [[UInt8]] = []
     private var index: [[String]: Int] = [:]
 
     public init() {}
@@ -28,13 +39,36 @@ public struct SeriesTable: Sendable {
     public var count: Int { labels.count }
 
     /// The series index for this metric and labels (sorted by name, `__name__` included, no empty
-    /// values — remote write 1.0), adding it on first use.
-    public mutating func series(_ name: String, _ pairs: [(String, String)]) -> Int {
+    /// values — remote write 1.0), adding it on first use. Its metadata: `metadata`, else the catalog's.
+    public mutating func series(_ name: String, _ pairs: [(String, String)], metadata given: MetricMetadata? = nil) -> Int {
         var all = [("__name__", name)] + pairs.filter { !$0.1.isEmpty }
         all.sort { $0.0.utf8.lexicographicallyPrecedes($1.0.utf8) }
         let key = all.flatMap { [$0.0, $0.1] }
         if let i = index[key] { return i }
         labels.append(all.map { (name: $0.0, value: $0.1) })
+        let meta = given ?? MetricMetadata.catalog[name] ?? MetricMetadata(.unspecified, "")
+        metadata.append(meta)
+        var references: [UInt8] = []
+        for string in key { Protobuf.appendVarint(UInt64(symbol(string)), to: &references) }
+        var refs: [UInt8] = [0x0A]
+        Protobuf.appendVarint(UInt64(references.count), to: &refs)
+        encodedReferences.append(refs + references)
+        // Metadata { MetricType type = 1; uint32 help_ref = 3; uint32 unit_ref = 4; } (zero fields left out).
+        var fields: [UInt8] = []
+        if meta.kind != .unspecified { fields += [0x08, meta.kind.rawValue] }
+        let help = symbol(meta.help)
+        if help != 0 {
+            fields.append(0x18)
+            Protobuf.appendVarint(UInt64(help), to: &fields)
+        }
+        let unit = symbol(meta.unit)
+        if unit != 0 {
+            fields.append(0x20)
+            Protobuf.appendVarint(UInt64(unit), to: &fields)
+        }
+        var encodedMeta: [UInt8] = [0x2A]
+        Protobuf.appendVarint(UInt64(fields.count), to: &encodedMeta)
+        encodedMetadata.append(encodedMeta + fields)
         var bytes: [UInt8] = []
         for (name, value) in all {
             // Label { string name = 1; string value = 2; } as field 1 of TimeSeries.
@@ -57,6 +91,18 @@ public struct SeriesTable: Sendable {
         encodedLabels.append(bytes)
         index[key] = labels.count - 1
         return labels.count - 1
+    }
+
+    /// The reference of `string` in the symbols list, adding it on first use.
+    private mutating func symbol(_ string: String) -> UInt32 {
+        if let i = symbolIndex[string] { return i }
+        let i = UInt32(symbols.count)
+        symbols.append(string)
+        symbolIndex[string] = i
+        encodedSymbols.append(0x22)
+        Protobuf.appendVarint(UInt64(string.utf8.count), to: &encodedSymbols)
+        encodedSymbols.append(contentsOf: string.utf8)
+        return i
     }
 
     /// The labels of the domain series: component, socket, die (multi-die parts only), source.
@@ -130,6 +176,14 @@ enum Protobuf {
     }
 }
 
+/// Which remote-write message a request carries.
+public enum RemoteWriteWire: String, Sendable {
+    /// `prometheus.WriteRequest` (remote write 1.0, the seed's).
+    case v1 = "1.0"
+    /// `io.prometheus.write.v2.Request` (remote write 2.0, as Prometheus 3.5 decodes it).
+    case v2 = "2.0"
+}
+
 /// Encodes remote-write requests straight into reused buffers: a protobuf `WriteRequest` with one
 /// `TimeSeries` per series (in order of first appearance, each with its samples in the order given),
 /// then snappy. No message objects and, once the buffers have grown to the largest request, no
@@ -146,22 +200,31 @@ public struct RemoteWriteEncoder: Sendable {
 
     public init() {}
 
-    /// The snappy-compressed request body.
-    public mutating func encode(_ samples: ArraySlice<PendingSample>, table: SeriesTable) -> [UInt8] {
-        let length = encodeProtobuf(samples, table: table)
+    /// The snappy-compressed request body, in remote write 1.0 (`prometheus.WriteRequest`) or 2.0
+    /// (`io.prometheus.write.v2.Request`).
+    public mutating func encode(_ samples: ArraySlice<PendingSample>, table: SeriesTable, wire: RemoteWriteWire = .v1) -> [UInt8] {
+        let length = encodeProtobuf(samples, table: table, wire: wire)
         return protobuf.withUnsafeBytes { source in
             Snappy.compress(UnsafeRawBufferPointer(rebasing: source[..<length]), into: &compressed)
         }
     }
 
-    /// The uncompressed `WriteRequest` (for tests and the benchmark).
-    public mutating func protobufBytes(_ samples: ArraySlice<PendingSample>, table: SeriesTable) -> [UInt8] {
-        let length = encodeProtobuf(samples, table: table)
+    /// The uncompressed message (for tests and the benchmark).
+    public mutating func protobufBytes(_ samples: ArraySlice<PendingSample>, table: SeriesTable, wire: RemoteWriteWire = .v1) -> [UInt8] {
+        let length = encodeProtobuf(samples, table: table, wire: wire)
         return Array(protobuf[..<length])
     }
 
-    /// Encodes into `protobuf`; returns the encoded length.
-    private mutating func encodeProtobuf(_ samples: ArraySlice<PendingSample>, table: SeriesTable) -> Int {
+    /// Encodes into `protobuf`; returns the encoded length. 1.0: `WriteRequest { repeated TimeSeries
+    /// timeseries = 1 }`, each `{ labels = 1; samples = 2 }`. 2.0: `Request { symbols = 4; repeated
+    /// TimeSeries timeseries = 5 }`, each `{ labels_refs = 1; samples = 2; metadata = 5 }`. The samples
+    /// are encoded alike.
+    private mutating func encodeProtobuf(_ samples: ArraySlice<PendingSample>, table: SeriesTable, wire: RemoteWriteWire) -> Int {
+        let v2 = wire == .v2
+        let seriesTag: UInt8 = v2 ? 0x2A : 0x0A
+        let heads = v2 ? table.encodedReferences : table.encodedLabels
+        let requestHead = v2 ? table.encodedSymbols : []
+        let tails = v2 ? table.encodedMetadata : []
         if sizes.count < table.count {
             let more = table.count - sizes.count
             sizes.append(contentsOf: repeatElement(0, count: more))
@@ -180,11 +243,11 @@ public struct RemoteWriteEncoder: Sendable {
             // Layout: each TimeSeries is its header, its labels, then its samples. First the cursors (where
             // each series' samples start), then the samples, then headers and labels: a sample's wide
             // stores may spill up to 8 bytes past it, onto bytes written later (or the slack at the end).
-            var total = 0
+            var total = requestHead.count
             for series in order {
-                let body = table.encodedLabels[series].count + sizes[series]
+                let body = heads[series].count + sizes[series] + (v2 ? tails[series].count : 0)
                 let header = 1 + Protobuf.varintSize(UInt64(body))
-                cursors[series] = total + header + table.encodedLabels[series].count
+                cursors[series] = total + header + heads[series].count
                 total += header + body
             }
             let slack = 16
@@ -223,13 +286,19 @@ public struct RemoteWriteEncoder: Sendable {
                         cursors[s.series] = o
                     }
                 }
-                var offset = 0
+                // The request's head (2.0: the symbols), then each series' header and head bytes; a 2.0
+                // series' metadata goes after its samples (field order, as every protobuf encoder writes).
+                requestHead.withUnsafeBytes { if $0.count > 0 { out.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+                var offset = requestHead.count
                 for series in order {
-                    let labels = table.encodedLabels[series]
-                    out.storeBytes(of: 0x0A, toByteOffset: offset, as: UInt8.self)
-                    offset = Protobuf.putVarint(UInt64(labels.count + sizes[series]), out, offset + 1)
-                    labels.withUnsafeBytes { (out + offset).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-                    offset += labels.count + sizes[series]
+                    let head = heads[series]
+                    let tail = v2 ? tails[series] : []
+                    out.storeBytes(of: seriesTag, toByteOffset: offset, as: UInt8.self)
+                    offset = Protobuf.putVarint(UInt64(head.count + sizes[series] + tail.count), out, offset + 1)
+                    head.withUnsafeBytes { (out + offset).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                    offset += head.count + sizes[series]
+                    tail.withUnsafeBytes { if $0.count > 0 { (out + offset).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+                    offset += tail.count
                 }
             }
             for series in order { sizes[series] = 0 }

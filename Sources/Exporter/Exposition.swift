@@ -94,29 +94,31 @@ public struct Exposition {
 
     mutating func write(_ f: ScrapeFigures, _ c: ScrapeContext) {
         let labels = f.domains.map { SeriesTable.domainIdentity($0, c.nameStyle) }
-        counter("rapl_energy_joules", "Energy used since the exporter started, wraparound-corrected and exact (J).", created: c.startTimeSeconds) {
+        counter("rapl_energy_joules", MetricMetadata.help("rapl_energy_joules_total"), created: c.startTimeSeconds) {
             for i in f.domains.indices { $0.sample(labels[i], Self.joules(microjoules: f.totals[i])) }
         }
         counter(
-            "rapl_exporter_read_errors", "Counter reads that failed, per domain (their energy arrives with the next good read).",
+            "rapl_exporter_read_errors", MetricMetadata.help("rapl_exporter_read_errors_total"),
             created: c.startTimeSeconds
         ) {
             for i in f.domains.indices { $0.sample(labels[i], String(f.readErrors[i])) }
         }
-        counter("rapl_exporter_counter_glitches", "Impossible counter steps not counted as energy, per domain.", created: c.startTimeSeconds) {
+        counter("rapl_exporter_counter_glitches", MetricMetadata.help("rapl_exporter_counter_glitches_total"), created: c.startTimeSeconds) {
             for i in f.domains.indices { $0.sample(labels[i], String(f.glitches[i])) }
         }
-        gauge("rapl_exporter_domain_stuck", "1 while a domain's counter has not changed for --stuck-after.") {
+        gauge("rapl_exporter_domain_stuck", MetricMetadata.help("rapl_exporter_domain_stuck")) {
             for i in f.domains.indices { $0.sample(labels[i], f.stuck[i] ? "1" : "0") }
         }
-        counter("rapl_exporter_windows", "Measurement windows closed.", created: c.startTimeSeconds) { $0.sample([], String(f.windows)) }
-        counter("rapl_exporter_windows_late", "Windows whose wake-up came late (their energy is exact).", created: c.startTimeSeconds) {
+        counter("rapl_exporter_windows", MetricMetadata.help("rapl_exporter_windows_total"), created: c.startTimeSeconds) {
+            $0.sample([], String(f.windows))
+        }
+        counter("rapl_exporter_windows_late", MetricMetadata.help("rapl_exporter_windows_late_total"), created: c.startTimeSeconds) {
             $0.sample([], String(f.lateWindows))
         }
-        counter("rapl_exporter_windows_missed", "Deadlines skipped because a wake-up came after them.", created: c.startTimeSeconds) {
+        counter("rapl_exporter_windows_missed", MetricMetadata.help("rapl_exporter_windows_missed_total"), created: c.startTimeSeconds) {
             $0.sample([], String(f.missedWindows))
         }
-        counter("rapl_exporter_clock_steps", "Wall-clock steps seen against the monotonic clock.", created: c.startTimeSeconds) {
+        counter("rapl_exporter_clock_steps", MetricMetadata.help("rapl_exporter_clock_steps_total"), created: c.startTimeSeconds) {
             $0.sample([], String(f.clockSteps))
         }
         gauge("rapl_exporter_last_window_timestamp_seconds", "Wall-clock end of the latest window.") {
@@ -124,26 +126,27 @@ public struct Exposition {
         }
         if let p = c.push {
             counter(
-                "rapl_exporter_samples_sent", "Samples (energy and self-metrics) the remote-write receiver accepted.", created: c.startTimeSeconds
+                "rapl_exporter_samples_sent", MetricMetadata.help("rapl_exporter_samples_sent_total"), created: c.startTimeSeconds
             ) {
                 $0.sample([], String(p.sent))
             }
             counter(
-                "rapl_exporter_samples_failed", "Samples in requests that failed with a retryable error (per attempt).", created: c.startTimeSeconds
+                "rapl_exporter_samples_failed", MetricMetadata.help("rapl_exporter_samples_failed_total"), created: c.startTimeSeconds
             ) {
                 $0.sample([], String(p.failed))
             }
-            counter("rapl_exporter_samples_retried", "Samples sent again after a failure.", created: c.startTimeSeconds) {
+            counter("rapl_exporter_samples_retried", MetricMetadata.help("rapl_exporter_samples_retried_total"), created: c.startTimeSeconds) {
                 $0.sample([], String(p.retried))
             }
-            counter("rapl_exporter_samples_dropped", "Samples given up, by reason.", created: c.startTimeSeconds) { family in
+            counter("rapl_exporter_samples_dropped", MetricMetadata.help("rapl_exporter_samples_dropped_total"), created: c.startTimeSeconds) {
+                family in
                 for d in p.dropped { family.sample([("reason", d.reason)], String(d.samples)) }
             }
-            counter("rapl_exporter_requests", "Remote-write requests sent (every attempt).", created: c.startTimeSeconds) {
+            counter("rapl_exporter_requests", MetricMetadata.help("rapl_exporter_requests_total"), created: c.startTimeSeconds) {
                 $0.sample([], String(p.requests))
             }
-            gauge("rapl_exporter_samples_pending", "Samples not yet delivered.") { $0.sample([], String(p.pending)) }
-            gauge("rapl_exporter_push_duration_seconds", "Duration of the last remote-write request.") {
+            gauge("rapl_exporter_samples_pending", MetricMetadata.help("rapl_exporter_samples_pending")) { $0.sample([], String(p.pending)) }
+            gauge("rapl_exporter_push_duration_seconds", MetricMetadata.help("rapl_exporter_push_duration_seconds")) {
                 $0.sample([], formatted(p.lastPushSeconds, 6))
             }
         }

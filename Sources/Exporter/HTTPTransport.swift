@@ -16,7 +16,8 @@ import Synchronization
 /// write), the request is sent once more on a new connection.
 public struct HTTPTransport: RemoteWriteTransport {
     public let endpoint: RemoteWriteEndpoint
-    /// The fixed headers; the Authorization header is added per request, from its file.
+    /// The fixed headers; the protocol's content type and version, and the Authorization header (from its
+    /// file) are added per request.
     public let headers: [(String, String)]
     private let authorization: RemoteWriteAuthorization
     private let sslContext: NIOSSLContext?
@@ -36,7 +37,7 @@ public struct HTTPTransport: RemoteWriteTransport {
 
     public static let userAgent = "rapl-exporter/\(ExporterVersion.current)"
 
-    /// The remote-write 1.0 headers plus `extraHeaders`; TLS when the endpoint is https.
+    /// The remote-write headers plus `extraHeaders`; TLS when the endpoint is https.
     /// Throws when the TLS material (CA, certificate, key) cannot be loaded.
     public init(
         endpoint: RemoteWriteEndpoint,
@@ -54,8 +55,6 @@ public struct HTTPTransport: RemoteWriteTransport {
             [
                 ("Host", endpoint.hostHeader),
                 ("Content-Encoding", "snappy"),
-                ("Content-Type", "application/x-protobuf"),
-                ("X-Prometheus-Remote-Write-Version", "0.1.0"),
                 ("User-Agent", Self.userAgent),
             ] + extraHeaders
         self.redactedHeaderValues = extraHeaders.map(\.1).filter { $0.count >= 4 }
@@ -90,11 +89,12 @@ public struct HTTPTransport: RemoteWriteTransport {
         host.contains(":") || host.split(separator: ".").count == 4 && host.allSatisfy { $0.isNumber || $0 == "." }
     }
 
-    public func send(_ body: [UInt8], timeout: Duration) async -> TransportResult {
+    public func send(_ body: [UInt8], wire: RemoteWriteWire, timeout: Duration) async -> TransportResult {
         let nanoseconds = max(Int64(1), Int64(timeout.seconds * 1e9))
         let deadline = NIODeadline.now() + .nanoseconds(nanoseconds)
         var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: endpoint.target)
         for (name, value) in headers { head.headers.add(name: name, value: value) }
+        for (name, value) in wire.headers { head.headers.add(name: name, value: value) }
         head.headers.add(name: "Content-Length", value: String(body.count))
         // What a response body must not echo into the log: the credentials sent, and the values of
         // the extra headers (API keys travel there too).

@@ -104,6 +104,13 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
     private var consecutiveFailures = 0
     /// Set by ``abandon()``: nothing more is sent.
     private var abandoned = false
+    /// The protocol of the next request (see ``RemoteWriteProtocol``).
+    public private(set) var wire: RemoteWriteWire
+    /// `auto`: a 2.0 request was accepted with the Written headers, so the receiver speaks 2.0 and a
+    /// later 400 is about the samples, not the protocol.
+    private var v2Confirmed = false
+    /// `auto`, after falling back to 1.0: when 2.0 is tried again.
+    private var v2RetryAt: C.Instant?
 
     public init(
         settings: RemoteWriteSettings,
@@ -120,6 +127,7 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         self.executor = executor
         self.scrape = scrape
         self.settings = settings
+        self.wire = settings.wireProtocol == .v1 ? .v1 : .v2
         self.holdLimit = Int64(settings.maxSampleAge.seconds * 1000)
         self.transport = transport
         self.clock = clock
@@ -316,21 +324,58 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
             let to = batches[0].requestEnd()
             let count = UInt64(to - from)
             let attempts = batches[0].attempts
-            let body = encoder.encode(batches[0].samples[from..<to], table: table)
+            if wire == .v1, let at = v2RetryAt, now >= at {
+                wire = .v2
+                v2RetryAt = nil
+                logger.info("trying remote write 2.0 again (auto)")
+            }
+            let sentWire = wire
+            let body = encoder.encode(batches[0].samples[from..<to], table: table, wire: sentWire)
             let start = clock.now
-            let (result, cut) = await sendOutlivingShutdown(body, timeout: timeout)
+            let (result, cut) = await sendOutlivingShutdown(body, wire: sentWire, timeout: timeout)
             // Cut off at the shutdown deadline (the flush sends it again if time is left), or
             // abandoned by a second signal: not a receiver failure.
             if cut || abandoned { return }
             if attempts > 0 { statistics.retried += count }
             statistics.lastPushDuration = start.duration(to: clock.now)
             statistics.requests += 1
+            defer { publish() }
+            var written = count
+            if sentWire == .v2 {
+                switch Self.v2Outcome(result, confirmed: v2Confirmed) {
+                case .notSpoken(let why) where settings.wireProtocol == .auto:
+                    // Nothing of this request was stored: the same samples go again, as 1.0, at once.
+                    wire = .v1
+                    v2Confirmed = false
+                    v2RetryAt = clock.now.advanced(by: settings.protocolRetryInterval)
+                    logger.notice(
+                        "receiver does not take remote write 2.0 (\(why)): sending the same \(count) samples as 1.0, and 1.0 from now on; 2.0 is tried again in \(settings.protocolRetryInterval)"
+                    )
+                    continue
+                case .notSpoken(let why):
+                    health?.pushed(ok: false)
+                    statistics.dropped[.rejected, default: 0] += count
+                    finishRequest(upTo: to)
+                    logger.error(
+                        "receiver does not take remote write 2.0 (\(why)): \(count) samples dropped; use --remote-write-protocol auto or 1.0")
+                    continue
+                case .written(let samples):
+                    v2Confirmed = true
+                    if let samples, samples < count {
+                        written = samples
+                        statistics.dropped[.rejected, default: 0] += count - samples
+                        logger.warning(
+                            "receiver stored \(samples) of the \(count) samples of a 2.0 request (X-Prometheus-Remote-Write-Samples-Written)")
+                    }
+                case .other:
+                    break
+                }
+            }
             let decision = PushDecision.decide(result, nowSeconds: wallClock.nowMicroseconds() / 1_000_000)
             health?.pushed(ok: decision == .delivered)
-            defer { publish() }
             switch decision {
             case .delivered:
-                statistics.sent += count
+                statistics.sent += written
                 finishRequest(upTo: to)
                 if consecutiveFailures > 0 { logger.notice("delivered \(count) samples after \(consecutiveFailures) failed attempts") }
                 consecutiveFailures = 0
@@ -367,12 +412,41 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         }
     }
 
+    /// What a 2.0 request's answer says about the protocol.
+    enum V2Outcome: Equatable {
+        /// The receiver does not speak 2.0 and stored nothing: a 415; a 2xx without the Written headers
+        /// (a 1.x receiver that ignored the content type decodes the 2.0 message as an empty 1.0 one); or,
+        /// before any 2.0 request was accepted, a 400 (a receiver that cannot parse the message).
+        case notSpoken(String)
+        /// Accepted by a 2.0 receiver; the samples it says it wrote, when it says.
+        case written(samples: UInt64?)
+        /// Anything else (retryable failures, rejections): handled as for 1.0.
+        case other
+    }
+
+    static func v2Outcome(_ result: TransportResult, confirmed: Bool) -> V2Outcome {
+        guard case .response(let status, _, _) = result else { return .other }
+        let samples = result.header("X-Prometheus-Remote-Write-Samples-Written")
+        let histograms = result.header("X-Prometheus-Remote-Write-Histograms-Written")
+        let exemplars = result.header("X-Prometheus-Remote-Write-Exemplars-Written")
+        switch status {
+        case 200..<300:
+            guard samples != nil || histograms != nil || exemplars != nil else {
+                return .notSpoken("HTTP \(status) without X-Prometheus-Remote-Write-Samples-Written")
+            }
+            return .written(samples: samples.flatMap { UInt64($0.trimmingWhitespace()) })
+        case 415: return .notSpoken("HTTP 415 Unsupported Media Type")
+        case 400 where !confirmed: return .notSpoken("HTTP 400 to the first 2.0 request")
+        default: return .other
+        }
+    }
+
     /// Sends a request that a graceful shutdown does not cut short: when the push loop is cancelled
     /// (the signal) while it is in flight, it may still finish within `shutdownTimeout`, and only then is
     /// it cancelled. True in `cut` when it was.
-    private func sendOutlivingShutdown(_ body: [UInt8], timeout: Duration) async -> (TransportResult, cut: Bool) {
+    private func sendOutlivingShutdown(_ body: [UInt8], wire: RemoteWriteWire, timeout: Duration) async -> (TransportResult, cut: Bool) {
         let transport = transport
-        let sending = Task(executorPreference: executor) { await transport.send(body, timeout: timeout) }
+        let sending = Task(executorPreference: executor) { await transport.send(body, wire: wire, timeout: timeout) }
         let watchdog = Mutex<Task<Void, Never>?>(nil)
         let clock = clock
         let limit = settings.shutdownTimeout
@@ -479,7 +553,7 @@ private struct WriterIntake: ~Copyable {
         if let s = byDomain[domain] { return s }
         let pairs = SeriesTable.domainLabels(domain, labels)
         let s = WriterDomainSeries(
-            energy: table.series(labels.metricName, pairs),
+            energy: table.series(labels.metricName, pairs, metadata: .windowEnergy),
             cumulative: labels.cumulative ? table.series(SeriesSettings.cumulativeMetricName, pairs) : nil,
             readErrors: table.series("rapl_exporter_read_errors_total", pairs),
             glitches: table.series("rapl_exporter_counter_glitches_total", pairs),

@@ -64,6 +64,9 @@ extension SettingKey {
     // MARK: Sampling and output
     public static let remoteWriteURL = SettingKey(
         "remote-write-url", "REMOTE_WRITE_URL", value: "url", "Remote-write endpoint, http(s)://host[:port]/path; with none, windows go to stdout")
+    public static let remoteWriteProtocol = SettingKey(
+        "remote-write-protocol", "REMOTE_WRITE_PROTOCOL", default: "1.0", value: "version",
+        "Remote-write protocol: 1.0, 2.0 (with metadata; Prometheus 3 and later), or auto (2.0, falling back to 1.0 with the same samples)")
     public static let scrapeInterval = SettingKey(
         "scrape-interval", "SCRAPE_INTERVAL_S", default: "0.1", value: "seconds", "Seconds per measurement window (at least 0.0001)")
     public static let pushInterval = SettingKey(
@@ -155,7 +158,8 @@ extension SettingKey {
 
     /// Every setting, in the order of docs/configuration.md.
     public static let all: [SettingKey] = [
-        remoteWriteURL, scrapeInterval, pushInterval, maxRetryBatches, serviceLabel, metricName, cumulative, output, listen, webConfigFile, duration,
+        remoteWriteURL, remoteWriteProtocol, scrapeInterval, pushInterval, maxRetryBatches, serviceLabel, metricName, cumulative, output, listen,
+        webConfigFile, duration,
         maxSampleAge, requestTimeout, shutdownTimeout, maxSamplesPerRequest, stuckAfter, maxDomainPower,
         tlsCAFile, tlsCertFile, tlsKeyFile, tlsServerName, tlsInsecureSkipVerify, basicAuthUsername, basicAuthPasswordFile,
         bearerTokenFile, headers, labels,

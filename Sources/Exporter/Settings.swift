@@ -202,6 +202,11 @@ struct Resolver {
             // Checked whatever the output: an option given wrongly is an error, not a surprise later.
             connection = try self.connection(parsed)
         }
+        let protocolText = text(.remoteWriteProtocol) ?? "1.0"
+        guard let wireProtocol = RemoteWriteProtocol(rawValue: protocolText.lowercased()) else {
+            throw ConfigurationError(
+                "invalid remote-write protocol '\(printable(protocolText))' (\(SettingKey.remoteWriteProtocol.names)): expected 1.0, 2.0 or auto")
+        }
         var remoteWrite: RemoteWriteSettings?
         if output == .remoteWrite {
             guard let endpoint else {
@@ -217,6 +222,7 @@ struct Resolver {
                 shutdownTimeout: Duration(secondsValue: shutdown),
                 series: labels
             )
+            remoteWrite?.wireProtocol = wireProtocol
         }
         return Settings(
             reading: reading,

@@ -22,9 +22,20 @@ public enum TransportResult: Sendable, Equatable {
     }
 }
 
-/// Sends one remote-write request body (already protobuf-encoded and snappy-compressed).
+/// Sends one remote-write request body (already protobuf-encoded and snappy-compressed) with the
+/// content type and version header of its `wire` protocol.
 public protocol RemoteWriteTransport: Sendable {
-    func send(_ body: [UInt8], timeout: Duration) async -> TransportResult
+    func send(_ body: [UInt8], wire: RemoteWriteWire, timeout: Duration) async -> TransportResult
+}
+
+extension RemoteWriteWire {
+    /// The request's Content-Type and `X-Prometheus-Remote-Write-Version`, as each spec gives them.
+    public var headers: [(String, String)] {
+        switch self {
+        case .v1: [("Content-Type", "application/x-protobuf"), ("X-Prometheus-Remote-Write-Version", "0.1.0")]
+        case .v2: [("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request"), ("X-Prometheus-Remote-Write-Version", "2.0.0")]
+        }
+    }
 }
 
 /// What to do with a batch after a send.

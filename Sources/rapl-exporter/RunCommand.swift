@@ -23,6 +23,7 @@ struct RunCommand: ParsableCommand {
     // Each option's help comes from the one key table (SettingKey, in the Exporter library), which also
     // resolves and checks the values: these are only the strings the command line gave.
     @Option(help: .key(.remoteWriteURL)) var remoteWriteURL: String?
+    @Option(help: .key(.remoteWriteProtocol)) var remoteWriteProtocol: String?
     @Option(parsing: .unconditional, help: .key(.scrapeInterval)) var scrapeInterval: String?
     @Option(parsing: .unconditional, help: .key(.pushInterval)) var pushInterval: String?
     @Option(parsing: .unconditional, help: .key(.maxRetryBatches)) var maxRetryBatches: String?
@@ -56,7 +57,8 @@ struct RunCommand: ParsableCommand {
     var commandLine: CommandLineValues {
         var v = reading.commandLine
         let options: [(SettingKey, String?)] = [
-            (.remoteWriteURL, remoteWriteURL), (.scrapeInterval, scrapeInterval), (.pushInterval, pushInterval),
+            (.remoteWriteURL, remoteWriteURL), (.remoteWriteProtocol, remoteWriteProtocol), (.scrapeInterval, scrapeInterval),
+            (.pushInterval, pushInterval),
             (.maxRetryBatches, maxRetryBatches), (.serviceLabel, serviceLabel), (.metricName, metricName), (.output, output), (.listen, listen),
             (.webConfigFile, webConfigFile),
             (.duration, duration), (.maxSampleAge, maxSampleAge), (.requestTimeout, requestTimeout), (.shutdownTimeout, shutdownTimeout),

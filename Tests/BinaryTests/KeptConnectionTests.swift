@@ -22,7 +22,7 @@ import Testing
         defer { Task { await receiver.shutdown() } }
         let transport = try transport(receiver)
         for _ in 0..<3 {
-            #expect(status(await transport.send([1, 2, 3], timeout: .seconds(5))) == 204)
+            #expect(status(await transport.send([1, 2, 3], wire: .v1, timeout: .seconds(5))) == 204)
         }
         #expect(receiver.requests.count == 3)
         #expect(receiver.connections == 1)
@@ -36,7 +36,7 @@ import Testing
         defer { Task { await receiver.shutdown() } }
         let transport = try transport(receiver, maximumIdle: .zero)
         for _ in 0..<2 {
-            #expect(status(await transport.send([1], timeout: .seconds(5))) == 204)
+            #expect(status(await transport.send([1], wire: .v1, timeout: .seconds(5))) == 204)
         }
         #expect(receiver.connections == 2)
     }
@@ -46,7 +46,7 @@ import Testing
         defer { Task { await receiver.shutdown() } }
         let transport = try transport(receiver)
         for _ in 0..<3 {
-            #expect(status(await transport.send([1], timeout: .seconds(5))) == 204)
+            #expect(status(await transport.send([1], wire: .v1, timeout: .seconds(5))) == 204)
         }
         #expect(receiver.connections == 3)
     }
@@ -57,8 +57,8 @@ import Testing
         let receiver = try await ScriptedReceiver([.respond(204, [], ""), .close], keepAlive: true)
         defer { Task { await receiver.shutdown() } }
         let transport = try transport(receiver)
-        #expect(status(await transport.send([1], timeout: .seconds(5))) == 204)
-        #expect(status(await transport.send([2], timeout: .seconds(5))) == 204)
+        #expect(status(await transport.send([1], wire: .v1, timeout: .seconds(5))) == 204)
+        #expect(status(await transport.send([2], wire: .v1, timeout: .seconds(5))) == 204)
         #expect(receiver.requests.map(\.body) == [[1], [2], [2]])
         #expect(receiver.connections == 2)
     }
@@ -67,7 +67,7 @@ import Testing
         let receiver = try await ScriptedReceiver([.close, .close], keepAlive: true)
         defer { Task { await receiver.shutdown() } }
         let transport = try transport(receiver)
-        let result = await transport.send([1], timeout: .seconds(5))
+        let result = await transport.send([1], wire: .v1, timeout: .seconds(5))
         guard case .failure(let why) = result else {
             Issue.record("expected a failure, got \(result)")
             return
@@ -80,13 +80,13 @@ import Testing
         let receiver = try await ScriptedReceiver([.hang], keepAlive: true)
         defer { Task { await receiver.shutdown() } }
         let transport = try transport(receiver)
-        let first = await transport.send([1], timeout: .milliseconds(300))
+        let first = await transport.send([1], wire: .v1, timeout: .milliseconds(300))
         guard case .failure(let why) = first else {
             Issue.record("expected a timeout, got \(first)")
             return
         }
         #expect(why.contains("request timeout"))
-        #expect(status(await transport.send([2], timeout: .seconds(5))) == 204)
+        #expect(status(await transport.send([2], wire: .v1, timeout: .seconds(5))) == 204)
         #expect(receiver.connections == 2)
     }
 
@@ -94,12 +94,12 @@ import Testing
         let receiver = try await ScriptedReceiver([.hang], keepAlive: true)
         defer { Task { await receiver.shutdown() } }
         let transport = try transport(receiver)
-        let sending = Task { await transport.send([1], timeout: .seconds(3600)) }
+        let sending = Task { await transport.send([1], wire: .v1, timeout: .seconds(3600)) }
         try await waitUntil("the request to arrive") { receiver.requests.count == 1 }
         sending.cancel()
         #expect(await sending.value == .failure("cancelled by shutdown"))
         // The cancelled request's connection is not used again.
-        #expect(status(await transport.send([2], timeout: .seconds(5))) == 204)
+        #expect(status(await transport.send([2], wire: .v1, timeout: .seconds(5))) == 204)
         #expect(receiver.connections == 2)
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import RemoteWriteProtobuf
 import SwiftProtobuf
+import TestSupport
 import Testing
 
 @testable import Exporter
@@ -86,6 +87,67 @@ import Testing
         #expect(try decoded.serializedBytes() == (try reference(big, table)))
         #expect(decoded.timeseries.map { $0.samples.count }.reduce(0, +) == 100)
     }
+
+    /// The remote write 2.0 request against the types protoc generates from Protos/remote_v2.proto, with
+    /// Google's protobuf runtime (Python): byte for byte, for edge-case values and timestamps, series whose
+    /// strings repeat (one symbol each), and a second request after the buffers have grown.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/protoc") && FileManager.default.isExecutableFile(atPath: Self.python)))
+    func remoteWrite2BytesAreIdenticalToTheGeneratedTypes() async throws {
+        var (table, ids) = table()
+        let cumulative = table.series(
+            "rapl_energy_joules_total", [("component", "package-0"), ("socket", "0"), ("source", "cpu-pyjoules")])
+        let energy = table.series(
+            "pyjoules_remote_write_energy_uj", [("component", "core"), ("socket", "0"), ("source", "cpu-pyjoules")], metadata: .windowEnergy)
+        #expect(table.symbols.first == "", "the spec: symbols start with the empty string")
+        #expect(Set(table.symbols).count == table.symbols.count, "each string once")
+        let directory = NSTemporaryDirectory() + "rapl-rw2-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let protoc = try await Binary.run(
+            "/usr/bin/protoc", ["--python_out=\(directory)", "-I", Self.root + "/Protos", Self.root + "/Protos/remote_v2.proto"])
+        try #require(protoc.status == 0, "\(protoc.stderr)")
+        let edge: [Double] = [0, -0.0, 1, 123_456_789, .infinity, -.infinity, .leastNonzeroMagnitude, 0.1]
+        let timestamps: [Int64] = [0, 1, 127, 128, 1_800_000_000_000, -1, .max, .min]
+        var samples: [PendingSample] = []
+        let all = ids + [cumulative, energy]
+        for (i, value) in edge.enumerated() {
+            for (j, ts) in timestamps.enumerated() { samples.append(PendingSample(series: all[(i + j) % all.count], value: value, timestamp: ts)) }
+        }
+        var encoder = RemoteWriteEncoder()
+        _ = encoder.protobufBytes(samples[...], table: table, wire: .v1)  // the buffers grown by the other wire
+        for batch in [samples[...], samples[5..<9]] {
+            let bytes = encoder.protobufBytes(batch, table: table, wire: .v2)
+            var order: [Int] = []
+            for s in batch where !order.contains(s.series) { order.append(s.series) }
+            let series: [[String: Any]] = order.map { id in
+                let refs = table.labels[id].flatMap { [$0.name, $0.value] }.map { table.symbols.firstIndex(of: $0)! }
+                let meta = table.metadata[id]
+                return [
+                    "refs": refs,
+                    "samples": batch.filter { $0.series == id }.map { s in
+                        [withUnsafeBytes(of: s.value.bitPattern.littleEndian) { $0.map { String(format: "%02x", $0) }.joined() }, s.timestamp]
+                            as [Any]
+                    },
+                    "type": Int(meta.kind.rawValue), "help": table.symbols.firstIndex(of: meta.help)!,
+                    "unit": table.symbols.firstIndex(of: meta.unit)!,
+                ]
+            }
+            let expected = directory + "/expected.json"
+            let encoded = directory + "/encoded.bin"
+            try JSONSerialization.data(withJSONObject: ["symbols": table.symbols, "series": series]).write(to: URL(fileURLWithPath: expected))
+            try Data(bytes).write(to: URL(fileURLWithPath: encoded))
+            let check = try await Binary.run(Self.python, [Self.root + "/Tests/Python/remote_write_v2_reference.py", directory, expected, encoded])
+            #expect(check.status == 0 && check.stdout.contains("identical"), "\(check.stdout)\(check.stderr)")
+        }
+        #expect(table.metadata[cumulative] == MetricMetadata(.counter, MetricMetadata.help("rapl_energy_joules_total"), unit: "joules"))
+        #expect(table.metadata[energy].kind == .gauge)
+        // The snappy body decodes to the same message.
+        let body = encoder.encode(samples[...], table: table, wire: .v2)
+        #expect(Snappy.uncompress(body)! == encoder.protobufBytes(samples[...], table: table, wire: .v2))
+    }
+
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    static let python = root + "/.build-receivers/venv/bin/python"
 
     @Test func varintSizes() {
         for (value, size) in [(UInt64(0), 1), (127, 1), (128, 2), (16383, 2), (16384, 3), (UInt64(Int64.max), 9), (UInt64.max, 10)] {

@@ -153,6 +153,8 @@ import Testing
         #expect(try resolve([.listen: "127.0.0.1:9102", .output: "stdout"]).output == .stdout)
         #expect(try resolve().listen == nil)
         #expect(try resolve([.listen: ":9102"], env: ["WEB_CONFIG_FILE": "/etc/web.yml"]).webConfigFile == "/etc/web.yml")
+        #expect(try resolve(env: ["REMOTE_WRITE_URL": "http://h/w"]).remoteWrite?.wireProtocol == .v1, "the seed's 1.0 by default")
+        #expect(try resolve([.remoteWriteProtocol: "AUTO"], env: ["REMOTE_WRITE_URL": "http://h/w"]).remoteWrite?.wireProtocol == .auto)
     }
 
     /// docs/configuration.md documents every key of the table, and nothing that is not in it.

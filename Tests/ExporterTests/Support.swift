@@ -92,21 +92,29 @@ final class TestWallClock: WallClock {
 /// Records every request and answers from a script (then 204 forever); while `down()` is true every
 /// request fails as a refused connection instead.
 final class RecordingTransport: RemoteWriteTransport {
-    private let state: Mutex<(script: [TransportResult], bodies: [[UInt8]], timeouts: [Duration], delivered: [[UInt8]])>
+    private let state: Mutex<(script: [TransportResult], bodies: [[UInt8]], timeouts: [Duration], delivered: [[UInt8]], wires: [RemoteWriteWire])>
     private let down: @Sendable () -> Bool
 
-    init(_ script: [TransportResult] = [], down: @escaping @Sendable () -> Bool = { false }) {
-        state = Mutex((script, [], [], []))
+    /// What every request gets once the script is used up.
+    private let answer: TransportResult
+
+    init(
+        _ script: [TransportResult] = [], answer: TransportResult = .response(status: 204, headers: [], body: []),
+        down: @escaping @Sendable () -> Bool = { false }
+    ) {
+        state = Mutex((script, [], [], [], []))
+        self.answer = answer
         self.down = down
     }
 
-    func send(_ body: [UInt8], timeout: Duration) async -> TransportResult {
+    func send(_ body: [UInt8], wire: RemoteWriteWire, timeout: Duration) async -> TransportResult {
         let down = down()
         return state.withLock { s in
             s.bodies.append(body)
+            s.wires.append(wire)
             s.timeouts.append(timeout)
             if down { return .failure("connection refused") }
-            let result = s.script.isEmpty ? .response(status: 204, headers: [], body: []) : s.script.removeFirst()
+            let result = s.script.isEmpty ? answer : s.script.removeFirst()
             if case .response(200..<300, _, _) = result { s.delivered.append(body) }
             return result
         }
@@ -122,6 +130,8 @@ final class RecordingTransport: RemoteWriteTransport {
     }
 
     var bodies: [[UInt8]] { state.withLock { $0.bodies } }
+    /// The protocol of each request, in order.
+    var wires: [RemoteWriteWire] { state.withLock { $0.wires } }
 
     /// Replaces what the next requests get.
     func script(_ results: [TransportResult]) { state.withLock { $0.script = results } }

@@ -1,0 +1,49 @@
+/// What a metric is — its type, help text and unit — for the outputs that carry it: the /metrics
+/// endpoint's HELP lines and remote write 2.0's per-series metadata. One catalog, so the two say the same.
+public struct MetricMetadata: Sendable, Equatable {
+    /// Remote write 2.0's `Metadata.MetricType` values.
+    public enum Kind: UInt8, Sendable {
+        case unspecified = 0
+        case counter = 1
+        case gauge = 2
+    }
+
+    public var kind: Kind
+    public var help: String
+    /// A unit only where the name ends with it (OpenMetrics' rule): `joules`, `seconds`.
+    public var unit: String
+
+    public init(_ kind: Kind, _ help: String, unit: String = "") {
+        self.kind = kind
+        self.help = help
+        self.unit = unit
+    }
+
+    /// The per-window energy series (named by `--metric-name`): the µJ of one window, not a running total.
+    public static let windowEnergy = MetricMetadata(.gauge, "Energy used in one measurement window, in microjoules (the seed's series).")
+
+    /// By the name pushed (counters with `_total`); the /metrics endpoint drops the suffix for its family names.
+    public static let catalog: [String: MetricMetadata] = [
+        "rapl_energy_joules_total": MetricMetadata(
+            .counter, "Energy used since the exporter started, wraparound-corrected and exact (J).", unit: "joules"),
+        "rapl_exporter_read_errors_total": MetricMetadata(
+            .counter, "Counter reads that failed, per domain (their energy arrives with the next good read)."),
+        "rapl_exporter_counter_glitches_total": MetricMetadata(.counter, "Impossible counter steps not counted as energy, per domain."),
+        "rapl_exporter_domain_stuck": MetricMetadata(.gauge, "1 while a domain's counter has not changed for --stuck-after."),
+        "rapl_exporter_windows_total": MetricMetadata(.counter, "Measurement windows closed."),
+        "rapl_exporter_windows_late_total": MetricMetadata(.counter, "Windows whose wake-up came late (their energy is exact)."),
+        "rapl_exporter_windows_missed_total": MetricMetadata(.counter, "Deadlines skipped because a wake-up came after them."),
+        "rapl_exporter_clock_steps_total": MetricMetadata(.counter, "Wall-clock steps seen against the monotonic clock."),
+        "rapl_exporter_samples_sent_total": MetricMetadata(.counter, "Samples (energy and self-metrics) the remote-write receiver accepted."),
+        "rapl_exporter_samples_failed_total": MetricMetadata(
+            .counter, "Samples in requests that failed with a retryable error (per attempt)."),
+        "rapl_exporter_samples_retried_total": MetricMetadata(.counter, "Samples sent again after a failure."),
+        "rapl_exporter_samples_dropped_total": MetricMetadata(.counter, "Samples given up, by reason."),
+        "rapl_exporter_requests_total": MetricMetadata(.counter, "Remote-write requests sent (every attempt)."),
+        "rapl_exporter_samples_pending": MetricMetadata(.gauge, "Samples not yet delivered."),
+        "rapl_exporter_push_duration_seconds": MetricMetadata(.gauge, "Duration of the last remote-write request.", unit: "seconds"),
+    ]
+
+    /// The catalog's help for `name` (as pushed); empty when it has none.
+    static func help(_ name: String) -> String { catalog[name]?.help ?? "" }
+}
