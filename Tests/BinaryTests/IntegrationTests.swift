@@ -193,6 +193,39 @@ struct ReceiverIntegrationTests {
         #expect(near(total, 0.040, within: 0.05), "total: \(String(describing: total)) kJ")
     }
 
+    /// Remote write 2.0 into the receivers there are: Prometheus 3.5 takes it (auto stays on 2.0);
+    /// Prometheus 2.42 and VictoriaMetrics 1.145 answer a 2.0 request 2xx without the Written headers (they
+    /// read it as an empty 1.0 request), so auto sends the same samples again as 1.0 — and every window
+    /// arrives exactly once with the exact energy, across a counter wrap.
+    @Test(arguments: [ReceiverProcess.Kind.prometheus3, .prometheus, .victoriaMetrics145])
+    func remoteWrite2OrItsFallbackDeliversEveryWindowOnce(_ kind: ReceiverProcess.Kind) async throws {
+        let receiver = try ReceiverProcess(kind)
+        try await receiver.waitReady()
+        let tree = tree()
+        let source = "rw2-\(UUID().uuidString.prefix(8))"
+        let daemon = try daemon(tree, receiver.writeURL, source: source, duration: 60, extra: ["--remote-write-protocol", "auto", "--cumulative"])
+        try await daemon.waitSampling()
+        let added = try await advance(tree, steps: 100, pace: .milliseconds(15))
+        daemon.process.terminate()
+        #expect(try await daemon.waitExit() == 0, "\(daemon.log)")
+        let windows = try #require(daemon.windowCount, "\(daemon.log)")
+        let selector = "pyjoules_remote_write_energy_uj{source=\"\(source)\",component=\"package-0\",socket=\"0\"}"
+        try? await waitUntil("all samples to be searchable", seconds: 15) { ((try? await receiver.samples(selector))?.count ?? 0) >= windows }
+        let pkg = try await receiver.samples(selector)
+        let total = try await receiver.samples("rapl_energy_joules_total{source=\"\(source)\",component=\"package-0\"}")
+        await receiver.stop()
+        #expect(pkg.count == windows, "every window once: \(pkg.count) samples for \(windows) windows")
+        #expect(pkg.reduce(0) { $0 + $1.1 } == Double(added), "the exact µJ, across a wrap")
+        #expect(total.last?.1 == Double(added) / 1e6, "the counter, typed a counter in 2.0's metadata")
+        let fellBack = daemon.log.components(separatedBy: "receiver does not take remote write 2.0").count - 1
+        if kind == .prometheus3 {
+            #expect(fellBack == 0, "Prometheus 3.5 takes 2.0: \(daemon.log)")
+        } else {
+            #expect(fellBack == 1, "one fallback, remembered: \(daemon.log)")
+            #expect(daemon.log.contains("HTTP 204 without X-Prometheus-Remote-Write-Samples-Written"), "\(daemon.log)")
+        }
+    }
+
     @Test func aPrometheusOutageLosesNoWindow() async throws {
         let receiver = try ReceiverProcess(.prometheus)
         try await receiver.waitReady()

@@ -16,12 +16,13 @@ enum Receivers {
     }()
 
     static var prometheus: String { directory + "/prometheus" }
-    /// Debian sid's Prometheus 3.5 (scripts/install-receivers).
+    /// Debian sid's Prometheus 3.5 and VictoriaMetrics 1.145 (scripts/install-receivers).
     static var prometheus3: String { directory + "/../../sid/root/usr/bin/prometheus" }
+    static var victoriaMetrics145: String { directory + "/../../sid/root/usr/bin/victoria-metrics" }
     static var victoriaMetrics: String { directory + "/victoria-metrics" }
     static var available: Bool {
         FileManager.default.isExecutableFile(atPath: prometheus) && FileManager.default.isExecutableFile(atPath: victoriaMetrics)
-            && FileManager.default.isExecutableFile(atPath: prometheus3)
+            && FileManager.default.isExecutableFile(atPath: prometheus3) && FileManager.default.isExecutableFile(atPath: victoriaMetrics145)
     }
 }
 
@@ -70,16 +71,17 @@ func waitUntil(_ what: String, seconds: Double = 30, _ condition: () async -> Bo
 /// A receiver process.
 final class ReceiverProcess: @unchecked Sendable {
     enum Kind: Sendable, CustomStringConvertible {
-        /// Prometheus 2.42 (bookworm), Prometheus 3.5 (sid), VictoriaMetrics 1.79.
-        case prometheus, prometheus3, victoriaMetrics
+        /// Prometheus 2.42 (bookworm), Prometheus 3.5 (sid), VictoriaMetrics 1.79 (bookworm) and 1.145 (sid).
+        case prometheus, prometheus3, victoriaMetrics, victoriaMetrics145
         var description: String {
             switch self {
             case .prometheus: "prometheus 2.42"
             case .prometheus3: "prometheus 3.5"
-            case .victoriaMetrics: "victoria-metrics"
+            case .victoriaMetrics: "victoria-metrics 1.79"
+            case .victoriaMetrics145: "victoria-metrics 1.145"
             }
         }
-        var isPrometheus: Bool { self != .victoriaMetrics }
+        var isPrometheus: Bool { self == .prometheus || self == .prometheus3 }
     }
 
     /// What Prometheus scrapes (job `rapl`, every second): the address, and for https the CA to trust
@@ -136,8 +138,15 @@ final class ReceiverProcess: @unchecked Sendable {
                 "--config.file=\(config)", "--storage.tsdb.path=\(storage)/data",
                 "--web.listen-address=127.0.0.1:\(port)", "--web.enable-remote-write-receiver",
             ]
-        case .victoriaMetrics:
-            p.executableURL = URL(fileURLWithPath: Receivers.victoriaMetrics)
+            if kind == .prometheus3 {
+                // Remote write 2.0 is accepted only when asked for, the flag given once per message.
+                p.arguments! += [
+                    "--web.remote-write-receiver.accepted-protobuf-messages=prometheus.WriteRequest",
+                    "--web.remote-write-receiver.accepted-protobuf-messages=io.prometheus.write.v2.Request",
+                ]
+            }
+        case .victoriaMetrics, .victoriaMetrics145:
+            p.executableURL = URL(fileURLWithPath: kind == .victoriaMetrics ? Receivers.victoriaMetrics : Receivers.victoriaMetrics145)
             p.arguments = ["-storageDataPath=\(storage)/data", "-httpListenAddr=127.0.0.1:\(port)", "-search.latencyOffset=0s"]
         }
         _ = FileManager.default.createFile(atPath: log, contents: nil)
@@ -208,7 +217,7 @@ final class ReceiverProcess: @unchecked Sendable {
                     (Int64(((pair[0] as? Double) ?? 0) * 1000 + 0.5), Double(pair[1] as! String)!)
                 }
             }.sorted { $0.0 < $1.0 }
-        case .victoriaMetrics:
+        case .victoriaMetrics, .victoriaMetrics145:
             _ = try await httpGet("http://127.0.0.1:\(port)/internal/force_flush")
             let (status, data) = try await httpGet("http://127.0.0.1:\(port)/api/v1/export?match%5B%5D=\(urlEncode(selector))")
             guard status == 200 else { throw TimeoutError(description: "bad victoria-metrics answer \(status)") }
