@@ -57,7 +57,9 @@ case "encode":
     guard args.count == 5, let perBatch = Int(args[2]), let batches = Int(args[3]) else { fail("encode SAMPLES_PER_BATCH BATCHES OUT.json") }
     var table = SeriesTable()
     let components = ["package-0", "core", "uncore", "dram"]
-    let series = components.map { table.series("pyjoules_remote_write_energy_uj", [("component", $0), ("socket", "0"), ("source", "cpu-pyjoules")]) }
+    let series = components.map {
+        table.series("pyjoules_remote_write_energy_uj", [("component", $0), ("socket", "0"), ("source", "cpu-pyjoules")], metadata: .windowEnergy)
+    }
     var samples: [PendingSample] = []
     for i in 0..<perBatch {
         samples.append(
@@ -82,7 +84,14 @@ case "encode":
     var protobufBytes = 0
     for _ in 0..<batches { protobufBytes = encoder.protobufBytes(samples[...], table: table).count }
     let protobufElapsed = nanoseconds(protobufStart.duration(to: clock.now)) / 1e9
-    print("\(Double(perBatch * batches) / elapsed) \(bytes) \(Double(perBatch * batches) / protobufElapsed) \(protobufBytes)")
+    // The same batch as remote write 2.0 (symbols, label references, metadata), compressed.
+    let v2Start = clock.now
+    var v2Bytes = 0
+    for _ in 0..<batches { v2Bytes = encoder.encode(samples[...], table: table, wire: .v2).count }
+    let v2Elapsed = nanoseconds(v2Start.duration(to: clock.now)) / 1e9
+    print(
+        "\(Double(perBatch * batches) / elapsed) \(bytes) \(Double(perBatch * batches) / protobufElapsed) \(protobufBytes) \(Double(perBatch * batches) / v2Elapsed) \(v2Bytes)"
+    )
 
 default:
     fail("unknown command \(args[1])")
