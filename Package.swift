@@ -30,6 +30,11 @@ let package = Package(
             providers: [.apt(["libcap-dev"])]
         ),
         .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+        .systemLibrary(
             name: "CSnappy",
             pkgConfig: "snappy",
             providers: [.apt(["libsnappy-dev"])]
@@ -52,6 +57,7 @@ let package = Package(
                 "Support",
                 "RAPLBackend",
                 "CSnappy",
+                "CZlib",
                 "CPerfShim",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),

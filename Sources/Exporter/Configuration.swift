@@ -303,6 +303,18 @@ public let reservedHeaderNames: Set<String> = [
     "authorization", "connection", "transfer-encoding",
 ]
 
+/// Output otlp: how requests are made (the endpoint, TLS and credentials are the connection's).
+public struct OTLPSettings: Sendable {
+    public var gzip: Bool
+    /// The resource's attributes, in order: `service.name`, `host.name`, then `OTEL_RESOURCE_ATTRIBUTES`'.
+    public var resource: [(String, String)]
+
+    public init(gzip: Bool = false, resource: [(String, String)] = [("service.name", "rapl-exporter")]) {
+        self.gzip = gzip
+        self.resource = resource
+    }
+}
+
 /// `--remote-write-protocol`: which message the writer sends.
 public enum RemoteWriteProtocol: String, Sendable, CaseIterable {
     /// Remote write 1.0 only (the seed's, and the default).
@@ -332,6 +344,8 @@ public struct RemoteWriteSettings: Sendable {
     public var wireProtocol: RemoteWriteProtocol = .v1
     /// With `auto`, after falling back to 1.0: when 2.0 is tried again (a receiver may be upgraded).
     public var protocolRetryInterval = Duration.seconds(3600)
+    /// Set for output otlp: the writer sends OTLP/HTTP requests to `endpoint` instead of remote write.
+    public var otlp: OTLPSettings?
 
     public init(
         endpoint: RemoteWriteEndpoint,
@@ -366,6 +380,8 @@ public struct SeriesSettings: Sendable {
     public var nameStyle: NameStyle
     /// Also write a cumulative `rapl_energy_joules_total` counter per domain.
     public var cumulative: Bool
+    /// Write the per-window series (`metricName`); off for OTLP, which carries the cumulative sum only.
+    public var windowEnergy = true
     /// Labels added to every series (`--label node=a`), like Prometheus' external labels: several
     /// hosts pushing to one store need one to keep their series apart.
     public var extra: [(String, String)] = []

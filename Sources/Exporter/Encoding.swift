@@ -182,6 +182,9 @@ public enum RemoteWriteWire: String, Sendable {
     case v1 = "1.0"
     /// `io.prometheus.write.v2.Request` (remote write 2.0, as Prometheus 3.5 decodes it).
     case v2 = "2.0"
+    /// OTLP/HTTP's `ExportMetricsServiceRequest`, uncompressed or gzip'd.
+    case otlp
+    case otlpGzip
 }
 
 /// Encodes remote-write requests straight into reused buffers: a protobuf `WriteRequest` with one
@@ -220,6 +223,7 @@ public struct RemoteWriteEncoder: Sendable {
     /// TimeSeries timeseries = 5 }`, each `{ labels_refs = 1; samples = 2; metadata = 5 }`. The samples
     /// are encoded alike.
     private mutating func encodeProtobuf(_ samples: ArraySlice<PendingSample>, table: SeriesTable, wire: RemoteWriteWire) -> Int {
+        precondition(wire == .v1 || wire == .v2, "OTLP requests are OTLPEncoder's")
         let v2 = wire == .v2
         let seriesTag: UInt8 = v2 ? 0x2A : 0x0A
         let heads = v2 ? table.encodedReferences : table.encodedLabels

@@ -54,7 +54,6 @@ public struct HTTPTransport: RemoteWriteTransport {
         self.headers =
             [
                 ("Host", endpoint.hostHeader),
-                ("Content-Encoding", "snappy"),
                 ("User-Agent", Self.userAgent),
             ] + extraHeaders
         self.redactedHeaderValues = extraHeaders.map(\.1).filter { $0.count >= 4 }

@@ -145,3 +145,42 @@ public struct OTLPEncoder: Sendable {
         withUnsafeBytes(of: value.littleEndian) { out += $0 }
     }
 }
+
+/// What an OTLP/HTTP answer's body says: `ExportMetricsServiceResponse { ExportMetricsPartialSuccess
+/// partial_success = 1 { int64 rejected_data_points = 1; string error_message = 2 } }`.
+enum OTLPResponse {
+    /// The rejected points and the message; nil when the body holds no partial success (or is not protobuf).
+    static func partialSuccess(_ body: [UInt8]) -> (rejected: UInt64, message: String)? {
+        var i = 0
+        func varint() -> UInt64? {
+            var value: UInt64 = 0
+            var shift: UInt64 = 0
+            while i < body.count, shift < 64 {
+                let byte = body[i]
+                i += 1
+                value |= UInt64(byte & 0x7F) << shift
+                if byte < 0x80 { return value }
+                shift += 7
+            }
+            return nil
+        }
+        guard let key = varint(), key == 0x0A, let length = varint(), length <= UInt64(body.count - i) else { return nil }
+        let end = i + Int(length)
+        var rejected: UInt64 = 0
+        var message = ""
+        while i < end {
+            guard let field = varint() else { return nil }
+            switch field {
+            case 0x08:
+                guard let v = varint() else { return nil }
+                rejected = v
+            case 0x12:
+                guard let n = varint(), n <= UInt64(end - i) else { return nil }
+                message = String(decoding: body[i..<i + Int(n)], as: UTF8.self)
+                i += Int(n)
+            default: return nil
+            }
+        }
+        return (rejected, message)
+    }
+}

@@ -97,6 +97,10 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
     /// The table as of the last cut batch: every series a queued sample refers to is in it.
     private var table = SeriesTable()
     private var encoder = RemoteWriteEncoder()
+    /// Output otlp: its encoder (the request's resource and the sums' start time).
+    private let otlpEncoder: OTLPEncoder?
+    /// A partial success logged, until a request is taken whole again.
+    private var partialLogged = false
     private var batches: [Batch] = []
     private var selfSeries: SelfSeries?
     public private(set) var statistics = Statistics()
@@ -127,7 +131,11 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         self.executor = executor
         self.scrape = scrape
         self.settings = settings
-        self.wire = settings.wireProtocol == .v1 ? .v1 : .v2
+        self.wire = settings.otlp.map { $0.gzip ? .otlpGzip : .otlp } ?? (settings.wireProtocol == .v1 ? .v1 : .v2)
+        self.otlpEncoder = settings.otlp.map {
+            OTLPEncoder(
+                resource: $0.resource, scopeVersion: ExporterVersion.current, startNanoseconds: UInt64(max(0, wallClock.nowMicroseconds())) * 1000)
+        }
         self.holdLimit = Int64(settings.maxSampleAge.seconds * 1000)
         self.transport = transport
         self.clock = clock
@@ -330,7 +338,13 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
                 logger.info("trying remote write 2.0 again (auto)")
             }
             let sentWire = wire
-            let body = encoder.encode(batches[0].samples[from..<to], table: table, wire: sentWire)
+            let body: [UInt8]
+            if let otlpEncoder {
+                let request = otlpEncoder.encode(batches[0].samples[from..<to], table: table)
+                body = sentWire == .otlpGzip ? Gzip.compress(request) : request
+            } else {
+                body = encoder.encode(batches[0].samples[from..<to], table: table, wire: sentWire)
+            }
             let start = clock.now
             let (result, cut) = await sendOutlivingShutdown(body, wire: sentWire, timeout: timeout)
             // Cut off at the shutdown deadline (the flush sends it again if time is left), or
@@ -371,7 +385,24 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
                     break
                 }
             }
-            let decision = PushDecision.decide(result, nowSeconds: wallClock.nowMicroseconds() / 1_000_000)
+            let nowSeconds = wallClock.nowMicroseconds() / 1_000_000
+            let decision =
+                otlpEncoder == nil ? PushDecision.decide(result, nowSeconds: nowSeconds) : PushDecision.decideOTLP(result, nowSeconds: nowSeconds)
+            if otlpEncoder != nil, decision == .delivered, case .response(_, _, let answer) = result {
+                // OTLP's partial success: the collector took the request but not all of its points.
+                if let (rejected, message) = OTLPResponse.partialSuccess(answer), rejected > 0 {
+                    written = count - min(count, rejected)
+                    statistics.dropped[.rejected, default: 0] += min(count, rejected)
+                    if !partialLogged {
+                        partialLogged = true
+                        logger.warning(
+                            "OTLP receiver rejected \(rejected) of \(count) data points (partial success\(message.isEmpty ? "" : ": \(message)")); counted as dropped, logged once until a request is taken whole"
+                        )
+                    }
+                } else {
+                    partialLogged = false
+                }
+            }
             health?.pushed(ok: decision == .delivered)
             switch decision {
             case .delivered:
@@ -586,7 +617,7 @@ private struct WriterIntake: ~Copyable {
                 guard var energy = window.energy[i] else { continue }
                 energy &+= held[i]
                 held[i] = 0
-                pending.append(PendingSample(series: series[i].energy, value: Double(energy), timestamp: ts))
+                if labels.windowEnergy { pending.append(PendingSample(series: series[i].energy, value: Double(energy), timestamp: ts)) }
                 if let cumulative = series[i].cumulative {
                     totals[i] &+= energy
                     pending.append(PendingSample(series: cumulative, value: Double(totals[i]) / 1e6, timestamp: ts))

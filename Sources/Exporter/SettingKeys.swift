@@ -80,14 +80,31 @@ extension SettingKey {
     public static let cumulative = SettingKey(
         "cumulative", "EXPORT_CUMULATIVE", .boolean, "Also write the cumulative counter rapl_energy_joules_total, for rate()")
     public static let output = SettingKey(
-        "output", "OUTPUT", default: "remote-write with a URL, else none with --listen, else stdout", value: "kind",
-        "remote-write, stdout or none (only the /metrics endpoint)")
+        "output", "OUTPUT", default: "remote-write with a URL, else otlp with an OTLP endpoint, else none with --listen, else stdout", value: "kind",
+        "remote-write, otlp, stdout or none (only the /metrics endpoint)")
     public static let listen = SettingKey(
         "listen", "LISTEN_ADDRESS", value: "host:port",
         "Serve /metrics (Prometheus text and OpenMetrics), /healthz and / on this address, e.g. ':9102'; off when unset")
     public static let webConfigFile = SettingKey(
         "web.config.file", "WEB_CONFIG_FILE", value: "path",
         "TLS, basic auth and response headers for the /metrics endpoint, in exporter-toolkit's web configuration format (node_exporter's)")
+    // MARK: OTLP
+    public static let otlpEndpoint = SettingKey(
+        "otlp-endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", value: "url", "OTLP/HTTP base URL; metrics go to its /v1/metrics (output otlp)")
+    public static let otlpMetricsEndpoint = SettingKey(
+        "otlp-metrics-endpoint", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", value: "url", "OTLP/HTTP metrics URL, used as given; beats --otlp-endpoint")
+    public static let otlpHeaders = SettingKey(
+        "otlp-header", "OTEL_EXPORTER_OTLP_HEADERS", .list(separator: ","), value: "key=value",
+        "Header on every OTLP request, 'key=value' (value percent-decoded), repeatable (the variable ','-separated)")
+    public static let otlpTimeout = SettingKey(
+        "otlp-timeout", "OTEL_EXPORTER_OTLP_TIMEOUT", default: "10000", value: "ms", "Bound on one OTLP request, in milliseconds")
+    public static let otlpCompression = SettingKey(
+        "otlp-compression", "OTEL_EXPORTER_OTLP_COMPRESSION", default: "none", value: "kind", "OTLP request compression: gzip or none")
+    public static let otelServiceName = SettingKey(
+        "otel-service-name", "OTEL_SERVICE_NAME", default: "rapl-exporter", value: "name", "The OTLP resource's service.name")
+    public static let otelResourceAttributes = SettingKey(
+        "otel-resource-attributes", "OTEL_RESOURCE_ATTRIBUTES", value: "k=v,…",
+        "More OTLP resource attributes, 'key=value' pairs ','-separated (values percent-decoded)")
     public static let duration = SettingKey("duration", "RUN_DURATION_S", value: "seconds", "Run this many seconds, then stop exactly as on SIGTERM")
     public static let maxSampleAge = SettingKey(
         "max-sample-age", "MAX_SAMPLE_AGE_S", default: "1800", value: "seconds", "Drop samples older than this instead of retrying them")
@@ -159,8 +176,8 @@ extension SettingKey {
     /// Every setting, in the order of docs/configuration.md.
     public static let all: [SettingKey] = [
         remoteWriteURL, remoteWriteProtocol, scrapeInterval, pushInterval, maxRetryBatches, serviceLabel, metricName, cumulative, output, listen,
-        webConfigFile, duration,
-        maxSampleAge, requestTimeout, shutdownTimeout, maxSamplesPerRequest, stuckAfter, maxDomainPower,
+        webConfigFile, otlpEndpoint, otlpMetricsEndpoint, otlpHeaders, otlpTimeout, otlpCompression, otelServiceName, otelResourceAttributes,
+        duration, maxSampleAge, requestTimeout, shutdownTimeout, maxSamplesPerRequest, stuckAfter, maxDomainPower,
         tlsCAFile, tlsCertFile, tlsKeyFile, tlsServerName, tlsInsecureSkipVerify, basicAuthUsername, basicAuthPasswordFile,
         bearerTokenFile, headers, labels,
         healthFile, keepCapabilities,

@@ -44,6 +44,8 @@ public struct ReadingSettings: Sendable {
 public struct Settings: Sendable {
     public enum Output: String, Sendable {
         case remoteWrite = "remote-write"
+        /// OTLP/HTTP (protobuf) to an OpenTelemetry endpoint.
+        case otlp
         case stdout
         /// Neither: only the /metrics endpoint (`--listen`).
         case none
@@ -172,7 +174,8 @@ struct Resolver {
         let stuck = try number(.stuckAfter, default: 5)!
         let runFor = try number(.duration, default: nil)
         let power = try number(.maxDomainPower, default: EnergyMeter.defaultMaximumPower)!
-        let url = text(.remoteWriteURL)
+        let remoteURL = text(.remoteWriteURL)
+        let otlpURL = text(.otlpMetricsEndpoint) ?? text(.otlpEndpoint).map { $0.hasSuffix("/") ? $0 + "v1/metrics" : $0 + "/v1/metrics" }
         let listen = try listenAddress()
         let webConfig = text(.webConfigFile)
         if webConfig != nil, listen == nil {
@@ -180,11 +183,21 @@ struct Resolver {
                 "a web configuration file (\(SettingKey.webConfigFile.names)) configures the /metrics endpoint, which is off: set LISTEN_ADDRESS (or --listen)"
             )
         }
-        let outputText = text(.output) ?? (url != nil ? "remote-write" : listen != nil ? "none" : "stdout")
+        if text(.output) == nil, remoteURL != nil, otlpURL != nil {
+            throw ConfigurationError(
+                "both REMOTE_WRITE_URL and an OTLP endpoint (OTEL_EXPORTER_OTLP_ENDPOINT or …_METRICS_ENDPOINT) are set: one push output at a time, choose with OUTPUT=remote-write or OUTPUT=otlp"
+            )
+        }
+        let outputText = text(.output) ?? (remoteURL != nil ? "remote-write" : otlpURL != nil ? "otlp" : listen != nil ? "none" : "stdout")
         guard let output = Settings.Output(rawValue: outputText.lowercased()) else {
             throw ConfigurationError(
-                "invalid output '\(printable(outputText))' (\(SettingKey.output.names)): expected remote-write, stdout or none")
+                "invalid output '\(printable(outputText))' (\(SettingKey.output.names)): expected remote-write, otlp, stdout or none")
         }
+        if output == .otlp, otlpURL == nil {
+            throw ConfigurationError("output otlp needs OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_METRICS_ENDPOINT (or --otlp-endpoint)")
+        }
+        // The URL the connection options apply to: OTLP's with output otlp, else remote write's.
+        let url = output == .otlp ? otlpURL : remoteURL
         if output == .none, listen == nil {
             throw ConfigurationError("output none needs the /metrics endpoint: set LISTEN_ADDRESS (or --listen), or choose remote-write or stdout")
         }
@@ -194,6 +207,11 @@ struct Resolver {
         var connection: RemoteWriteConnection?
         if let url {
             guard let parsed = RemoteWriteEndpoint(url) else {
+                if output == .otlp {
+                    throw ConfigurationError(
+                        "invalid OTLP endpoint '\(RemoteWriteEndpoint.redacted(url))' (\(SettingKey.otlpEndpoint.names), or \(SettingKey.otlpMetricsEndpoint.names)): expected http://host[:port][/path] or https://…"
+                    )
+                }
                 throw ConfigurationError(
                     "invalid remote-write URL '\(RemoteWriteEndpoint.redacted(url))' (\(SettingKey.remoteWriteURL.names)): expected http://host[:port]/path or https://…, printable ASCII without spaces (percent-encode the rest), without user info (use --basic-auth-username)"
                 )
@@ -208,7 +226,14 @@ struct Resolver {
                 "invalid remote-write protocol '\(printable(protocolText))' (\(SettingKey.remoteWriteProtocol.names)): expected 1.0, 2.0 or auto")
         }
         var remoteWrite: RemoteWriteSettings?
-        if output == .remoteWrite {
+        var otlp: OTLPSettings?
+        var requestTimeout = timeout
+        if output == .otlp {
+            otlp = try otlpSettings()
+            if text(.requestTimeout) == nil, let ms = try number(.otlpTimeout, default: nil, max: 86_400_000) { requestTimeout = ms / 1000 }
+            if let otlpHeaders = try self.otlpHeaders() { connection?.headers += otlpHeaders }
+        }
+        if output == .remoteWrite || output == .otlp {
             guard let endpoint else {
                 throw ConfigurationError("output remote-write needs REMOTE_WRITE_URL (or --remote-write-url)")
             }
@@ -218,11 +243,17 @@ struct Resolver {
                 maxQueuedBatches: batches,
                 maxSamplesPerRequest: perRequest,
                 maxSampleAge: Duration(secondsValue: age),
-                requestTimeout: Duration(secondsValue: timeout),
+                requestTimeout: Duration(secondsValue: requestTimeout),
                 shutdownTimeout: Duration(secondsValue: shutdown),
                 series: labels
             )
             remoteWrite?.wireProtocol = wireProtocol
+            if let otlp {
+                remoteWrite?.otlp = otlp
+                // OTLP carries the energy as the cumulative sum, and only so.
+                remoteWrite?.series.cumulative = true
+                remoteWrite?.series.windowEnergy = false
+            }
         }
         return Settings(
             reading: reading,
@@ -239,6 +270,58 @@ struct Resolver {
             listen: listen,
             webConfigFile: webConfig
         )
+    }
+
+    /// OTLP's compression and resource, from the standard OpenTelemetry variables.
+    func otlpSettings() throws(ConfigurationError) -> OTLPSettings {
+        let compression = (text(.otlpCompression) ?? "none").lowercased()
+        guard compression == "gzip" || compression == "none" else {
+            throw ConfigurationError(
+                "invalid OTLP compression '\(printable(compression))' (\(SettingKey.otlpCompression.names)): expected gzip or none")
+        }
+        var attributes: [(String, String)] = []
+        if let text = text(.otelResourceAttributes) {
+            for pair in text.split(separator: ",") where !trimmed(pair).isEmpty {
+                let parts = pair.split(separator: "=", maxSplits: 1)
+                guard parts.count == 2, let key = percentDecoded(trimmed(parts[0])), !key.isEmpty, let value = percentDecoded(trimmed(parts[1])),
+                    isValidLabelValue(key), isValidLabelValue(value)
+                else {
+                    throw ConfigurationError(
+                        "invalid resource attribute '\(printable(String(pair)))' (\(SettingKey.otelResourceAttributes.names)): expected key=value, percent-encoded"
+                    )
+                }
+                attributes.removeAll { $0.0 == key }
+                attributes.append((key, value))
+            }
+        }
+        // OTEL_SERVICE_NAME beats a service.name among the attributes, which beats the default.
+        let service = text(.otelServiceName) ?? attributes.first { $0.0 == "service.name" }?.1 ?? "rapl-exporter"
+        attributes.removeAll { $0.0 == "service.name" }
+        var resource = [("service.name", service)]
+        if !attributes.contains(where: { $0.0 == "host.name" }) { resource.append(("host.name", HostName.current)) }
+        return OTLPSettings(gzip: compression == "gzip", resource: resource + attributes)
+    }
+
+    /// `OTEL_EXPORTER_OTLP_HEADERS`: `key=value` pairs, values percent-decoded.
+    func otlpHeaders() throws(ConfigurationError) -> [(String, String)]? {
+        let pairs = list(.otlpHeaders)
+        guard !pairs.isEmpty else { return nil }
+        var headers: [(String, String)] = []
+        for pair in pairs {
+            let parts = pair.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2, let name = percentDecoded(trimmed(parts[0])), let value = percentDecoded(trimmed(parts[1])),
+                isValidHeaderName(name), !value.isEmpty, isValidLabelValue(value)
+            else {
+                throw ConfigurationError(
+                    "invalid OTLP header '\(printable(pair))' (\(SettingKey.otlpHeaders.names)): expected key=value, the key letters, digits, '-' and '_'"
+                )
+            }
+            guard !reservedHeaderNames.contains(name.lowercased()) else {
+                throw ConfigurationError("header '\(name)' is set by rapl-exporter itself (use the auth options for Authorization)")
+            }
+            headers.append((name, value))
+        }
+        return headers
     }
 
     /// `--listen`: HOST:PORT, a port the unprivileged process can bind.
@@ -331,12 +414,7 @@ struct Resolver {
             guard let colon = pair.firstIndex(of: ":") else { throw invalid }
             let name = trimmed(pair[..<colon])
             let value = trimmed(pair[pair.index(after: colon)...])
-            guard !name.isEmpty,
-                name.unicodeScalars.allSatisfy({
-                    $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_".unicodeScalars.contains($0))
-                }),
-                !value.isEmpty, isValidLabelValue(value)
-            else { throw invalid }
+            guard isValidHeaderName(name), !value.isEmpty, isValidLabelValue(value) else { throw invalid }
             guard !reservedHeaderNames.contains(name.lowercased()) else {
                 throw ConfigurationError("header '\(name)' is set by rapl-exporter itself (use the auth options for Authorization)")
             }
@@ -344,6 +422,32 @@ struct Resolver {
         }
         return RemoteWriteConnection(tls: tls, authorization: authorization, headers: headers)
     }
+}
+
+/// A header name rapl-exporter accepts: ASCII letters, digits, `-` and `_`.
+func isValidHeaderName(_ name: String) -> Bool {
+    !name.isEmpty
+        && name.unicodeScalars.allSatisfy {
+            $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_".unicodeScalars.contains($0))
+        }
+}
+
+/// `text` with `%XX` escapes decoded (W3C baggage, as the OpenTelemetry variables are written); nil when
+/// an escape is malformed or the result is not UTF-8.
+func percentDecoded(_ text: String) -> String? {
+    var bytes: [UInt8] = []
+    var rest = Substring(text).utf8[...]
+    while let byte = rest.first {
+        rest = rest.dropFirst()
+        if byte == UInt8(ascii: "%") {
+            guard rest.count >= 2, let value = UInt8(String(decoding: rest.prefix(2), as: UTF8.self), radix: 16) else { return nil }
+            bytes.append(value)
+            rest = rest.dropFirst(2)
+        } else {
+            bytes.append(byte)
+        }
+    }
+    return String(validating: bytes, as: UTF8.self)
 }
 
 /// `text` with control characters escaped, so that a message about it stays one line.

@@ -29,11 +29,17 @@ public protocol RemoteWriteTransport: Sendable {
 }
 
 extension RemoteWriteWire {
-    /// The request's Content-Type and `X-Prometheus-Remote-Write-Version`, as each spec gives them.
+    /// The request's Content-Type, Content-Encoding and (remote write) version, as each spec gives them.
     public var headers: [(String, String)] {
         switch self {
-        case .v1: [("Content-Type", "application/x-protobuf"), ("X-Prometheus-Remote-Write-Version", "0.1.0")]
-        case .v2: [("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request"), ("X-Prometheus-Remote-Write-Version", "2.0.0")]
+        case .v1: [("Content-Encoding", "snappy"), ("Content-Type", "application/x-protobuf"), ("X-Prometheus-Remote-Write-Version", "0.1.0")]
+        case .v2:
+            [
+                ("Content-Encoding", "snappy"), ("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request"),
+                ("X-Prometheus-Remote-Write-Version", "2.0.0"),
+            ]
+        case .otlp: [("Content-Type", "application/x-protobuf")]
+        case .otlpGzip: [("Content-Encoding", "gzip"), ("Content-Type", "application/x-protobuf")]
         }
     }
 }
@@ -46,6 +52,16 @@ public enum PushDecision: Sendable, Equatable {
     /// Another 4xx (or an unexpected status): retrying the same request cannot help. 413 (too large)
     /// is retried in smaller requests by the writer; anything else is dropped and counted.
     case reject(status: Int, reason: String)
+
+    /// OTLP/HTTP's rules: only 429, 502, 503 and 504 (and network errors) are retryable; every other
+    /// status is not (a 500 from a collector means the data cannot be taken).
+    public static func decideOTLP(_ result: TransportResult, nowSeconds: Int64) -> PushDecision {
+        if case .response(let status, _, let body) = result, status >= 500, ![502, 503, 504].contains(status) {
+            let text = Self.excerpt(body)
+            return .reject(status: status, reason: "HTTP \(status) (not retryable in OTLP)\(text.isEmpty ? "" : ": \(text)")")
+        }
+        return decide(result, nowSeconds: nowSeconds)
+    }
 
     /// The retry decision per status code. `nowSeconds` (wall clock) converts an HTTP-date Retry-After.
     public static func decide(_ result: TransportResult, nowSeconds: Int64) -> PushDecision {

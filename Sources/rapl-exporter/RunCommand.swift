@@ -33,6 +33,13 @@ struct RunCommand: ParsableCommand {
     @Option(help: .key(.output)) var output: String?
     @Option(help: .key(.listen)) var listen: String?
     @Option(name: .customLong("web.config.file"), help: .key(.webConfigFile)) var webConfigFile: String?
+    @Option(help: .key(.otlpEndpoint)) var otlpEndpoint: String?
+    @Option(help: .key(.otlpMetricsEndpoint)) var otlpMetricsEndpoint: String?
+    @Option(name: .customLong("otlp-header"), help: .key(.otlpHeaders)) var otlpHeaders: [String] = []
+    @Option(parsing: .unconditional, help: .key(.otlpTimeout)) var otlpTimeout: String?
+    @Option(help: .key(.otlpCompression)) var otlpCompression: String?
+    @Option(help: .key(.otelServiceName)) var otelServiceName: String?
+    @Option(help: .key(.otelResourceAttributes)) var otelResourceAttributes: String?
     @Option(parsing: .unconditional, help: .key(.duration)) var duration: String?
     @Option(parsing: .unconditional, help: .key(.maxSampleAge)) var maxSampleAge: String?
     @Option(parsing: .unconditional, help: .key(.requestTimeout)) var requestTimeout: String?
@@ -60,7 +67,9 @@ struct RunCommand: ParsableCommand {
             (.remoteWriteURL, remoteWriteURL), (.remoteWriteProtocol, remoteWriteProtocol), (.scrapeInterval, scrapeInterval),
             (.pushInterval, pushInterval),
             (.maxRetryBatches, maxRetryBatches), (.serviceLabel, serviceLabel), (.metricName, metricName), (.output, output), (.listen, listen),
-            (.webConfigFile, webConfigFile),
+            (.webConfigFile, webConfigFile), (.otlpEndpoint, otlpEndpoint), (.otlpMetricsEndpoint, otlpMetricsEndpoint),
+            (.otlpTimeout, otlpTimeout), (.otlpCompression, otlpCompression), (.otelServiceName, otelServiceName),
+            (.otelResourceAttributes, otelResourceAttributes),
             (.duration, duration), (.maxSampleAge, maxSampleAge), (.requestTimeout, requestTimeout), (.shutdownTimeout, shutdownTimeout),
             (.maxSamplesPerRequest, maxSamplesPerRequest), (.stuckAfter, stuckAfter), (.maxDomainPower, maxDomainPower),
             (.tlsCAFile, tlsCAFile), (.tlsCertFile, tlsCertFile), (.tlsKeyFile, tlsKeyFile), (.tlsServerName, tlsServerName),
@@ -75,6 +84,7 @@ struct RunCommand: ParsableCommand {
         }
         v.lists[.labels] = labels
         v.lists[.headers] = headers
+        v.lists[.otlpHeaders] = otlpHeaders
         return v
     }
 }

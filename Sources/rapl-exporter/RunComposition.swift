@@ -138,7 +138,10 @@ extension RunCommand {
             sinks.append(remote)
             writer = remote
             logger.info(
-                "pushing to \(remoteWrite.endpoint) every \(remoteWrite.pushInterval), source=\(remoteWrite.series.source), metric \(remoteWrite.series.metricName)"
+                remoteWrite.otlp.map {
+                    "pushing OTLP to \(remoteWrite.endpoint) every \(remoteWrite.pushInterval)\($0.gzip ? ", gzip" : ""), resource \($0.resource.map { "\($0.0)=\($0.1)" }.joined(separator: ","))"
+                }
+                    ?? "pushing to \(remoteWrite.endpoint) every \(remoteWrite.pushInterval) (remote write \(remoteWrite.wireProtocol.rawValue)), source=\(remoteWrite.series.source), metric \(remoteWrite.series.metricName)"
             )
         } else if settings.output == .stdout {
             let shutdown = ShutdownTrigger()

@@ -226,6 +226,37 @@ struct ReceiverIntegrationTests {
         }
     }
 
+    /// OTLP/HTTP (gzip) into VictoriaMetrics 1.145's OpenTelemetry endpoint: the energy arrives as the
+    /// cumulative sum `hw.energy`, its last value exactly the fake counter's change across a wrap, and
+    /// VictoriaMetrics' `increase()` over the run within 1 % of it.
+    @Test func otlpIntoVictoriaMetricsCarriesTheExactEnergy() async throws {
+        let receiver = try ReceiverProcess(.victoriaMetrics145)
+        try await receiver.waitReady()
+        let tree = tree()
+        let source = "otlp-\(UUID().uuidString.prefix(8))"
+        let daemon = try Daemon(
+            tree.sysfsArguments + [
+                "--otlp-metrics-endpoint", "http://127.0.0.1:\(receiver.port)/opentelemetry/v1/metrics", "--otlp-compression", "gzip",
+                "--service-label", source, "--scrape-interval", "0.05", "--push-interval", "0.5", "--duration", "60",
+            ])
+        try await daemon.waitSampling()
+        let added = try await advance(tree, steps: 100, pace: .milliseconds(15))
+        daemon.process.terminate()
+        #expect(try await daemon.waitExit() == 0, "\(daemon.log)")
+        let selector = "{__name__=\"hw.energy\",source=\"\(source)\",component=\"package-0\"}"
+        let expected = Double(added) / 1e6
+        try? await waitUntil("the last sum to be searchable", seconds: 15) { (try? await receiver.samples(selector))?.last?.1 == expected }
+        let sums = try await receiver.samples(selector)
+        let increase = try await receiver.query("increase(\(selector)[1h])", at: Date().timeIntervalSince1970)
+        await receiver.stop()
+        #expect(sums.last?.1 == expected, "the cumulative sum ends at the exact joules: \(sums.suffix(3))")
+        #expect(zip(sums, sums.dropFirst()).allSatisfy { $0.1 <= $1.1 }, "monotonic through the wrap")
+        let grown = try #require(increase, "increase() has a value")
+        #expect(abs(grown - expected) / expected < 0.01, "increase() \(grown) J vs the counter's \(expected) J")
+        #expect(daemon.log.contains("pushing OTLP to"), "\(daemon.log)")
+        #expect(daemon.log.contains("everything delivered"), "\(daemon.log)")
+    }
+
     @Test func aPrometheusOutageLosesNoWindow() async throws {
         let receiver = try ReceiverProcess(.prometheus)
         try await receiver.waitReady()

@@ -39,7 +39,7 @@ import Testing
                 let labels = ts.labels.map { "\($0.name)=\($0.value)" }.joined(separator: ",")
                 return ts.samples.map { "\(labels) \($0.timestamp) \($0.value)" }
             }.sorted()
-        case .v2:
+        case .v2, .otlp, .otlpGzip:
             return RemoteWrite2Request(bytes)!.series.flatMap { s in
                 let labels = s.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
                 return s.samples.map { "\(labels) \($0.timestamp) \($0.value)" }
