@@ -15,8 +15,8 @@ import RAPLBackend
 /// - not the per-window µJ series (`pyjoules_remote_write_energy_uj`): the cumulative Sum carries the same
 ///   energy exactly, and OTLP's data model has no place for a gauge of per-interval amounts.
 ///
-/// Plain byte arrays assembled per request (a push happens every few seconds; the sampler does not wait for
-/// it). Checked byte for byte against the generated types of the `opentelemetry-proto` package
+/// Byte arrays assembled per request, each series' metric and attributes looked up once per request (a
+/// push happens every few seconds; the sampler does not wait for it). Checked byte for byte against the generated types of the `opentelemetry-proto` package
 /// (`Tests/Python/otlp_reference.py`).
 public struct OTLPEncoder: Sendable {
     /// `KeyValue`s of the resource, in order.
@@ -54,48 +54,55 @@ public struct OTLPEncoder: Sendable {
 
     /// The uncompressed request.
     public func encode(_ samples: ArraySlice<PendingSample>, table: SeriesTable) -> [UInt8] {
-        // Metrics in order of first appearance, their points in sample order.
-        var order: [String] = []
-        var points: [String: [UInt8]] = [:]
-        var kinds: [String: (unit: String, sum: Bool, help: String)] = [:]
-        var attributeCache: [Int: [UInt8]] = [:]
+        // Metrics in order of first appearance, their points in sample order. Per series, looked up once:
+        // its metric's index (-1: not carried) and its attributes, encoded.
+        var order: [(name: String, unit: String, sum: Bool, help: String)] = []
+        var points: [[UInt8]] = []
+        var metricOf = [Int](repeating: -2, count: table.count)
+        var attributesOf = [[UInt8]](repeating: [], count: table.count)
         for s in samples {
-            let labels = table.labels[s.series]
-            let name = labels.first { $0.name == "__name__" }?.value ?? ""
-            let metadata = table.metadata[s.series]
-            guard let (otlpName, unit, sum) = Self.metric(name, metadata) else { continue }
-            if kinds[otlpName] == nil {
-                order.append(otlpName)
-                kinds[otlpName] = (unit, sum, metadata.help)
+            if metricOf[s.series] == -2 {
+                let labels = table.labels[s.series]
+                let name = labels.first { $0.name == "__name__" }?.value ?? ""
+                let metadata = table.metadata[s.series]
+                if let (otlpName, unit, sum) = Self.metric(name, metadata) {
+                    if let i = order.firstIndex(where: { $0.name == otlpName }) {
+                        metricOf[s.series] = i
+                    } else {
+                        metricOf[s.series] = order.count
+                        order.append((otlpName, unit, sum, metadata.help))
+                        points.append([])
+                    }
+                    attributesOf[s.series] = Self.attributes(labels, energy: otlpName == "hw.energy").flatMap { Self.keyValue(7, $0.0, $0.1) }
+                } else {
+                    metricOf[s.series] = -1
+                }
             }
-            let attributes: [UInt8]
-            if let cached = attributeCache[s.series] {
-                attributes = cached
-            } else {
-                attributes = Self.attributes(labels, energy: otlpName == "hw.energy").flatMap { Self.keyValue(7, $0.0, $0.1) }
-                attributeCache[s.series] = attributes
-            }
+            let m = metricOf[s.series]
+            guard m >= 0 else { continue }
+            let sum = order[m].sum
             // NumberDataPoint { fixed64 start_time_unix_nano = 2; fixed64 time_unix_nano = 3; double as_double = 4;
-            // repeated KeyValue attributes = 7 }
-            var point: [UInt8] = []
-            if sum { Self.fixed64(2, startNanoseconds, to: &point) }
-            Self.fixed64(3, UInt64(max(0, s.timestamp)) &* 1_000_000, to: &point)
-            Self.fixed64(4, s.value.bitPattern, to: &point)
-            point += attributes
-            Self.field(1, point, to: &points[otlpName, default: []])
+            // repeated KeyValue attributes = 7 }, as field 1 of Sum or Gauge.
+            let attributes = attributesOf[s.series]
+            let length = (sum ? 9 : 0) + 18 + attributes.count
+            points[m].append(0x0A)
+            Protobuf.appendVarint(UInt64(length), to: &points[m])
+            if sum { Self.fixed64(2, startNanoseconds, to: &points[m]) }
+            Self.fixed64(3, UInt64(max(0, s.timestamp)) &* 1_000_000, to: &points[m])
+            Self.fixed64(4, s.value.bitPattern, to: &points[m])
+            points[m] += attributes
         }
         var metrics: [UInt8] = []
-        for name in order {
-            let kind = kinds[name]!
+        for (i, kind) in order.enumerated() {
             var metric: [UInt8] = []
-            Self.string(1, name, to: &metric)
+            Self.string(1, kind.name, to: &metric)
             Self.string(2, kind.help, to: &metric)
             Self.string(3, kind.unit, to: &metric)
             if kind.sum {
                 // Sum { repeated NumberDataPoint data_points = 1; temporality = 2 (CUMULATIVE); is_monotonic = 3 }
-                Self.field(7, points[name]! + [0x10, 0x02, 0x18, 0x01], to: &metric)
+                Self.field(7, points[i] + [0x10, 0x02, 0x18, 0x01], to: &metric)
             } else {
-                Self.field(5, points[name]!, to: &metric)  // Gauge { data_points = 1 }
+                Self.field(5, points[i], to: &metric)  // Gauge { data_points = 1 }
             }
             Self.field(2, metric, to: &metrics)
         }
@@ -140,9 +147,10 @@ public struct OTLPEncoder: Sendable {
         field(number, Array(text.utf8), to: &out)
     }
 
+    @inline(__always)
     static func fixed64(_ number: UInt64, _ value: UInt64, to out: inout [UInt8]) {
-        Protobuf.appendVarint(number << 3 | 1, to: &out)
-        withUnsafeBytes(of: value.littleEndian) { out += $0 }
+        out.append(UInt8(number << 3 | 1))
+        withUnsafeBytes(of: value.littleEndian) { out.append(contentsOf: $0) }
     }
 }
 

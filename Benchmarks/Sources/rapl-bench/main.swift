@@ -89,9 +89,16 @@ case "encode":
     var v2Bytes = 0
     for _ in 0..<batches { v2Bytes = encoder.encode(samples[...], table: table, wire: .v2).count }
     let v2Elapsed = nanoseconds(v2Start.duration(to: clock.now)) / 1e9
-    print(
-        "\(Double(perBatch * batches) / elapsed) \(bytes) \(Double(perBatch * batches) / protobufElapsed) \(protobufBytes) \(Double(perBatch * batches) / v2Elapsed) \(v2Bytes)"
-    )
+    // And as OTLP (the cumulative sums, gzip'd): the same samples under the cumulative series.
+    let cumulative = components.map { table.series("rapl_energy_joules_total", [("component", $0), ("socket", "0"), ("source", "cpu-pyjoules")]) }
+    let sums = samples.map { PendingSample(series: cumulative[series.firstIndex(of: $0.series)!], value: $0.value / 1e6, timestamp: $0.timestamp) }
+    let otlp = OTLPEncoder(resource: [("service.name", "rapl-exporter"), ("host.name", "bench")], scopeVersion: "bench", startNanoseconds: 1)
+    let otlpStart = clock.now
+    var otlpBytes = 0
+    for _ in 0..<batches { otlpBytes = Gzip.compress(otlp.encode(sums[...], table: table)).count }
+    let otlpElapsed = nanoseconds(otlpStart.duration(to: clock.now)) / 1e9
+    let n = Double(perBatch * batches)
+    print("\(n / elapsed) \(bytes) \(n / protobufElapsed) \(protobufBytes) \(n / v2Elapsed) \(v2Bytes) \(n / otlpElapsed) \(otlpBytes)")
 
 default:
     fail("unknown command \(args[1])")
