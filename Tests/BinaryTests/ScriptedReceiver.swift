@@ -36,7 +36,13 @@ final class ScriptedReceiver: Sendable {
     let port: Int
 
     /// With `tls` (PEM certificate and key paths) it serves https.
-    init(_ script: [Action], tls: (certificate: String, key: String)? = nil, keepAlive: Bool = false) async throws {
+    /// What every request gets once the script is used up.
+    private let answer: Action
+
+    init(
+        _ script: [Action], tls: (certificate: String, key: String)? = nil, keepAlive: Bool = false, answer: Action = .respond(204, [], "")
+    ) async throws {
+        self.answer = answer
         let state = Mutex((script: script, requests: [Request](), connections: 0))
         self.state = state
         let box = StateBox(receiver: nil)
@@ -79,7 +85,7 @@ final class ScriptedReceiver: Sendable {
     fileprivate func record(_ request: Request) -> Action {
         state.withLock { s in
             s.requests.append(request)
-            return s.script.isEmpty ? .respond(204, [], "") : s.script.removeFirst()
+            return s.script.isEmpty ? answer : s.script.removeFirst()
         }
     }
 

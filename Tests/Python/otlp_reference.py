@@ -5,7 +5,9 @@
 the request as JSON for the test to check what it says.
 
 usage: otlp_reference.py ENCODED.bin      prints {"identical": bool, "request": {...}}
+(a gzip'd body, as sent with Content-Encoding: gzip, is decompressed first)
 """
+import gzip
 import json
 import sys
 
@@ -13,6 +15,8 @@ from google.protobuf.json_format import MessageToDict
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 
 encoded = open(sys.argv[1], "rb").read()
+if encoded[:2] == b"\x1f\x8b":  # a request body sent with Content-Encoding: gzip
+    encoded = gzip.decompress(encoded)
 request = metrics_service_pb2.ExportMetricsServiceRequest()
 request.ParseFromString(encoded)
 print(json.dumps({
