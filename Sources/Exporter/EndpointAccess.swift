@@ -51,8 +51,18 @@ final class ServerTLSReloader: @unchecked Sendable {
 /// thread of its own, not on the event loop that pushes and serves; a password that verified is kept
 /// (per user, in memory) and later requests are compared with it in constant time, as exporter-toolkit
 /// caches its verifications. An unknown user costs the same bcrypt as a known one (no timing tells
-/// which users exist). Touched on the event loop only.
+/// which users exist). At most ``maxPending`` verifications wait or run at once: a flood of wrong
+/// passwords gets `busy` at once instead of queueing bcrypt work without bound (and holding connection
+/// slots while it waits). Touched on the event loop only.
 final class BasicAuthGate: @unchecked Sendable {
+    enum Verdict: Sendable, Equatable {
+        case allowed, denied
+        /// Too many verifications in progress: answered 503 with Retry-After.
+        case busy
+    }
+
+    static let maxPending = 4
+    private var pending = 0
     private let hashes: [String: String]
     /// What an unknown user's password is checked against.
     private let decoy: String
@@ -68,9 +78,11 @@ final class BasicAuthGate: @unchecked Sendable {
     }
 
     /// Whether `authorization` (the header's value) names a user and their password.
-    func check(_ authorization: String?, on loop: any EventLoop) -> EventLoopFuture<Bool> {
+    func check(_ authorization: String?, on loop: any EventLoop) -> EventLoopFuture<Verdict> {
         guard let (user, password) = Self.credentials(authorization) else { return loop.makeSucceededFuture(record(false)) }
         if let known = verified[user], Self.constantTimeEqual(known, Array(password.utf8)) { return loop.makeSucceededFuture(record(true)) }
+        guard pending < Self.maxPending else { return loop.makeSucceededFuture(.busy) }
+        pending += 1
         let hash = hashes[user]
         let against = hash ?? decoy
         let pool = self.pool ?? Self.startPool()
@@ -79,13 +91,14 @@ final class BasicAuthGate: @unchecked Sendable {
         return pool.runIfActive(eventLoop: loop) { Bcrypt.verify(password, hash: against) && hash != nil }
             .recover { _ in false }
             .map { ok in
+                gate.value.pending -= 1
                 if ok { gate.value.verified[user] = Array(password.utf8) }
                 return gate.value.record(ok)
             }
     }
 
     /// Counts a failure episode: the first failure after a success (or the start) is logged.
-    private func record(_ ok: Bool) -> Bool {
+    private func record(_ ok: Bool) -> Verdict {
         if ok {
             failures = 0
         } else {
@@ -94,7 +107,7 @@ final class BasicAuthGate: @unchecked Sendable {
                 logger.warning("metrics endpoint: a request without valid basic-auth credentials (answered 401; logged once until one succeeds)")
             }
         }
-        return ok
+        return ok ? .allowed : .denied
     }
 
     private static func startPool() -> NIOThreadPool {

@@ -315,25 +315,28 @@ private final class ScrapeHandler: ChannelInboundHandler, RemovableChannelHandle
         timer?.cancel()
         waiting = false
         guard let gate = core.gate else {
-            answer(request, authorized: true, context: context)
+            answer(request, access: .allowed, context: context)
             return
         }
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        gate.check(request.headers.first(name: "authorization"), on: context.eventLoop).whenSuccess { ok in
+        gate.check(request.headers.first(name: "authorization"), on: context.eventLoop).whenSuccess { verdict in
             // The connection may have closed while bcrypt ran.
             guard let context = bound.value.context else { return }
-            bound.value.answer(request, authorized: ok, context: context)
+            bound.value.answer(request, access: verdict, context: context)
         }
     }
 
-    private func answer(_ request: HTTPRequestHead, authorized: Bool, context: ChannelHandlerContext) {
+    private func answer(_ request: HTTPRequestHead, access: BasicAuthGate.Verdict, context: ChannelHandlerContext) {
         let path = request.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
         let (status, contentType, body): (HTTPResponseStatus, String, [UInt8])
         var headers = HTTPHeaders()
         for (name, value) in core.headers { headers.add(name: name, value: value) }
-        if !authorized {
+        if access == .denied {
             (status, contentType, body) = (.unauthorized, "text/plain; charset=utf-8", Array("unauthorized\n".utf8))
             headers.add(name: "WWW-Authenticate", value: "Basic realm=\"rapl-exporter\", charset=\"UTF-8\"")
+        } else if access == .busy {
+            (status, contentType, body) = (.serviceUnavailable, "text/plain; charset=utf-8", Array("too many password checks in progress\n".utf8))
+            headers.add(name: "Retry-After", value: "1")
         } else if request.method == .GET || request.method == .HEAD {
             (status, contentType, body) = core.body(for: path, accept: request.headers.first(name: "accept"))
         } else {

@@ -1,4 +1,7 @@
 import HummingbirdBcrypt
+import Logging
+import NIOCore
+import NIOPosix
 import NIOSSL
 import Testing
 
@@ -145,6 +148,25 @@ import Testing
         #expect(!Bcrypt.verify("rasmuslerdorg", hash: BcryptHash.normalized(php)))
         #expect(!BcryptHash.isWellFormed("$2y$03$.vGA1O9wmRjrwAVXD98HNOgsNpDczlqm3Jq7KnEd1rVAGv3Fykk1a"), "cost below 4")
         #expect(!BcryptHash.isWellFormed(String(php.dropLast())))
+    }
+
+    /// A flood of wrong passwords cannot queue bcrypt work without bound: beyond `maxPending`
+    /// verifications in progress the answer is `busy` at once; a verified password is answered from the
+    /// cache without bcrypt, busy or not.
+    @Test func passwordChecksInProgressAreBounded() async throws {
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let hash = Bcrypt.hash("right", cost: 8)
+        let gate = try await loop.submit { BasicAuthGate(users: ["alice": hash], logger: Logger(label: "test")) }.get()
+        let right = "Basic " + Base64.encode(Array("alice:right".utf8))
+        let wrong = "Basic " + Base64.encode(Array("alice:wrong".utf8))
+        #expect(try await loop.flatSubmit { gate.check(right, on: loop) }.get() == .allowed)
+        let flood = try await loop.submit { (0..<10).map { _ in gate.check(wrong, on: loop) } }.get()
+        var verdicts: [BasicAuthGate.Verdict] = []
+        for future in flood { verdicts.append(try await future.get()) }
+        #expect(verdicts.filter { $0 == .busy }.count == 10 - BasicAuthGate.maxPending, "\(verdicts)")
+        #expect(verdicts.filter { $0 == .denied }.count == BasicAuthGate.maxPending)
+        #expect(try await loop.flatSubmit { gate.check(right, on: loop) }.get() == .allowed, "from the cache")
+        try await loop.submit { gate.shutdown() }.get()
     }
 
     @Test func basicCredentialsAreDecodedStrictly() {
