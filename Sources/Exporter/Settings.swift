@@ -228,10 +228,20 @@ struct Resolver {
         var remoteWrite: RemoteWriteSettings?
         var otlp: OTLPSettings?
         var requestTimeout = timeout
+        // The OTLP options are checked whatever the output, like the connection's: one given wrongly is an
+        // error now, not a surprise when the output is switched.
+        let otlpChecked = try otlpSettings()
+        let otlpHeaders = try self.otlpHeaders()
+        let otlpTimeout = try number(.otlpTimeout, default: nil, max: 86_400_000)
+        if output != .otlp, let otlpURL, RemoteWriteEndpoint(otlpURL) == nil {
+            throw ConfigurationError(
+                "invalid OTLP endpoint '\(RemoteWriteEndpoint.redacted(otlpURL))' (\(SettingKey.otlpEndpoint.names), or \(SettingKey.otlpMetricsEndpoint.names)): expected http://host[:port][/path] or https://…"
+            )
+        }
         if output == .otlp {
-            otlp = try otlpSettings()
-            if text(.requestTimeout) == nil, let ms = try number(.otlpTimeout, default: nil, max: 86_400_000) { requestTimeout = ms / 1000 }
-            if let otlpHeaders = try self.otlpHeaders() { connection?.headers += otlpHeaders }
+            otlp = otlpChecked
+            if text(.requestTimeout) == nil, let ms = otlpTimeout { requestTimeout = ms / 1000 }
+            if let otlpHeaders { connection?.headers += otlpHeaders }
         }
         if output == .remoteWrite || output == .otlp {
             guard let endpoint else {

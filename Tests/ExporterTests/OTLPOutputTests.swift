@@ -56,6 +56,10 @@ import Testing
         ),
         (["OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_EXPORTER_OTLP_TIMEOUT": "-5"], "invalid otlp-timeout '-5'"),
         (["OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_RESOURCE_ATTRIBUTES": "a=%zz"], "invalid resource attribute 'a=%zz'"),
+        // Checked whatever the output.
+        (["REMOTE_WRITE_URL": "http://p/w", "OTEL_EXPORTER_OTLP_COMPRESSION": "brotli"], "invalid OTLP compression 'brotli'"),
+        (["OUTPUT": "stdout", "OTEL_EXPORTER_OTLP_ENDPOINT": "c:4318"], "invalid OTLP endpoint"),
+        (["OUTPUT": "stdout", "OTEL_EXPORTER_OTLP_TIMEOUT": "soon"], "invalid otlp-timeout 'soon'"),
     ])
     func badValuesAreRefusedWithOneLine(_ env: [String: String], _ message: String) {
         #expect {
