@@ -46,6 +46,20 @@ struct ReceiverIntegrationTests {
         return added
     }
 
+    /// One push run: the daemon over a fresh tree (`arguments` given the `source` label), the package
+    /// counter advanced 100 times (through a wrap), then SIGTERM once the counters are still (a fixed
+    /// `--duration` could end first on a loaded machine). Returns the daemon, its source and the µJ added.
+    func pushRun(_ arguments: (_ tree: FakeTree, _ source: String) throws -> Daemon, prefix: String) async throws -> (Daemon, String, UInt64) {
+        let tree = tree()
+        let source = "\(prefix)-\(UUID().uuidString.prefix(8))"
+        let daemon = try arguments(tree, source)
+        try await daemon.waitSampling()
+        let added = try await advance(tree, steps: 100, pace: .milliseconds(15))
+        daemon.process.terminate()
+        #expect(try await daemon.waitExit() == 0, "\(daemon.log)")
+        return (daemon, source, added)
+    }
+
     func daemon(_ tree: FakeTree, _ url: String, source: String, duration: Double, extra: [String] = []) throws -> Daemon {
         try Daemon(
             [
@@ -59,14 +73,7 @@ struct ReceiverIntegrationTests {
     func everyWindowArrivesWithTheExactEnergy(_ kind: ReceiverProcess.Kind) async throws {
         let receiver = try ReceiverProcess(kind)
         try await receiver.waitReady()
-        let tree = tree()
-        let source = "it-\(UUID().uuidString.prefix(8))"
-        let daemon = try daemon(tree, receiver.writeURL, source: source, duration: 60)
-        try await daemon.waitSampling()
-        let added = try await advance(tree, steps: 100, pace: .milliseconds(15))
-        // Stopped once the counters are still (a fixed --duration could end first on a loaded machine).
-        daemon.process.terminate()
-        #expect(try await daemon.waitExit() == 0, "\(daemon.log)")
+        let (daemon, source, added) = try await pushRun({ try self.daemon($0, receiver.writeURL, source: $1, duration: 60) }, prefix: "it")
         let windows = try #require(daemon.windowCount, "\(daemon.log)")
         let selector = "pyjoules_remote_write_energy_uj{source=\"\(source)\",component=\"package-0\",socket=\"0\"}"
         // victoria-metrics makes fresh samples searchable a little after accepting them.
@@ -201,13 +208,9 @@ struct ReceiverIntegrationTests {
     func remoteWrite2OrItsFallbackDeliversEveryWindowOnce(_ kind: ReceiverProcess.Kind) async throws {
         let receiver = try ReceiverProcess(kind)
         try await receiver.waitReady()
-        let tree = tree()
-        let source = "rw2-\(UUID().uuidString.prefix(8))"
-        let daemon = try daemon(tree, receiver.writeURL, source: source, duration: 60, extra: ["--remote-write-protocol", "auto", "--cumulative"])
-        try await daemon.waitSampling()
-        let added = try await advance(tree, steps: 100, pace: .milliseconds(15))
-        daemon.process.terminate()
-        #expect(try await daemon.waitExit() == 0, "\(daemon.log)")
+        let (daemon, source, added) = try await pushRun(
+            { try self.daemon($0, receiver.writeURL, source: $1, duration: 60, extra: ["--remote-write-protocol", "auto", "--cumulative"]) },
+            prefix: "rw2")
         let windows = try #require(daemon.windowCount, "\(daemon.log)")
         let selector = "pyjoules_remote_write_energy_uj{source=\"\(source)\",component=\"package-0\",socket=\"0\"}"
         try? await waitUntil("all samples to be searchable", seconds: 15) { ((try? await receiver.samples(selector))?.count ?? 0) >= windows }
@@ -232,17 +235,14 @@ struct ReceiverIntegrationTests {
     @Test func otlpIntoVictoriaMetricsCarriesTheExactEnergy() async throws {
         let receiver = try ReceiverProcess(.victoriaMetrics145)
         try await receiver.waitReady()
-        let tree = tree()
-        let source = "otlp-\(UUID().uuidString.prefix(8))"
-        let daemon = try Daemon(
-            tree.sysfsArguments + [
-                "--otlp-metrics-endpoint", "http://127.0.0.1:\(receiver.port)/opentelemetry/v1/metrics", "--otlp-compression", "gzip",
-                "--service-label", source, "--scrape-interval", "0.05", "--push-interval", "0.5", "--duration", "60",
-            ])
-        try await daemon.waitSampling()
-        let added = try await advance(tree, steps: 100, pace: .milliseconds(15))
-        daemon.process.terminate()
-        #expect(try await daemon.waitExit() == 0, "\(daemon.log)")
+        let (daemon, source, added) = try await pushRun(
+            { tree, source in
+                try Daemon(
+                    tree.sysfsArguments + [
+                        "--otlp-metrics-endpoint", "http://127.0.0.1:\(receiver.port)/opentelemetry/v1/metrics", "--otlp-compression", "gzip",
+                        "--service-label", source, "--scrape-interval", "0.05", "--push-interval", "0.5", "--duration", "60",
+                    ])
+            }, prefix: "otlp")
         let selector = "{__name__=\"hw.energy\",source=\"\(source)\",component=\"package-0\"}"
         let expected = Double(added) / 1e6
         try? await waitUntil("the last sum to be searchable", seconds: 15) { (try? await receiver.samples(selector))?.last?.1 == expected }
