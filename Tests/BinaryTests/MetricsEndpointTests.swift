@@ -48,48 +48,35 @@ final class RawConnection {
         return sent
     }
 
-    /// What arrives until `responses` answers have come (counted by their status lines) or the peer closes.
-    func readToEnd(responses: Int) -> String {
+    /// What arrives until `done` says the text so far is enough, or the peer closes (or 5 s pass).
+    func read(until done: (String) -> Bool = { _ in false }) -> String {
         var out: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
-        while String(decoding: out, as: UTF8.self).components(separatedBy: "HTTP/1.1 ").count - 1 < responses {
+        while !done(String(decoding: out, as: UTF8.self)) {
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n <= 0 { break }
             out += buffer[..<n]
         }
         return String(decoding: out, as: UTF8.self)
+    }
+
+    /// What arrives until `responses` answers have come (counted by their status lines) or the peer closes.
+    func readToEnd(responses: Int) -> String {
+        read { $0.components(separatedBy: "HTTP/1.1 ").count - 1 >= responses }
     }
 
     /// What arrives until the peer closes or 5 s pass.
-    func readToEnd() -> String {
-        var out: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n <= 0 { break }
-            out += buffer[..<n]
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
+    func readToEnd() -> String { read() }
 
     /// One response to a request already sent (up to its Content-Length).
     func readResponse() -> String {
-        var out: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let text = String(decoding: out, as: UTF8.self)
-            if let split = text.range(of: "\r\n\r\n") {
-                let head = text[..<split.lowerBound].lowercased()
-                if let line = head.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") }),
-                    let length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)),
-                    text.utf8.count - text[..<split.upperBound].utf8.count >= length
-                {
-                    return text
-                }
-            }
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n <= 0 { return text }
-            out += buffer[..<n]
+        read { text in
+            guard let split = text.range(of: "\r\n\r\n") else { return false }
+            let head = text[..<split.lowerBound].lowercased()
+            guard let line = head.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") }),
+                let length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces))
+            else { return false }
+            return text.utf8.count - text[..<split.upperBound].utf8.count >= length
         }
     }
 }
