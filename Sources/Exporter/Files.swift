@@ -1,7 +1,8 @@
-// Writing whole text to descriptors and files without Foundation: standard output and error, and the
-// atomic replacement of a small file (the health file).
+// Writing whole text to descriptors and files without Foundation: standard output and error, the
+// atomic replacement of a small file (the health file), and the spool's directory and segment files.
 
 import Glibc
+import SystemPackage
 
 /// Writes whole text to a file descriptor with `write(2)`, resuming after partial writes and EINTR;
 /// 0, or the errno of the write that failed.
@@ -143,5 +144,137 @@ enum HostName {
         var buffer = [CChar](repeating: 0, count: 256)
         guard gethostname(&buffer, buffer.count - 1) == 0 else { return "unknown" }
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// The file-system calls of the spool (`Spool`): each `throws(Errno)` with the failed call's errno, in
+/// swift-system's style.
+enum SpoolFiles {
+    private static func check(_ result: CInt) throws(Errno) {
+        if result < 0 { throw Errno(rawValue: errno) }
+    }
+
+    /// Creates `path` as a directory (mode 0750) unless it exists; EEXIST is not an error.
+    static func makeDirectory(_ path: String) throws(Errno) {
+        if mkdir(path, 0o750) != 0, errno != EEXIST { throw Errno(rawValue: errno) }
+        var st = stat()
+        try check(stat(path, &st))
+        if st.st_mode & S_IFMT != S_IFDIR { throw Errno.notDirectory }
+    }
+
+    /// Opens (creating, 0640) a file for reading and writing, close-on-exec.
+    static func openReadWrite(_ path: String, create: Bool, exclusive: Bool = false) throws(Errno) -> CInt {
+        var flags = O_RDWR | O_CLOEXEC
+        if create { flags |= O_CREAT }
+        if exclusive { flags |= O_EXCL }
+        let fd = open(path, flags, 0o640)
+        try check(fd)
+        return fd
+    }
+
+    /// An exclusive `flock(2)` without waiting; false when another process holds it.
+    static func tryLock(_ fd: CInt) throws(Errno) -> Bool {
+        if flock(fd, LOCK_EX | LOCK_NB) == 0 { return true }
+        if errno == EWOULDBLOCK { return false }
+        throw Errno(rawValue: errno)
+    }
+
+    /// Writes all of `bytes` at `offset` (resuming after partial writes and EINTR).
+    static func write(_ fd: CInt, _ bytes: ArraySlice<UInt8>, at offset: Int) throws(Errno) {
+        var done = 0
+        let count = bytes.count
+        while done < count {
+            let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress! + done, count - done, off_t(offset + done)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw Errno(rawValue: errno)
+            }
+            if n == 0 { throw Errno.noSpace }
+            done += n
+        }
+    }
+
+    /// `fdatasync(2)`: the data written so far survives a crash of the machine.
+    static func dataSync(_ fd: CInt) throws(Errno) { try check(fdatasync(fd)) }
+
+    /// `fsync(2)` of a directory, so that a new or removed entry in it survives a crash.
+    static func syncDirectory(_ path: String) throws(Errno) {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        try check(fd)
+        defer { Glibc.close(fd) }
+        try check(fsync(fd))
+    }
+
+    static func truncate(_ fd: CInt, to length: Int) throws(Errno) { try check(ftruncate(fd, off_t(length))) }
+
+    static func close(_ fd: CInt) { _ = Glibc.close(fd) }
+
+    /// The whole file at `path`.
+    static func read(_ path: String) throws(Errno) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        try check(fd)
+        defer { Glibc.close(fd) }
+        var st = stat()
+        try check(fstat(fd, &st))
+        var bytes = [UInt8](repeating: 0, count: Int(st.st_size))
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, $0.count - done, off_t(done)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw Errno(rawValue: errno)
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return Array(bytes.prefix(done))
+    }
+
+    /// The names in a directory (not `.` and `..`).
+    static func list(_ path: String) throws(Errno) -> [String] {
+        guard let dir = opendir(path) else { throw Errno(rawValue: errno) }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != ".", name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    static func remove(_ path: String) throws(Errno) { try check(unlink(path)) }
+
+    /// Replaces `path` with `bytes` through a temporary file and `rename(2)`: readers see the old or the
+    /// new content, never a mix.
+    static func replace(_ path: String, with bytes: [UInt8]) throws(Errno) {
+        let temp = path + ".tmp"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
+        try check(fd)
+        do throws(Errno) {
+            try write(fd, bytes[...], at: 0)
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+        Glibc.close(fd)
+        try check(rename(temp, path))
+    }
+
+    /// The file's size, or nil when it does not exist.
+    static func size(_ path: String) -> Int? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return Int(st.st_size)
+    }
+}
+
+/// `CLOCK_BOOTTIME`: monotonic, counting suspend, comparable between processes of one boot.
+public enum BootClock {
+    public static func nowMicroseconds() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_BOOTTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1000
     }
 }

@@ -42,6 +42,16 @@ public struct MetricMetadata: Sendable, Equatable {
         "rapl_exporter_requests_total": MetricMetadata(.counter, "Remote-write requests sent (every attempt)."),
         "rapl_exporter_samples_pending": MetricMetadata(.gauge, "Samples not yet delivered."),
         "rapl_exporter_push_duration_seconds": MetricMetadata(.gauge, "Duration of the last remote-write request.", unit: "seconds"),
+        "rapl_exporter_spool_bytes": MetricMetadata(.gauge, "Bytes of spool segments on disk (--spool-dir)."),
+        "rapl_exporter_spool_writable": MetricMetadata(.gauge, "1 while windows are made durable in the spool; 0 while writing fails."),
+        "rapl_exporter_spool_write_errors_total": MetricMetadata(.counter, "Spool appends that failed (disk full, read-only, removed)."),
+        "rapl_exporter_spool_windows_dropped_total": MetricMetadata(
+            .counter, "Undelivered windows removed from the spool to stay within --spool-max-bytes."),
+        "rapl_exporter_spool_bad_records_total": MetricMetadata(
+            .counter, "Damaged or unreadable spool records and files skipped (torn writes, corruption, other versions)."),
+        "rapl_exporter_spool_windows_replayed_total": MetricMetadata(.counter, "Windows read back from the spool for delivery."),
+        "rapl_exporter_restart_gaps_total": MetricMetadata(
+            .counter, "Starts whose downtime energy could not be accounted (another boot, backend or counters, or too long down)."),
     ]
 
     /// The catalog's help for `name` (as pushed); empty when it has none.

@@ -67,6 +67,19 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         var requestLimit: Int
         /// After a rejected mixed request: send energy and self-metrics apart.
         var separateSelfMetrics = false
+        /// With a spool: the sequence number of each window in `samples`, and where its samples end.
+        var windowSeqs: [UInt64] = []
+        var windowEnds: [Int] = []
+        /// Its windows are durable in the spool: dropping it from memory loses nothing.
+        var spooled = false
+        /// Read back from the spool (a restart's or an outage's backlog); carries no self-metrics.
+        var replay = false
+
+        /// The last window whose samples all lie before `end`.
+        func lastWindowSeq(before end: Int) -> UInt64? {
+            let k = windowEnds.prefix { $0 <= end }.count
+            return k > 0 ? windowSeqs[k - 1] : nil
+        }
 
         var remaining: Int { samples.count - delivered }
 
@@ -93,7 +106,14 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
     /// Where /metrics reads the writer's counters, when it is served.
     private let scrape: ScrapeState?
 
-    private let intake = Mutex(WriterIntake())
+    private let intake: Mutex<WriterIntake>
+    /// The disk spool, when `--spool-dir` is set.
+    private let spool: Spool?
+    /// The oldest window still held in memory (pending or in a batch): what lies between the spool's
+    /// acknowledged position and this is read back from disk before anything else is sent.
+    private var memoryFrom: UInt64 = 1
+    /// Logged once per outage: batches left to the spool.
+    private var spoolAsideLogged = false
     /// The table as of the last cut batch: every series a queued sample refers to is in it.
     private var table = SeriesTable()
     private var encoder = RemoteWriteEncoder()
@@ -125,8 +145,21 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         health: HealthFile? = nil,
         executor: (any TaskExecutor)? = nil,
         scrape: ScrapeState? = nil,
+        spool: sending Spool? = nil,
+        source: (bootID: String, backend: String) = ("", ""),
         logger: Logger = Logger(label: "rapl-exporter.remote-write")
     ) {
+        var intake = WriterIntake()
+        if let spool {
+            intake.spooling = true
+            intake.nextSeq = spool.nextSeq
+            intake.bootID = source.bootID
+            intake.backend = source.backend
+            if let anchor = spool.anchor { intake.lastTimestamp = anchor.window.timestampMilliseconds }
+            memoryFrom = spool.nextSeq
+        }
+        self.intake = Mutex(intake)
+        self.spool = spool
         self.health = health
         self.executor = executor
         self.scrape = scrape
@@ -160,8 +193,10 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         var sent, failed, retried, pending, pushDuration, late, missed, clockSteps: Int
         /// By `DropReason.allCases`.
         var dropped: [Int]
+        /// With a spool.
+        var spool: [Int] = []
 
-        init(_ table: inout SeriesTable, labels: [(String, String)]) {
+        init(_ table: inout SeriesTable, labels: [(String, String)], spooling: Bool) {
             func series(_ name: String, _ extra: [(String, String)] = []) -> Int { table.series(name, extra + labels) }
             sent = series("rapl_exporter_samples_sent_total")
             failed = series("rapl_exporter_samples_failed_total")
@@ -172,12 +207,14 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
             late = series("rapl_exporter_windows_late_total")
             missed = series("rapl_exporter_windows_missed_total")
             clockSteps = series("rapl_exporter_clock_steps_total")
+            if spooling { spool = SpoolFigures.names.map { series($0) } }
         }
     }
 
     /// Appends the self-metrics, stamped `now` (µs); called under the intake lock.
     private func appendSelfMetrics(
-        to samples: inout [PendingSample], _ intake: inout WriterIntake, series s: SelfSeries, pendingBefore: Int, now: Int64
+        to samples: inout [PendingSample], _ intake: inout WriterIntake, series s: SelfSeries, pendingBefore: Int, now: Int64,
+        spool figures: SpoolFigures?
     ) {
         let ts = intake.timestamp(now)
         let stats = statistics
@@ -188,6 +225,9 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         for (reason, series) in zip(DropReason.allCases, s.dropped) { add(series, Double(stats.dropped[reason] ?? 0)) }
         add(s.pending, Double(pendingBefore))
         add(s.pushDuration, stats.lastPushDuration.seconds)
+        if let figures {
+            for (series, value) in zip(s.spool, figures.values(restartGaps: intake.restartGaps)) { add(series, value) }
+        }
         if intake.windows > 0 {
             add(s.late, Double(intake.lateWindows))
             add(s.missed, Double(intake.missedWindows))
@@ -208,32 +248,86 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         let queued = queuedSamples
         let now = wallClock.nowMicroseconds()
         let labels = [("source", settings.series.source)] + settings.series.extra
-        let (samples, selfStart) = intake.withLock { intake -> ([PendingSample], Int) in
+        let figures = spool.map { SpoolFigures($0.statistics) }
+        let spooling = spool != nil
+        var (samples, selfStart, records, seqs, ends) = intake.withLock {
+            intake -> ([PendingSample], Int, [UInt8], [UInt64], [Int]) in
             var samples = intake.pending
             intake.pending.removeAll(keepingCapacity: true)
             let selfStart = samples.count
-            let series = selfSeries ?? SelfSeries(&intake.table, labels: labels)
+            let series = selfSeries ?? SelfSeries(&intake.table, labels: labels, spooling: spooling)
             selfSeries = series
-            appendSelfMetrics(to: &samples, &intake, series: series, pendingBefore: samples.count + queued, now: now)
+            appendSelfMetrics(to: &samples, &intake, series: series, pendingBefore: samples.count + queued, now: now, spool: figures)
             table = intake.table
-            return (samples, selfStart)
+            let (records, seqs, ends) = intake.takeRecords()
+            return (samples, selfStart, records, seqs, ends)
         }
-        batches.append(Batch(samples: samples, selfMetricsStart: selfStart, requestLimit: settings.maxSamplesPerRequest))
+        var batch = Batch(samples: samples, selfMetricsStart: selfStart, requestLimit: settings.maxSamplesPerRequest)
+        if let spool, let first = seqs.first, let last = seqs.last {
+            // Durable before any of it is sent: a crash after a receiver stored it cannot make it forgotten.
+            batch.spooled = spool.append(records, firstSeq: first, lastSeq: last, windows: seqs.count)
+            batch.windowSeqs = seqs
+            batch.windowEnds = ends
+        }
+        records.removeAll()
+        samples.removeAll()
+        batches.append(batch)
         defer { publish() }
-        guard batches.count > settings.maxQueuedBatches, !abandoned else { return }
+        guard memoryBatches > settings.maxQueuedBatches, !abandoned else { return }
         if let retryAt = batches[0].retryAt, retryAt > clock.now {
             batches[0].retryAt = nil
             await drain(until: nil)
         }
-        while batches.count > settings.maxQueuedBatches {
-            let dropped = batches.removeFirst()
+        while memoryBatches > settings.maxQueuedBatches, let i = batches.firstIndex(where: { !$0.replay }) {
+            let dropped = batches.remove(at: i)
             // The backoff belongs to the receiver, not to the batch: the new head waits it out too.
-            if batches[0].retryAt == nil { batches[0].retryAt = dropped.retryAt }
+            if i < batches.count, batches[i].retryAt == nil { batches[i].retryAt = dropped.retryAt }
+            if let last = dropped.windowSeqs.last { memoryFrom = max(memoryFrom, last + 1) }
+            if dropped.spooled {
+                // On disk: read back and sent, in order, once the receiver takes requests again.
+                if !spoolAsideLogged {
+                    spoolAsideLogged = true
+                    logger.warning(
+                        "queue full (\(settings.maxQueuedBatches) batches, MAX_RETRY_BATCHES) and the receiver still fails: the oldest batches wait in the spool (\(spool?.settings.directory ?? "")) and are sent from it when the receiver is back; logged once per outage"
+                    )
+                }
+                continue
+            }
             statistics.dropped[.queueFull, default: 0] += UInt64(dropped.remaining)
             logger.error(
                 "queue full (\(settings.maxQueuedBatches) batches, MAX_RETRY_BATCHES) and the receiver still fails: dropped the oldest batch of \(dropped.remaining) samples; total dropped \(statistics.totalDropped)"
             )
         }
+    }
+
+    /// Batches cut from memory (not read back from the spool).
+    private var memoryBatches: Int { batches.reduce(0) { $0 + ($1.replay ? 0 : 1) } }
+
+    /// Puts the next part of the spool's backlog — windows after the acknowledged position and before
+    /// the oldest still in memory — at the head of the queue, as one batch of at most
+    /// `maxSamplesPerRequest` windows (sent in requests of at most as many samples).
+    private func loadBacklog() {
+        guard let spool, batches.first?.replay != true, spool.acked &+ 1 < memoryFrom else { return }
+        let windows = spool.backlog(after: spool.acked, before: memoryFrom, maxWindows: settings.maxSamplesPerRequest)
+        guard !windows.isEmpty else {
+            // Nothing on disk there (windows whose spooling failed, already counted when dropped).
+            spool.acknowledge(upTo: memoryFrom - 1)
+            return
+        }
+        let series = settings.series
+        let (samples, seqs, ends) = intake.withLock { intake in
+            let replayed = intake.samples(replaying: windows, series)
+            table = intake.table
+            return replayed
+        }
+        var batch = Batch(samples: samples, selfMetricsStart: samples.count, requestLimit: settings.maxSamplesPerRequest)
+        batch.windowSeqs = seqs
+        batch.windowEnds = ends
+        batch.spooled = true
+        batch.replay = true
+        batch.retryAt = batches.first?.retryAt
+        batches.insert(batch, at: 0)
+        logger.info("sending \(windows.count) spooled windows (#\(seqs.first ?? 0)–#\(seqs.last ?? 0)) from \(spool.settings.directory)")
     }
 
     public func run() async throws {
@@ -281,11 +375,19 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         if !batches.isEmpty { batches[0].retryAt = nil }
         await drain(until: deadline)
         guard !abandoned else { return }
-        let left = queuedSamples
+        let left = batches.reduce(0) { $0 + ($1.spooled ? 0 : $1.remaining) }
+        let kept = batches.reduce(0) { $0 + ($1.spooled ? $1.windowSeqs.count : 0) }
+        let backlog = spool.map { $0.acked &+ 1 < memoryFrom } ?? false
+        batches.removeAll()
+        if kept > 0 || backlog, let spool {
+            logger.notice(
+                "shutdown: undelivered windows stay in the spool \(spool.settings.directory) and are sent first at the next start (after #\(spool.acked))")
+        }
         if left > 0 {
             statistics.dropped[.shutdown, default: 0] += UInt64(left)
-            batches.removeAll()
             logger.error("shutdown: \(left) samples could not be delivered within \(settings.shutdownTimeout) and are dropped; \(summary())")
+        } else if kept > 0 || backlog {
+            logger.info("shutdown: \(summary())")
         } else if statistics.totalDropped > 0 {
             logger.warning("shutdown: the samples pending at shutdown were delivered, but samples were dropped during the run; \(summary())")
         } else {
@@ -297,7 +399,8 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
     public func abandon() {
         guard !abandoned else { return }
         abandoned = true
-        let left = pendingSamples
+        // What the spool holds is not lost: the next start sends it.
+        let left = intake.withLock { $0.pending.count } + batches.reduce(0) { $0 + ($1.spooled ? 0 : $1.remaining) }
         batches.removeAll()
         statistics.dropped[.shutdown, default: 0] += UInt64(left)
         logger.error("second signal: stopping now; \(left) samples not delivered are dropped; \(summary())")
@@ -313,7 +416,9 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
     /// deadline it returns when the head batch must wait for a retry; with one (shutdown) it waits for
     /// retries that fall before the deadline.
     func drain(until deadline: C.Instant?) async {
-        while !batches.isEmpty, !abandoned, !Task.isCancelled {
+        while !abandoned, !Task.isCancelled {
+            loadBacklog()
+            guard !batches.isEmpty else { return }
             let now = clock.now
             if let deadline, now >= deadline { return }
             if let retryAt = batches[0].retryAt, retryAt > now {
@@ -323,7 +428,7 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
             }
             dropTooOld()
             if batches[0].remaining == 0 {
-                batches.removeFirst()
+                finishRequest(upTo: batches[0].samples.count)
                 continue
             }
             var timeout = settings.requestTimeout
@@ -420,6 +525,17 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
                     "push of \(count) samples to \(settings.endpoint) failed (\(reason)); retry \(consecutiveFailures) in \(delay)\(retryAfter != nil ? " (Retry-After)" : ""); \(batches.count) batches waiting"
                 )
             case .reject(let status, let reason):
+                if status == 400, count > 1, batches[0].replay {
+                    // Read back from the spool: after a crash between a receiver storing a request and
+                    // the position being recorded, some of these samples are stored already, and a
+                    // receiver that refuses old samples refuses the request whole. Halves find the rest.
+                    batches[0].requestLimit = Int(count + 1) / 2
+                    statistics.splits += 1
+                    logger.warning(
+                        "receiver refused \(count) spooled samples (\(reason)); some may be stored already (sent before a restart): sending requests of at most \(batches[0].requestLimit)"
+                    )
+                    continue
+                }
                 if status == 413, count > 1 {
                     // Too large for the receiver: the same samples in two requests, at once.
                     batches[0].requestLimit = Int(count + 1) / 2
@@ -508,6 +624,7 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
 
     /// The head batch's request ending at `to` is done (accepted or rejected).
     private func finishRequest(upTo to: Int) {
+        if let spool, let seq = batches[0].lastWindowSeq(before: to) { spool.acknowledge(upTo: seq) }
         batches[0].delivered = to
         batches[0].attempts = 0
         batches[0].retryAt = nil
@@ -521,11 +638,19 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         // The common case, nothing too old, copies nothing.
         guard batches[0].samples[from...].contains(where: { $0.timestamp < cutoff }) else { return }
         let before = batches[0].samples.count
-        var kept = Array(batches[0].samples[..<from])
-        kept.append(contentsOf: batches[0].samples[from...].lazy.filter { $0.timestamp >= cutoff })
+        // How many samples are kept before each index: where the self-metrics and each window now end.
+        var keptBefore = [Int](repeating: 0, count: before + 1)
+        var kept: [PendingSample] = []
+        for (i, sample) in batches[0].samples.enumerated() {
+            let keep = i < from || sample.timestamp >= cutoff
+            if keep { kept.append(sample) }
+            keptBefore[i + 1] = keptBefore[i] + (keep ? 1 : 0)
+        }
         let old = before - kept.count
         guard old > 0 else { return }
         batches[0].samples = kept
+        batches[0].selfMetricsStart = keptBefore[batches[0].selfMetricsStart]
+        batches[0].windowEnds = batches[0].windowEnds.map { keptBefore[$0] }
         statistics.dropped[.tooOld, default: 0] += UInt64(old)
         logger.error("dropped \(old) samples older than \(settings.maxSampleAge) (max sample age) instead of retrying them")
     }
@@ -567,6 +692,83 @@ private struct WriterIntake: ~Copyable {
     var held: [UInt64] = []
     var clockSteps: UInt64 = 0
 
+    // The spool's records of the windows in `pending` (when the writer spools).
+    var spooling = false
+    var bootID = ""
+    var backend = ""
+    /// The sequence number of the next window.
+    var nextSeq: UInt64 = 1
+    /// Encoded records since the last cut: a source record first, then windows.
+    var records: [UInt8] = []
+    var recordSeqs: [UInt64] = []
+    /// `pending.count` after each recorded window.
+    var recordEnds: [Int] = []
+    var source: SpoolSource?
+    var sourceRecorded = false
+    /// Per domain, the energy a window recorded (scratch, reused).
+    var recordEnergy: [UInt64?] = []
+    /// Restarts whose downtime could not be accounted (0 or 1: this run's start).
+    var restartGaps: UInt64 = 0
+
+    /// The records since the last cut, their windows' sequence numbers and sample ends; the next cut's
+    /// records start with a source record again.
+    mutating func takeRecords() -> ([UInt8], [UInt64], [Int]) {
+        defer {
+            records.removeAll(keepingCapacity: true)
+            recordSeqs.removeAll(keepingCapacity: true)
+            recordEnds.removeAll(keepingCapacity: true)
+            sourceRecorded = false
+        }
+        return (recordSeqs.isEmpty ? [] : records, recordSeqs, recordEnds)
+    }
+
+    /// Records the window whose samples were just appended (stamped `ts`).
+    mutating func record(_ window: borrowing EnergyWindow, ts: Int64) {
+        if source == nil || source!.domains != domains || source!.counters.count != window.counters.count
+            || !zip(source!.counters, window.counterModuli).allSatisfy({ $0.modulus == $1 })
+        {
+            let domains = self.domains
+            source = SpoolSource(
+                bootID: bootID, backend: backend, domains: domains,
+                counters: zip(window.counters, window.counterModuli).map { spec, modulus in
+                    SpooledCounter(source: spec.source, domainIndex: domains.firstIndex(of: spec.domain) ?? 0, modulus: modulus, unit: spec.unit)
+                })
+            sourceRecorded = false
+        }
+        if !sourceRecorded, let source {
+            SpoolFormat.appendSource(source, to: &records)
+            sourceRecorded = true
+        }
+        SpoolFormat.appendWindow(
+            seq: nextSeq, timestampMilliseconds: ts, bootMicroseconds: window.bootMicroseconds, energy: recordEnergy, totals: totals,
+            counterValues: window.counterValues, to: &records)
+        recordSeqs.append(nextSeq)
+        recordEnds.append(pending.count)
+        nextSeq += 1
+    }
+
+    /// The samples of windows read back from the spool, as the current settings label them, with each
+    /// window's sequence number and where its samples end.
+    mutating func samples(replaying windows: [(SpoolSource, SpooledWindow)], _ labels: SeriesSettings) -> ([PendingSample], [UInt64], [Int]) {
+        var samples: [PendingSample] = []
+        var seqs: [UInt64] = []
+        var ends: [Int] = []
+        for (source, window) in windows {
+            for (j, domain) in source.domains.enumerated() {
+                guard let energy = window.energy[j] else { continue }
+                let s = series(for: domain, labels)
+                let ts = window.timestampMilliseconds
+                if labels.windowEnergy { samples.append(PendingSample(series: s.energy, value: Double(energy), timestamp: ts)) }
+                if let cumulative = s.cumulative {
+                    samples.append(PendingSample(series: cumulative, value: Double(window.totals[j]) / 1e6, timestamp: ts))
+                }
+            }
+            seqs.append(window.seq)
+            ends.append(samples.count)
+        }
+        return (samples, seqs, ends)
+    }
+
     /// A strictly increasing ms timestamp: two windows closing within one millisecond (1 kHz
     /// sampling) must not produce two samples with one timestamp, which receivers reject.
     mutating func timestamp(_ microseconds: Int64) -> Int64 {
@@ -606,6 +808,13 @@ private struct WriterIntake: ~Copyable {
             series.removeAll()
             for domain in window.domains { series.append(series(for: domain, labels)) }
         }
+        switch window.restart {
+        case .accounted(let startTotals)?: totals = startTotals
+        case .gap?:
+            totals = domains.map { _ in 0 }
+            restartGaps += 1
+        case nil: break
+        }
         let behind = lastTimestamp == .min ? 0 : lastTimestamp &- window.endMicroseconds / 1000
         if behind >= Self.holdAfter, behind <= holdLimit {
             // The wall clock is behind what was sent: keep the energy (none is lost) and send it
@@ -613,16 +822,22 @@ private struct WriterIntake: ~Copyable {
             for i in domains.indices { if let energy = window.energy[i] { held[i] &+= energy } }
         } else {
             let ts = timestamp(window.endMicroseconds)
+            if spooling { recordEnergy.removeAll(keepingCapacity: true) }
             for i in domains.indices {
-                guard var energy = window.energy[i] else { continue }
+                guard var energy = window.energy[i] else {
+                    if spooling { recordEnergy.append(nil) }
+                    continue
+                }
                 energy &+= held[i]
                 held[i] = 0
+                totals[i] &+= energy
+                if spooling { recordEnergy.append(energy) }
                 if labels.windowEnergy { pending.append(PendingSample(series: series[i].energy, value: Double(energy), timestamp: ts)) }
                 if let cumulative = series[i].cumulative {
-                    totals[i] &+= energy
                     pending.append(PendingSample(series: cumulative, value: Double(totals[i]) / 1e6, timestamp: ts))
                 }
             }
+            if spooling { record(window, ts: ts) }
         }
         clockSteps = window.clockSteps
         windows += 1
@@ -631,5 +846,25 @@ private struct WriterIntake: ~Copyable {
         readErrors.overwrite(with: window.readErrors)
         glitches.overwrite(with: window.glitches)
         stuck.overwrite(with: window.stuck)
+    }
+}
+
+/// The spool's figures as self-metrics, in `names` order.
+struct SpoolFigures {
+    static let names = [
+        "rapl_exporter_spool_bytes", "rapl_exporter_spool_writable", "rapl_exporter_spool_write_errors_total",
+        "rapl_exporter_spool_windows_dropped_total", "rapl_exporter_spool_bad_records_total", "rapl_exporter_spool_windows_replayed_total",
+        "rapl_exporter_restart_gaps_total",
+    ]
+    var statistics: Spool.Statistics
+
+    init(_ statistics: Spool.Statistics) { self.statistics = statistics }
+
+    func values(restartGaps: UInt64) -> [Double] {
+        let s = statistics
+        return [
+            Double(s.bytes), s.writable ? 1 : 0, Double(s.writeErrors), Double(s.windowsDropped), Double(s.badRecords), Double(s.windowsReplayed),
+            Double(restartGaps),
+        ]
     }
 }

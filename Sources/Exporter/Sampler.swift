@@ -30,6 +30,17 @@ public struct EnergyWindow: Sendable {
     /// from the monotonic clock within one window), and this window's step in µs (0 when none).
     public var clockSteps: UInt64
     public var clockStepMicroseconds: Int64
+
+    // What the spool records (filled only when the sampler is told to: `recordsCounters`).
+    /// Every raw counter's value at the window's end (the meter's counter order).
+    public var counterValues: [UInt64] = []
+    /// The counters and the moduli they wrap at; set on the first window and when a counter is added.
+    public var counters: [CounterSpec] = []
+    public var counterModuli: [UInt128] = []
+    /// CLOCK_BOOTTIME at the window's end, µs.
+    public var bootMicroseconds: Int64 = 0
+    /// Set on the run's first window when a spool held an earlier run's: see ``RestartCheck``.
+    public var restart: RestartMark?
 }
 
 /// Receives windows: the remote writer, the stdout printer.
@@ -168,6 +179,10 @@ public final class Sampler: Service {
     private let sink: any WindowSink
     private let refreshInterval: Duration
     private let health: HealthFile?
+    /// Fill the windows' raw counter values and boot time (for the spool).
+    private let recordsCounters: Bool
+    /// With a spool that held an earlier run's windows: whether its downtime can be accounted.
+    private let restart: RestartCheck?
     private let logger: Logger
 
     public init(
@@ -178,9 +193,13 @@ public final class Sampler: Service {
         wallClock: any WallClock = SystemWallClock(),
         refreshInterval: Duration = .seconds(10),
         health: HealthFile? = nil,
+        recordsCounters: Bool = false,
+        restart: RestartCheck? = nil,
         logger: Logger = Logger(label: "rapl-exporter.sampler")
     ) {
         self.health = health
+        self.recordsCounters = recordsCounters || restart != nil
+        self.restart = restart
         self.meter = Mutex(meter)
         self.timer = timer
         self.wallClock = wallClock
@@ -215,6 +234,57 @@ public final class Sampler: Service {
         }
     }
 
+    /// The raw counter values and boot time the spool records with each window.
+    private func recordCounters(_ meter: EnergyMeter, into window: inout EnergyWindow) {
+        meter.copyCounterValues(into: &window.counterValues)
+        window.bootMicroseconds = BootClock.nowMicroseconds()
+        let moduli = meter.counterModuli
+        if window.counterModuli != moduli || window.counters.count != moduli.count {
+            window.counters = meter.backend.counters
+            window.counterModuli = moduli
+        }
+    }
+
+    /// The run's first window when a spool held an earlier run's: the gap window carrying the energy
+    /// used while the exporter was down, or, when that cannot be known, an empty window that marks the
+    /// gap (its cumulative totals start from 0).
+    private func openAfterRestart(_ check: RestartCheck, meter: EnergyMeter, window: inout EnergyWindow, nowWall: Int64) {
+        let outcome = check.evaluate(
+            domains: meter.domains, counters: meter.backend.counters, moduli: meter.counterModuli, values: window.counterValues,
+            readable: meter.counterReadable, nowBootMicroseconds: window.bootMicroseconds)
+        window.stuck = meter.domains.map { _ in false }
+        window.endMicroseconds = nowWall
+        switch outcome {
+        case .accounted(let gap, let totals, let downtime):
+            window.energy = gap.map { $0 }
+            window.startMicroseconds = check.anchor.window.timestampMilliseconds * 1000
+            window.duration = .microseconds(downtime)
+            window.restart = .accounted(totals: totals)
+            let joules = Double(gap.reduce(0, &+)) / 1e6
+            logger.notice(
+                "restart: the \(formatted(Double(downtime) / 1e6, 3)) s since the last spooled window are accounted: \(formatted(joules, 3)) J in one gap window; the cumulative counters continue"
+            )
+        case .gap(let reason):
+            let statuses = meter.statuses
+            window.energy = statuses.map { status -> UInt64? in
+                switch status {
+                case .ok, .stuck: 0
+                case .failed, .glitch: nil
+                }
+            }
+            window.startMicroseconds = nowWall
+            window.duration = .zero
+            window.restart = .gap
+            logger.warning(
+                "restart: the energy used while the exporter was stopped is not accounted (\(reason)); counted in rapl_exporter_restart_gaps_total, and the cumulative counters start again from 0"
+            )
+        }
+        sink.accept(window)
+        window.restart = nil
+        window.energy.removeAll(keepingCapacity: true)
+        window.endMicroseconds = nowWall
+    }
+
     /// The sampling loop, on the sampling thread; returns after the final window once the timer is stopped.
     private func sample(_ meter: EnergyMeter) {
         // Wake-ups within 0.1 % of the interval (1 µs at 1 kHz) instead of the kernel's default 50 µs.
@@ -239,6 +309,8 @@ public final class Sampler: Service {
             clockSteps: 0, clockStepMicroseconds: 0
         )
         var steps = WallClockSteps(wall: startWall)
+        if recordsCounters { recordCounters(meter, into: &window) }
+        if let restart { openAfterRestart(restart, meter: meter, window: &window, nowWall: startWall) }
         var windows = 0
         // The thread's CPU time once its first window is closed: the figure logged at the end leaves out
         // the start (first touches of the code, the writer's series set-up), as the benchmark does.
@@ -281,6 +353,7 @@ public final class Sampler: Service {
             window.missedWindows = schedule.missed
             window.clockStepMicroseconds = steps.observe(wall: endWall, monotonic: elapsed)
             window.clockSteps = steps.count
+            if recordsCounters { recordCounters(meter, into: &window) }
             if window.clockStepMicroseconds != 0 {
                 let step = window.clockStepMicroseconds
                 logger.warning(
@@ -288,6 +361,7 @@ public final class Sampler: Service {
                 )
             }
             sink.accept(window)
+            window.restart = nil
             health?.windowClosed(atMicroseconds: endWall)
             windows += 1
             if windows == 1 { cpuAfterFirstWindow = ThreadCPUTime.current() }

@@ -88,6 +88,13 @@ extension SettingKey {
     public static let webConfigFile = SettingKey(
         "web.config.file", "WEB_CONFIG_FILE", value: "path",
         "TLS, basic auth and response headers for the /metrics endpoint, in exporter-toolkit's web configuration format (node_exporter's)")
+    // MARK: Spool
+    public static let spoolDirectory = SettingKey(
+        "spool-dir", "SPOOL_DIR", value: "path",
+        "Keep every closed window in a write-ahead log here until it is delivered: nothing lost in long outages or restarts, and the energy used while stopped accounted; off when unset")
+    public static let spoolMaxBytes = SettingKey(
+        "spool-max-bytes", "SPOOL_MAX_BYTES", default: "256Mi", value: "bytes",
+        "Most disk the spool may use (suffixes Ki, Mi, Gi); beyond it the oldest undelivered windows are dropped and counted")
     // MARK: OTLP
     public static let otlpEndpoint = SettingKey(
         "otlp-endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", value: "url", "OTLP/HTTP base URL; metrics go to its /v1/metrics (output otlp)")
@@ -176,7 +183,7 @@ extension SettingKey {
     /// Every setting, in the order of docs/configuration.md.
     public static let all: [SettingKey] = [
         remoteWriteURL, remoteWriteProtocol, scrapeInterval, pushInterval, maxRetryBatches, serviceLabel, metricName, cumulative, output, listen,
-        webConfigFile, otlpEndpoint, otlpMetricsEndpoint, otlpHeaders, otlpTimeout, otlpCompression, otelServiceName, otelResourceAttributes,
+        webConfigFile, spoolDirectory, spoolMaxBytes, otlpEndpoint, otlpMetricsEndpoint, otlpHeaders, otlpTimeout, otlpCompression, otelServiceName, otelResourceAttributes,
         duration, maxSampleAge, requestTimeout, shutdownTimeout, maxSamplesPerRequest, stuckAfter, maxDomainPower,
         tlsCAFile, tlsCertFile, tlsKeyFile, tlsServerName, tlsInsecureSkipVerify, basicAuthUsername, basicAuthPasswordFile,
         bearerTokenFile, headers, labels,

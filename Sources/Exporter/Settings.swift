@@ -69,6 +69,8 @@ public struct Settings: Sendable {
     public var listen: ListenAddress?
     /// The endpoint's web configuration file (TLS, basic auth); read at start as the unprivileged process.
     public var webConfigFile: String?
+    /// The disk spool (`--spool-dir`); opened at start as the unprivileged process.
+    public var spool: SpoolSettings?
 
     public static func resolve(_ cli: CommandLineValues, environment: [String: String]) throws(ConfigurationError) -> Settings {
         try Resolver(cli: cli, environment: environment).run()
@@ -278,8 +280,43 @@ struct Resolver {
             keepCapabilities: keep,
             healthFile: text(.healthFile),
             listen: listen,
-            webConfigFile: webConfig
+            webConfigFile: webConfig,
+            spool: try spool(output: output)
         )
+    }
+
+    /// `--spool-dir` and `--spool-max-bytes`: a spool keeps what a push output has not delivered.
+    func spool(output: Settings.Output) throws(ConfigurationError) -> SpoolSettings? {
+        let maxText = text(.spoolMaxBytes)
+        var maxBytes = SpoolSettings.defaultMaxBytes
+        if let maxText {
+            guard let bytes = Self.byteSize(maxText), bytes >= 64 << 10 else {
+                throw ConfigurationError(
+                    "invalid spool-max-bytes '\(printable(maxText))' (\(SettingKey.spoolMaxBytes.names)): expected a size of at least 64Ki, in bytes or with Ki, Mi or Gi")
+            }
+            maxBytes = bytes
+        }
+        guard let directory = text(.spoolDirectory) else { return nil }
+        guard output == .remoteWrite || output == .otlp else {
+            throw ConfigurationError(
+                "a spool (\(SettingKey.spoolDirectory.names)) keeps what a push output has not delivered, and output is \(output.rawValue): set REMOTE_WRITE_URL or an OTLP endpoint, or unset SPOOL_DIR"
+            )
+        }
+        return SpoolSettings(directory: directory, maxBytes: maxBytes)
+    }
+
+    /// `1048576`, `512Ki`, `256Mi`, `2Gi` (also K, M, G as the same binary multiples).
+    static func byteSize(_ text: String) -> Int? {
+        var digits = Substring(text)
+        var multiplier = 1
+        for (suffix, m) in [("Ki", 1 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30), ("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30)] where digits.hasSuffix(suffix) {
+            digits = digits.dropLast(suffix.count)
+            multiplier = m
+            break
+        }
+        guard let n = Int(digits), n > 0 else { return nil }
+        let (product, overflow) = n.multipliedReportingOverflow(by: multiplier)
+        return overflow ? nil : product
     }
 
     /// OTLP's compression and resource, from the standard OpenTelemetry variables.

@@ -82,6 +82,19 @@ public final class EnergyMeter {
 
     func retryDelay(afterFailures n: Int) -> Duration { ledger.retryDelay(afterFailures: n) }
 
+    /// The raw value of every counter (in `backend.counters` order) as of its last successful read,
+    /// written into `values` in place (no allocation once it has grown): what a restart continues from.
+    public func copyCounterValues(into values: inout [UInt64]) {
+        values.removeAll(keepingCapacity: true)
+        for i in ledger.counters.indices { values.append(ledger.counters[i].last) }
+    }
+
+    /// The modulus each counter wraps at (0 until it was first read).
+    public var counterModuli: [UInt128] { ledger.moduli }
+
+    /// Whether each counter's last read succeeded.
+    public var counterReadable: [Bool] { ledger.counters.map { $0.primed && $0.failing == nil } }
+
     /// Index of `domain` in `domains`.
     public func index(of domain: Domain) -> Int? { ledger.domains.firstIndex(of: domain) }
 
@@ -131,6 +144,8 @@ private struct Ledger {
     var counters: [CounterState] = []
     /// The unit of each counter (the backend's counter list is fixed once adopted).
     var units: [EnergyUnit] = []
+    /// The modulus of each counter, from its reads (0 until the first).
+    var moduli: [UInt128] = []
     /// Per counter: the most raw counts per second its domain can plausibly advance by.
     var countsPerSecond: [Double] = []
     /// Per counter: the monotonic time its value last changed (a step's energy was used since then).
@@ -183,6 +198,7 @@ private struct Ledger {
         for spec in specs[counters.count...] {
             counters.append(CounterState(domainIndex: sorted.firstIndex(of: spec.domain)!))
             units.append(spec.unit)
+            moduli.append(0)
             countsPerSecond.append(maximumPowerWatts * 1e6 / spec.unit.microjoulesPerCount)
             readAt.append(.zero)
             episodeGlitches.append(0)
@@ -200,6 +216,7 @@ private struct Ledger {
             }
             do {
                 let raw = try backend.read(i)
+                if moduli[i] != raw.modulus { moduli[i] = raw.modulus }
                 if counters[i].primed {
                     // Wrapping subtraction modulo the counter's range.
                     if raw.value != counters[i].last {

@@ -24,4 +24,5 @@ public struct HardwarePaths: Sendable, Equatable {
     func msrDevice(_ cpu: Int) -> String { devRoot + "/cpu/\(cpu)/msr" }
     var perfParanoid: String { procRoot + "/sys/kernel/perf_event_paranoid" }
     var cpuinfo: String { procRoot + "/cpuinfo" }
+    var bootID: String { procRoot + "/sys/kernel/random/boot_id" }
 }

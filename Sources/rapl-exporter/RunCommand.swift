@@ -33,6 +33,8 @@ struct RunCommand: ParsableCommand {
     @Option(help: .key(.output)) var output: String?
     @Option(help: .key(.listen)) var listen: String?
     @Option(name: .customLong("web.config.file"), help: .key(.webConfigFile)) var webConfigFile: String?
+    @Option(help: .key(.spoolDirectory)) var spoolDir: String?
+    @Option(parsing: .unconditional, help: .key(.spoolMaxBytes)) var spoolMaxBytes: String?
     @Option(help: .key(.otlpEndpoint)) var otlpEndpoint: String?
     @Option(help: .key(.otlpMetricsEndpoint)) var otlpMetricsEndpoint: String?
     @Option(name: .customLong("otlp-header"), help: .key(.otlpHeaders)) var otlpHeaders: [String] = []
@@ -67,7 +69,7 @@ struct RunCommand: ParsableCommand {
             (.remoteWriteURL, remoteWriteURL), (.remoteWriteProtocol, remoteWriteProtocol), (.scrapeInterval, scrapeInterval),
             (.pushInterval, pushInterval),
             (.maxRetryBatches, maxRetryBatches), (.serviceLabel, serviceLabel), (.metricName, metricName), (.output, output), (.listen, listen),
-            (.webConfigFile, webConfigFile), (.otlpEndpoint, otlpEndpoint), (.otlpMetricsEndpoint, otlpMetricsEndpoint),
+            (.webConfigFile, webConfigFile), (.spoolDirectory, spoolDir), (.spoolMaxBytes, spoolMaxBytes), (.otlpEndpoint, otlpEndpoint), (.otlpMetricsEndpoint, otlpMetricsEndpoint),
             (.otlpTimeout, otlpTimeout), (.otlpCompression, otlpCompression), (.otelServiceName, otelServiceName),
             (.otelResourceAttributes, otelResourceAttributes),
             (.duration, duration), (.maxSampleAge, maxSampleAge), (.requestTimeout, requestTimeout), (.shutdownTimeout, shutdownTimeout),

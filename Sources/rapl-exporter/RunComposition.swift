@@ -42,8 +42,21 @@ extension RunCommand {
         Self.dropCapabilities(unless: settings.keepCapabilities, backend: backend, facts: facts, logger: logger)
         try Self.checkSecretFiles(settings)
         let web = try withConfiguration { () throws(ConfigurationError) in try settings.webConfigFile.map(WebConfig.load) ?? WebConfig() }
+        let spool = try Self.openSpool(settings)
         let meter = EnergyMeter(backend: backend, stuckAfter: settings.stuckAfter, maximumPower: settings.maximumPower)
-        return try makeServices(settings, web: web, meter: meter, transport: transport, logger: logger)
+        return try makeServices(settings, web: web, meter: meter, transport: transport, spool: spool, bootID: facts.bootID, logger: logger)
+    }
+
+    /// The spool directory, opened (made, locked, read, a segment written) as the unprivileged process
+    /// that writes it: one it cannot use exits 2 now with the reason.
+    static func openSpool(_ settings: Settings) throws(ExitCode) -> Spool? {
+        guard let spoolSettings = settings.spool else { return nil }
+        do {
+            return try Spool.open(spoolSettings)
+        } catch {
+            StandardError.write("rapl-exporter: \(error.description)\n")
+            throw ExitCode(2)
+        }
     }
 
     /// The remote-write transport when a URL is given (TLS material loaded now: a bad CA or key exits 2).
@@ -100,9 +113,10 @@ extension RunCommand {
 
     /// The writer (or the stdout printer), the /metrics endpoint and the sampler in a service group that
     /// shuts down in reverse order: the sampler closes its last window first, then the writer flushes.
-    func makeServices(_ settings: Settings, web: WebConfig, meter: sending EnergyMeter, transport: HTTPTransport?, logger: Logger) throws(ExitCode)
-        -> PreparedRun
-    {
+    func makeServices(
+        _ settings: Settings, web: WebConfig, meter: sending EnergyMeter, transport: HTTPTransport?, spool: sending Spool?, bootID: String?,
+        logger: Logger
+    ) throws(ExitCode) -> PreparedRun {
         let health = makeHealthFile(settings, logger: logger)
         // One event loop thread for all the async work (started now: the capabilities are dropped).
         let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1).next()
@@ -130,10 +144,21 @@ extension RunCommand {
                 throw ExitCode(2)
             }
         }
+        let backendName = meter.backend.kind.rawValue
+        // A restart continues from the spool's last window when it can (see RestartCheck).
+        let restart = spool?.anchor.map {
+            RestartCheck(anchor: $0, bootID: bootID ?? "", backend: backendName, maximumPower: settings.maximumPower)
+        }
+        let spooling = spool != nil
+        if let spool {
+            logger.info(
+                "spooling windows to \(spool.settings.directory) (at most \(spool.settings.maxBytes) bytes; \(spool.statistics.segments) segment(s), \(spool.statistics.bytes) bytes now)"
+            )
+        }
         if let remoteWrite = settings.remoteWrite, let transport {
             let remote = RemoteWriter(
                 settings: remoteWrite, transport: transport.running(on: loop), clock: EventLoopClock(loop), health: health,
-                executor: executor, scrape: scrape)
+                executor: executor, scrape: scrape, spool: spool, source: (bootID ?? "", backendName))
             services.append(remote)
             sinks.append(remote)
             writer = remote
@@ -152,7 +177,9 @@ extension RunCommand {
             logger.info("printing one JSON line per window to stdout")
         }
         let sink: any WindowSink = sinks.count == 1 ? sinks[0] : WindowSinks(sinks)
-        services.append(Sampler(meter: meter, interval: settings.scrapeInterval, sink: sink, health: health))
+        services.append(
+            Sampler(
+                meter: meter, interval: settings.scrapeInterval, sink: sink, health: health, recordsCounters: spooling, restart: restart))
         // First, so it stops last: its final write sees the last window and push.
         if let health { services.insert(health, at: 0) }
         // Signals are handled in serve(): the first asks for a graceful shutdown, a second one stops now.

@@ -1,0 +1,440 @@
+import Logging
+import RAPLBackend
+import Support
+import SystemPackage
+
+/// `--spool-dir` and `--spool-max-bytes`.
+public struct SpoolSettings: Sendable, Equatable {
+    public var directory: String
+    public var maxBytes: Int
+
+    public static let defaultMaxBytes = 256 << 20
+
+    public init(directory: String, maxBytes: Int = SpoolSettings.defaultMaxBytes) {
+        self.directory = directory
+        self.maxBytes = maxBytes
+    }
+
+    /// Segments are closed past this size: small enough that delivered windows leave the disk soon
+    /// and a replay holds one segment's windows in memory, large enough to be few files.
+    var segmentBytes: Int { min(max(maxBytes / 16, 16 << 10), 1 << 20) }
+}
+
+/// Why the spool directory cannot be used at start (exit 2 with this line).
+public struct SpoolUnusable: Error, Sendable, CustomStringConvertible {
+    public var description: String
+}
+
+/// The last window the spool holds, with what it was measured with: where a restart continues from.
+public struct SpoolAnchor: Sendable, Equatable {
+    public var source: SpoolSource
+    public var window: SpooledWindow
+}
+
+/// A write-ahead log of closed windows on disk, so that neither a long receiver outage nor a restart
+/// loses them (docs/reliability.md#the-spool).
+///
+/// - Windows are appended, already encoded as records (``SpoolFormat``), once per push interval and
+///   made durable (`fdatasync`) before any of them is sent: nothing reaches a receiver that a crash
+///   could make the exporter forget.
+/// - `acked` (a file beside the segments, replaced atomically) holds the sequence number up to which
+///   every window was delivered; segments wholly before it are removed.
+/// - A restart delivers what is after `acked` first (``backlog(after:before:maxWindows:)``), in order.
+/// - Beyond `maxBytes` the oldest segments are removed and their undelivered windows counted.
+/// - When writing fails (disk full, directory read-only or removed) the exporter keeps delivering
+///   from memory; the failure is logged once per episode and shown in the self-metrics, and every
+///   later flush tries again (a removed directory is made anew).
+///
+/// One process per directory: a `flock` on `DIR/lock`, taken at ``open(_:logger:)``.
+///
+/// Not thread-safe: the remote writer owns it once it runs.
+public final class Spool {
+    struct Segment {
+        var name: String
+        var firstSeq: UInt64?
+        var lastSeq: UInt64?
+        var windows: Int
+        var bytes: Int
+    }
+
+    public struct Statistics: Sendable, Equatable {
+        public var bytes = 0
+        public var segments = 0
+        /// Appends that failed (each flush that could not be made durable).
+        public var writeErrors: UInt64 = 0
+        /// Undelivered windows removed to stay within `maxBytes`.
+        public var windowsDropped: UInt64 = 0
+        /// Damaged records skipped when reading (torn writes, flipped bytes, foreign data).
+        public var badRecords: UInt64 = 0
+        /// Windows read back from disk and handed to delivery.
+        public var windowsReplayed: UInt64 = 0
+        /// Whether the last append was made durable.
+        public var writable = true
+    }
+
+    public let settings: SpoolSettings
+    private let logger: Logger
+    private var lockDescriptor: CInt
+    private var segments: [Segment] = []
+    /// The segment being appended to, and its length.
+    private var current: (fd: CInt, index: Int, length: Int)?
+    public private(set) var acked: UInt64 = 0
+    /// The sequence number the next window gets.
+    public private(set) var nextSeq: UInt64
+    public private(set) var anchor: SpoolAnchor?
+    public private(set) var statistics = Statistics()
+    /// The decoded windows of the segment a replay is reading (by name and size), kept until it moves on.
+    private var replayCache: (name: String, bytes: Int, windows: [SpooledWindow], sources: [SpoolSource])?
+    private var failing = false
+    private var dropLogged = false
+
+    private var directory: String { settings.directory }
+    private func path(_ name: String) -> String { directory + "/" + name }
+    static func segmentName(_ seq: UInt64) -> String {
+        let hex = String(seq, radix: 16)
+        return "segment-" + String(repeating: "0", count: max(0, 16 - hex.count)) + hex + ".wal"
+    }
+    static func isSegmentName(_ name: String) -> Bool {
+        name.hasPrefix("segment-") && name.hasSuffix(".wal") && name.utf8.count == 8 + 16 + 4
+            && name.dropFirst(8).dropLast(4).allSatisfy { $0.isHexDigit }
+    }
+
+    /// Opens (creating) the directory, takes its lock, reads what it holds and starts a new segment —
+    /// proving now that it is writable by this process.
+    public static func open(_ settings: SpoolSettings, logger: Logger = Logger(label: "rapl-exporter.spool")) throws(SpoolUnusable) -> Spool {
+        let dir = settings.directory
+        func unusable(_ what: String, _ error: Errno) -> SpoolUnusable {
+            SpoolUnusable(description: "spool directory \(dir) (--spool-dir, SPOOL_DIR): \(what): \(error)")
+        }
+        do throws(Errno) { try SpoolFiles.makeDirectory(dir) } catch { throw unusable("cannot create it", error) }
+        let lock: CInt
+        do throws(Errno) { lock = try SpoolFiles.openReadWrite(dir + "/lock", create: true) } catch {
+            throw unusable("cannot open its lock file", error)
+        }
+        let locked: Bool
+        do throws(Errno) { locked = try SpoolFiles.tryLock(lock) } catch {
+            SpoolFiles.close(lock)
+            throw unusable("cannot lock it", error)
+        }
+        guard locked else {
+            let holder = (try? SpoolFiles.read(dir + "/lock")).map { String(decoding: $0, as: UTF8.self).trimmingWhitespace() } ?? ""
+            SpoolFiles.close(lock)
+            throw SpoolUnusable(
+                description:
+                    "spool directory \(dir) (--spool-dir, SPOOL_DIR) is in use by another rapl-exporter\(holder.isEmpty ? "" : " (pid \(holder))"); give each process its own directory"
+            )
+        }
+        do throws(Errno) {
+            try SpoolFiles.truncate(lock, to: 0)
+            try SpoolFiles.write(lock, Array("\(AtomicFile.processID)\n".utf8)[...], at: 0)
+        } catch {
+            SpoolFiles.close(lock)
+            throw unusable("cannot lock it", error)
+        }
+        let spool = Spool(settings: settings, lock: lock, logger: logger)
+        spool.scan()
+        do throws(Errno) { try spool.startSegment() } catch {
+            SpoolFiles.close(lock)
+            throw unusable("cannot write a segment in it", error)
+        }
+        return spool
+    }
+
+    private init(settings: SpoolSettings, lock: CInt, logger: Logger) {
+        self.settings = settings
+        self.lockDescriptor = lock
+        self.logger = logger
+        self.nextSeq = 1
+    }
+
+    deinit {
+        if let current { SpoolFiles.close(current.fd) }
+        SpoolFiles.close(lockDescriptor)
+    }
+
+    // MARK: Start
+
+    /// Reads the directory: the acknowledged sequence, every segment's range, the anchor; removes what is
+    /// delivered; logs what it skips.
+    private func scan() {
+        if let text = try? SpoolFiles.read(path("acked")), let seq = UInt64(String(decoding: text, as: UTF8.self).trimmingWhitespace()) {
+            acked = seq
+        }
+        let names: [String]
+        do throws(Errno) { names = try SpoolFiles.list(directory).sorted() } catch {
+            logger.error("cannot list the spool directory \(directory): \(error)")
+            return
+        }
+        var lastSeq = acked
+        for name in names {
+            if name == "lock" || name == "acked" || name == "acked.tmp" { continue }
+            guard Self.isSegmentName(name) else {
+                logger.warning("spool directory \(directory): '\(name)' is not a spool file; left alone")
+                continue
+            }
+            let bytes: [UInt8]
+            do throws(Errno) { bytes = try SpoolFiles.read(path(name)) } catch {
+                logger.error("spool segment \(name): cannot read it (\(error)); skipped")
+                statistics.badRecords += 1
+                continue
+            }
+            guard let version = SpoolFormat.version(ofHeader: bytes[...]) else {
+                if bytes.count <= SpoolFormat.headerLength, bytes.allSatisfy({ $0 == 0 }) || bytes.isEmpty {
+                    // Made but never written (a crash right after creating it): nothing to keep.
+                    try? SpoolFiles.remove(path(name))
+                } else {
+                    statistics.badRecords += 1
+                    logger.warning("spool segment \(name): not a spool segment (no header); left alone, not read")
+                }
+                continue
+            }
+            guard version == SpoolFormat.version else {
+                statistics.badRecords += 1
+                logger.warning(
+                    "spool segment \(name): written in spool format \(version), this exporter reads \(SpoolFormat.version); left for the version that wrote it, not read"
+                )
+                continue
+            }
+            let (windows, sources, skipped) = Self.decode(bytes)
+            if skipped > 0 {
+                statistics.badRecords += UInt64(skipped)
+                logger.warning("spool segment \(name): \(skipped) damaged record(s) skipped (a torn write or corrupted bytes); the rest is delivered")
+            }
+            var segment = Segment(name: name, firstSeq: windows.first?.seq, lastSeq: windows.last?.seq, windows: windows.count, bytes: bytes.count)
+            if let last = windows.last {
+                lastSeq = max(lastSeq, last.seq)
+                anchor = SpoolAnchor(source: sources[sources.count - 1], window: last)
+            }
+            if let l = segment.lastSeq, l <= acked || windows.isEmpty {
+                try? SpoolFiles.remove(path(name))
+                continue
+            }
+            if windows.isEmpty {
+                try? SpoolFiles.remove(path(name))
+                continue
+            }
+            segment.bytes = bytes.count
+            segments.append(segment)
+        }
+        nextSeq = lastSeq + 1
+        let pending = segments.reduce(0) { $0 + $1.windows }
+        if pending > 0 {
+            logger.notice("spool \(directory): \(pending) windows not yet delivered (after #\(acked)); they are sent first, in order")
+        }
+        recount()
+    }
+
+    /// A segment's windows with their sources (`sources[i]` for `windows[i]`); windows without a
+    /// preceding source or whose sizes do not match it are counted as damaged.
+    static func decode(_ bytes: [UInt8]) -> (windows: [SpooledWindow], sources: [SpoolSource], skipped: Int) {
+        let (records, skipped, _) = SpoolFormat.records(bytes[SpoolFormat.headerLength...])
+        var windows: [SpooledWindow] = []
+        var sources: [SpoolSource] = []
+        var source: SpoolSource?
+        var bad = skipped
+        for record in records {
+            switch record {
+            case .source(let s): source = s
+            case .window(let w):
+                guard let s = source, w.energy.count == s.domains.count, w.counterValues.count == s.counters.count,
+                    windows.last.map({ $0.seq < w.seq }) ?? true
+                else {
+                    bad += 1
+                    continue
+                }
+                windows.append(w)
+                sources.append(s)
+            }
+        }
+        return (windows, sources, bad)
+    }
+
+    private func recount() {
+        statistics.bytes = segments.reduce(0) { $0 + $1.bytes }
+        statistics.segments = segments.count
+    }
+
+    /// A new segment, named after the next sequence number, with its header, durable.
+    private func startSegment() throws(Errno) {
+        try SpoolFiles.makeDirectory(directory)
+        let name = Self.segmentName(nextSeq)
+        if let existing = segments.firstIndex(where: { $0.name == name }) {
+            // A segment of windows from nextSeq on cannot exist (nextSeq is past every window read);
+            // one with this name holds nothing read.
+            segments.remove(at: existing)
+        }
+        try? SpoolFiles.remove(path(name))
+        let fd = try SpoolFiles.openReadWrite(path(name), create: true, exclusive: true)
+        do throws(Errno) {
+            let header = SpoolFormat.header()
+            try SpoolFiles.write(fd, header[...], at: 0)
+            try SpoolFiles.dataSync(fd)
+            try SpoolFiles.syncDirectory(directory)
+            segments.append(Segment(name: name, windows: 0, bytes: header.count))
+            current = (fd, segments.count - 1, header.count)
+            recount()
+        } catch {
+            SpoolFiles.close(fd)
+            try? SpoolFiles.remove(path(name))
+            throw error
+        }
+    }
+
+    // MARK: Writing
+
+    /// Appends encoded records holding windows `firstSeq...lastSeq` and makes them durable. False when
+    /// that failed: the windows are then only in memory (logged once per episode).
+    @discardableResult
+    public func append(_ records: [UInt8], firstSeq: UInt64, lastSeq: UInt64, windows: Int) -> Bool {
+        guard !records.isEmpty else { return true }
+        nextSeq = max(nextSeq, lastSeq + 1)
+        do throws(Errno) {
+            if current == nil {
+                // After a failure or a roll: a new segment (named after the first window it will hold).
+                nextSeq = firstSeq
+                defer { nextSeq = max(nextSeq, lastSeq + 1) }
+                try startSegment()
+                try relockIfRemoved()
+            }
+            guard let (fd, index, length) = current else { return false }
+            do throws(Errno) {
+                try SpoolFiles.write(fd, records[...], at: length)
+                try SpoolFiles.dataSync(fd)
+            } catch {
+                // Cut the partial write off; if even that fails, leave the segment (its torn tail is
+                // skipped when read) and start another next time.
+                do throws(Errno) { try SpoolFiles.truncate(fd, to: length) } catch {
+                    SpoolFiles.close(fd)
+                    current = nil
+                }
+                throw error
+            }
+            current = (fd, index, length + records.count)
+            if segments[index].firstSeq == nil { segments[index].firstSeq = firstSeq }
+            segments[index].lastSeq = lastSeq
+            segments[index].windows += windows
+            segments[index].bytes = length + records.count
+            if failing {
+                failing = false
+                logger.notice("spool \(directory): writing again; windows are durable again")
+            }
+            statistics.writable = true
+            if length + records.count >= settings.segmentBytes {
+                SpoolFiles.close(fd)
+                current = nil
+            }
+            enforceLimit()
+            recount()
+            return true
+        } catch {
+            statistics.writeErrors += 1
+            statistics.writable = false
+            if !failing {
+                failing = true
+                logger.error(
+                    "spool \(directory): cannot write (\(error)); sampling and delivery go on from memory (MAX_RETRY_BATCHES × PUSH_INTERVAL_S of outage), spooling resumes when it can; logged once until then"
+                )
+            }
+            recount()
+            return false
+        }
+    }
+
+    /// A directory removed while running loses its lock file: take a new one, so that a second process
+    /// started on the re-made directory refuses to start.
+    private func relockIfRemoved() throws(Errno) {
+        guard SpoolFiles.size(path("lock")) == nil else { return }
+        let fd = try SpoolFiles.openReadWrite(path("lock"), create: true)
+        guard try SpoolFiles.tryLock(fd) else {
+            SpoolFiles.close(fd)
+            throw Errno.resourceTemporarilyUnavailable
+        }
+        try? SpoolFiles.write(fd, Array("\(AtomicFile.processID)\n".utf8)[...], at: 0)
+        SpoolFiles.close(lockDescriptor)
+        lockDescriptor = fd
+    }
+
+    /// Removes the oldest closed segments while the spool is over `maxBytes`, counting their undelivered
+    /// windows (logged once per episode).
+    private func enforceLimit() {
+        var total = segments.reduce(0) { $0 + $1.bytes }
+        var dropped = 0
+        while total > settings.maxBytes, let oldest = segments.first, current.map({ $0.index != 0 }) ?? true {
+            let undelivered = oldest.lastSeq.map { $0 > acked } ?? false ? oldest.windows : 0
+            try? SpoolFiles.remove(path(oldest.name))
+            segments.removeFirst()
+            if let c = current { current = (c.fd, c.index - 1, c.length) }
+            total -= oldest.bytes
+            dropped += undelivered
+            if let last = oldest.lastSeq, last > acked { acked = last }
+        }
+        guard dropped > 0 else {
+            dropLogged = false
+            return
+        }
+        statistics.windowsDropped += UInt64(dropped)
+        if !dropLogged {
+            dropLogged = true
+            logger.error(
+                "spool \(directory) is full (--spool-max-bytes \(settings.maxBytes)): removed the oldest \(dropped) undelivered windows; counted in rapl_exporter_spool_windows_dropped_total, logged once per episode"
+            )
+        }
+    }
+
+    // MARK: Delivery
+
+    /// Every window up to `seq` is delivered (or was dropped and counted): remembered in `acked`, and
+    /// segments wholly before it are removed.
+    public func acknowledge(upTo seq: UInt64) {
+        guard seq > acked else { return }
+        acked = seq
+        do throws(Errno) { try SpoolFiles.replace(path("acked"), with: Array("\(seq)\n".utf8)) } catch {
+            // Not durable: a restart re-sends from the previous acknowledgement (the same samples again).
+            if !failing { logger.warning("spool \(directory): cannot record the delivered position (\(error)); a restart may send some windows again") }
+        }
+        var removed = false
+        var i = 0
+        while i < segments.count {
+            let isCurrent = current?.index == i
+            let delivered = segments[i].lastSeq.map { $0 <= seq } ?? false
+            if delivered, !isCurrent || segments[i].bytes >= settings.segmentBytes / 4 {
+                if isCurrent, let c = current {
+                    SpoolFiles.close(c.fd)
+                    current = nil
+                }
+                try? SpoolFiles.remove(path(segments[i].name))
+                segments.remove(at: i)
+                if let c = current, c.index > i { current = (c.fd, c.index - 1, c.length) }
+                removed = true
+                continue
+            }
+            i += 1
+        }
+        if removed { recount() }
+    }
+
+    /// Up to `maxWindows` spooled windows with `after < seq < before`, in order, with their sources.
+    public func backlog(after: UInt64, before: UInt64, maxWindows: Int) -> [(SpoolSource, SpooledWindow)] {
+        var out: [(SpoolSource, SpooledWindow)] = []
+        for segment in segments {
+            guard out.count < maxWindows else { break }
+            guard let first = segment.firstSeq, let last = segment.lastSeq, last > after, first < before else { continue }
+            if replayCache?.name != segment.name || replayCache?.bytes != segment.bytes {
+                guard let bytes = try? SpoolFiles.read(path(segment.name)) else {
+                    statistics.badRecords += 1
+                    logger.error("spool segment \(segment.name): cannot be read back; its windows are lost")
+                    continue
+                }
+                let (windows, sources, _) = Self.decode(bytes)
+                replayCache = (segment.name, segment.bytes, windows, sources)
+            }
+            guard let cache = replayCache else { continue }
+            for (w, s) in zip(cache.windows, cache.sources) where w.seq > after && w.seq < before {
+                out.append((s, w))
+                if out.count >= maxWindows { break }
+            }
+        }
+        statistics.windowsReplayed += UInt64(out.count)
+        return out
+    }
+}
