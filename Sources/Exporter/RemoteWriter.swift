@@ -74,6 +74,8 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         var spooled = false
         /// Read back from the spool (a restart's or an outage's backlog); carries no self-metrics.
         var replay = false
+        /// Requests halved after a 400 to a replay: back to full size after the next delivered one.
+        var halvedAfterRefusal = false
 
         /// The last window whose samples all lie before `end`.
         func lastWindowSeq(before end: Int) -> UInt64? {
@@ -512,6 +514,10 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
             switch decision {
             case .delivered:
                 statistics.sent += written
+                if batches[0].halvedAfterRefusal {
+                    batches[0].halvedAfterRefusal = false
+                    batches[0].requestLimit = settings.maxSamplesPerRequest
+                }
                 finishRequest(upTo: to)
                 if consecutiveFailures > 0 { logger.notice("delivered \(count) samples after \(consecutiveFailures) failed attempts") }
                 consecutiveFailures = 0
@@ -530,6 +536,7 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
                     // the position being recorded, some of these samples are stored already, and a
                     // receiver that refuses old samples refuses the request whole. Halves find the rest.
                     batches[0].requestLimit = Int(count + 1) / 2
+                    batches[0].halvedAfterRefusal = true
                     statistics.splits += 1
                     logger.warning(
                         "receiver refused \(count) spooled samples (\(reason)); some may be stored already (sent before a restart): sending requests of at most \(batches[0].requestLimit)"

@@ -166,6 +166,7 @@ public final class Spool {
             return
         }
         var lastSeq = acked
+        var pending = 0
         for name in names {
             if name == "lock" || name == "acked" || name == "acked.tmp" { continue }
             guard Self.isSegmentName(name) else {
@@ -205,19 +206,16 @@ public final class Spool {
                 lastSeq = max(lastSeq, last.seq)
                 anchor = SpoolAnchor(source: sources[sources.count - 1], window: last)
             }
-            if let l = segment.lastSeq, l <= acked || windows.isEmpty {
-                try? SpoolFiles.remove(path(name))
-                continue
-            }
-            if windows.isEmpty {
+            // Delivered, or holding no window: nothing to keep.
+            if windows.isEmpty || segment.lastSeq! <= acked {
                 try? SpoolFiles.remove(path(name))
                 continue
             }
             segment.bytes = bytes.count
             segments.append(segment)
+            pending += windows.reduce(0) { $0 + ($1.seq > acked ? 1 : 0) }
         }
         nextSeq = lastSeq + 1
-        let pending = segments.reduce(0) { $0 + $1.windows }
         if pending > 0 {
             logger.notice("spool \(directory): \(pending) windows not yet delivered (after #\(acked)); they are sent first, in order")
         }
@@ -296,6 +294,18 @@ public final class Spool {
                 try startSegment()
                 try relockIfRemoved()
             }
+            if let c = current, !AtomicFile.isLinked(c.fd, at: path(segments[c.index].name)) {
+                // Removed under us (a cleaner, an operator): writing on would only feed an unlinked file.
+                SpoolFiles.close(c.fd)
+                current = nil
+                logger.error(
+                    "spool \(directory): the segment being written was removed (the directory too?); starting anew — windows of the removed segment not yet delivered are lost if the exporter stops before delivering them"
+                )
+                nextSeq = firstSeq
+                defer { nextSeq = max(nextSeq, lastSeq + 1) }
+                try startSegment()
+                try relockIfRemoved()
+            }
             guard let (fd, index, length) = current else { return false }
             do throws(Errno) {
                 try SpoolFiles.write(fd, records[...], at: length)
@@ -368,10 +378,7 @@ public final class Spool {
             dropped += undelivered
             if let last = oldest.lastSeq, last > acked { acked = last }
         }
-        guard dropped > 0 else {
-            dropLogged = false
-            return
-        }
+        guard dropped > 0 else { return }
         statistics.windowsDropped += UInt64(dropped)
         if !dropLogged {
             dropLogged = true
@@ -388,6 +395,8 @@ public final class Spool {
     public func acknowledge(upTo seq: UInt64) {
         guard seq > acked else { return }
         acked = seq
+        // Caught up: a later overflow is a new episode, logged again.
+        if seq + 1 >= nextSeq { dropLogged = false }
         do throws(Errno) { try SpoolFiles.replace(path("acked"), with: Array("\(seq)\n".utf8)) } catch {
             // Not durable: a restart re-sends from the previous acknowledgement (the same samples again).
             if !failing { logger.warning("spool \(directory): cannot record the delivered position (\(error)); a restart may send some windows again") }
@@ -397,7 +406,9 @@ public final class Spool {
         while i < segments.count {
             let isCurrent = current?.index == i
             let delivered = segments[i].lastSeq.map { $0 <= seq } ?? false
-            if delivered, !isCurrent || segments[i].bytes >= settings.segmentBytes / 4 {
+            // The segment being written goes too once it is a fair size, or at once while writing fails
+            // (a full disk gets its room back).
+            if delivered, !isCurrent || segments[i].bytes >= settings.segmentBytes / 4 || !statistics.writable {
                 if isCurrent, let c = current {
                     SpoolFiles.close(c.fd)
                     current = nil
