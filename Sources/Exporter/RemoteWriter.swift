@@ -383,7 +383,8 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         batches.removeAll()
         if kept > 0 || backlog, let spool {
             logger.notice(
-                "shutdown: undelivered windows stay in the spool \(spool.settings.directory) and are sent first at the next start (after #\(spool.acked))")
+                "shutdown: undelivered windows stay in the spool \(spool.settings.directory) and are sent first at the next start (after #\(spool.acked))"
+            )
         }
         if left > 0 {
             statistics.dropped[.shutdown, default: 0] += UInt64(left)

@@ -79,7 +79,9 @@ public struct RestartCheck: Sendable {
             let microjoules = counters[i].unit.microjoules(delta)
             // The same bound as a glitch: a step the domain could not have made in the downtime.
             if Double(microjoules) / 1e6 > maximumPower * (seconds + 0.05) {
-                return .gap("\(counters[i].source) moved \(formatted(Double(microjoules) / 1e6, 3)) J in \(formatted(seconds, 1)) s: not energy (reset or reloaded)")
+                return .gap(
+                    "\(counters[i].source) moved \(formatted(Double(microjoules) / 1e6, 3)) J in \(formatted(seconds, 1)) s: not energy (reset or reloaded)"
+                )
             }
             guard let d = domains.firstIndex(of: counters[i].domain) else { return .gap("a counter's domain is unknown") }
             gap[d] &+= microjoules

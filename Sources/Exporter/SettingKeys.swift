@@ -91,7 +91,8 @@ extension SettingKey {
     // MARK: Spool
     public static let spoolDirectory = SettingKey(
         "spool-dir", "SPOOL_DIR", value: "path",
-        "Keep every closed window in a write-ahead log here until it is delivered: nothing lost in long outages or restarts, and the energy used while stopped accounted; off when unset")
+        "Keep every closed window in a write-ahead log here until it is delivered: nothing lost in long outages or restarts, and the energy used while stopped accounted; off when unset"
+    )
     public static let spoolMaxBytes = SettingKey(
         "spool-max-bytes", "SPOOL_MAX_BYTES", default: "256Mi", value: "bytes",
         "Most disk the spool may use (suffixes Ki, Mi, Gi); beyond it the oldest undelivered windows are dropped and counted")
@@ -183,7 +184,8 @@ extension SettingKey {
     /// Every setting, in the order of docs/configuration.md.
     public static let all: [SettingKey] = [
         remoteWriteURL, remoteWriteProtocol, scrapeInterval, pushInterval, maxRetryBatches, serviceLabel, metricName, cumulative, output, listen,
-        webConfigFile, spoolDirectory, spoolMaxBytes, otlpEndpoint, otlpMetricsEndpoint, otlpHeaders, otlpTimeout, otlpCompression, otelServiceName, otelResourceAttributes,
+        webConfigFile, spoolDirectory, spoolMaxBytes, otlpEndpoint, otlpMetricsEndpoint, otlpHeaders, otlpTimeout, otlpCompression, otelServiceName,
+        otelResourceAttributes,
         duration, maxSampleAge, requestTimeout, shutdownTimeout, maxSamplesPerRequest, stuckAfter, maxDomainPower,
         tlsCAFile, tlsCertFile, tlsKeyFile, tlsServerName, tlsInsecureSkipVerify, basicAuthUsername, basicAuthPasswordFile,
         bearerTokenFile, headers, labels,

@@ -292,7 +292,8 @@ struct Resolver {
         if let maxText {
             guard let bytes = Self.byteSize(maxText), bytes >= 64 << 10 else {
                 throw ConfigurationError(
-                    "invalid spool-max-bytes '\(printable(maxText))' (\(SettingKey.spoolMaxBytes.names)): expected a size of at least 64Ki, in bytes or with Ki, Mi or Gi")
+                    "invalid spool-max-bytes '\(printable(maxText))' (\(SettingKey.spoolMaxBytes.names)): expected a size of at least 64Ki, in bytes or with Ki, Mi or Gi"
+                )
             }
             maxBytes = bytes
         }
@@ -309,7 +310,8 @@ struct Resolver {
     static func byteSize(_ text: String) -> Int? {
         var digits = Substring(text)
         var multiplier = 1
-        for (suffix, m) in [("Ki", 1 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30), ("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30)] where digits.hasSuffix(suffix) {
+        for (suffix, m) in [("Ki", 1 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30), ("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30)]
+        where digits.hasSuffix(suffix) {
             digits = digits.dropLast(suffix.count)
             multiplier = m
             break

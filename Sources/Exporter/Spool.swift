@@ -399,7 +399,9 @@ public final class Spool {
         if seq + 1 >= nextSeq { dropLogged = false }
         do throws(Errno) { try SpoolFiles.replace(path("acked"), with: Array("\(seq)\n".utf8)) } catch {
             // Not durable: a restart re-sends from the previous acknowledgement (the same samples again).
-            if !failing { logger.warning("spool \(directory): cannot record the delivered position (\(error)); a restart may send some windows again") }
+            if !failing {
+                logger.warning("spool \(directory): cannot record the delivered position (\(error)); a restart may send some windows again")
+            }
         }
         var removed = false
         var i = 0

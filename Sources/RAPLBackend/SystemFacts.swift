@@ -1,4 +1,5 @@
 import Support
+
 /// What the process may do and what the machine is: the facts that decide which backend can work.
 /// Tests inject them; the daemon reads them with ``current(paths:)``.
 public struct SystemFacts: Sendable, Equatable {

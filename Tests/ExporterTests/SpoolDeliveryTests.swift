@@ -148,8 +148,7 @@ import Testing
     }
     let modulus: UInt128 = 262_143_328_851
 
-    func check(boot: String = "boot-a", backend: String = "sysfs", power: Double = 5000, anchorValues: [UInt64] = [1000, 2000]) -> RestartCheck
-    {
+    func check(boot: String = "boot-a", backend: String = "sysfs", power: Double = 5000, anchorValues: [UInt64] = [1000, 2000]) -> RestartCheck {
         let source = SpoolSource(
             bootID: "boot-a", backend: "sysfs", domains: domains,
             counters: counters.enumerated().map { SpooledCounter(source: $1.source, domainIndex: $0, modulus: modulus, unit: .microjoule) })
@@ -209,7 +208,8 @@ import Testing
             var settings = RemoteWriteSettings(endpoint: RemoteWriteEndpoint("http://127.0.0.1:9/api/v1/write")!)
             settings.series.cumulative = true
             let spool = try Spool.open(SpoolSettings(directory: dir.spool), logger: log.logger)
-            let w = RemoteWriter(settings: settings, transport: transport, clock: TestClock(), wallClock: TestWallClock(), spool: spool, logger: log.logger)
+            let w = RemoteWriter(
+                settings: settings, transport: transport, clock: TestClock(), wallClock: TestWallClock(), spool: spool, logger: log.logger)
             var first = window([10], endMicros: 1_800_000_000_000_000)
             first.restart = mark
             w.accept(first)

@@ -300,7 +300,11 @@ func testWindow(_ seq: UInt64) -> SpooledWindow {
         // Everything that was made durable reads back whole: no torn record was left by the failures.
         let durable = spool.backlog(after: 0, before: seq, maxWindows: 100_000)
         #expect(!durable.isEmpty)
-        #expect(try Spool.decode(SpoolFiles.read(mountPoint + "/spool/" + (try SpoolFiles.list(mountPoint + "/spool").filter { $0.hasPrefix("segment-") }.sorted().last!))).skipped == 0)
+        #expect(
+            try Spool.decode(
+                SpoolFiles.read(
+                    mountPoint + "/spool/" + (try SpoolFiles.list(mountPoint + "/spool").filter { $0.hasPrefix("segment-") }.sorted().last!))
+            ).skipped == 0)
 
         // Room again (what was delivered is removed): spooling resumes, said once.
         spool.acknowledge(upTo: seq - 1)
