@@ -206,14 +206,21 @@ public final class Spool {
                 lastSeq = max(lastSeq, last.seq)
                 anchor = SpoolAnchor(source: sources[sources.count - 1], window: last)
             }
-            // Delivered, or holding no window: nothing to keep.
-            if windows.isEmpty || segment.lastSeq! <= acked {
+            // Holding no window: nothing to keep.
+            if windows.isEmpty {
                 try? SpoolFiles.remove(path(name))
                 continue
             }
             segment.bytes = bytes.count
             segments.append(segment)
             pending += windows.reduce(0) { $0 + ($1.seq > acked ? 1 : 0) }
+        }
+        // Delivered segments go, except the last one holding windows: it holds the anchor, which the next
+        // start needs if this run is stopped before it makes a window durable.
+        let anchorSegment = segments.lastIndex { $0.windows > 0 }
+        for (i, segment) in segments.enumerated().reversed() where i != anchorSegment && segment.lastSeq.map({ $0 <= acked }) ?? true {
+            try? SpoolFiles.remove(path(segment.name))
+            segments.remove(at: i)
         }
         nextSeq = lastSeq + 1
         if pending > 0 {
@@ -405,12 +412,13 @@ public final class Spool {
         }
         var removed = false
         var i = 0
+        // The last segment holding windows holds the anchor (see `scan`): it stays — unless writing fails
+        // and the room is needed (a full disk: a restart then records a gap rather than losing windows).
+        let anchorSegment = segments.last { $0.windows > 0 }?.name
         while i < segments.count {
             let isCurrent = current?.index == i
             let delivered = segments[i].lastSeq.map { $0 <= seq } ?? false
-            // The segment being written goes too once it is a fair size, or at once while writing fails
-            // (a full disk gets its room back).
-            if delivered, !isCurrent || segments[i].bytes >= settings.segmentBytes / 4 || !statistics.writable {
+            if delivered, segments[i].name != anchorSegment || !statistics.writable {
                 if isCurrent, let c = current {
                     SpoolFiles.close(c.fd)
                     current = nil

@@ -237,3 +237,18 @@ public final class ScriptedBackend: EnergyBackend, @unchecked Sendable {
         }
     }
 }
+
+/// A fresh directory under /tmp, removed by the test's end.
+public final class TempDirectory: @unchecked Sendable {
+    public let path: String
+    public init() {
+        var template = Array("/tmp/rapl-spool-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        precondition(made != nil)
+        path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+    public var spool: String { path + "/spool" }
+    public func files(_ dir: String? = nil) -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: dir ?? spool)) ?? []).sorted() }
+    public func segments() -> [String] { files().filter { $0.hasPrefix("segment-") } }
+}

@@ -1,0 +1,87 @@
+import Foundation
+import RAPLBackend
+import TestSupport
+import Testing
+
+@testable import Exporter
+
+extension ReceiverIntegrationTests {
+    /// The issue's fault: `kill -9` at random moments, 50 times, while pushing into a real Prometheus (2.42)
+    /// with a spool, and the fake package counter drawing a steady 0.6 W through wraps. Afterwards
+    /// Prometheus holds every window once (timestamps strictly increasing), the windows add up to exactly
+    /// the energy the fake hardware counted, and the cumulative counter ends at that total: windows
+    /// spooled but not delivered were sent by the next run, the energy used while each run was down came in
+    /// its gap window, and no window was sent twice with another value.
+    @Test func killNineFiftyTimesLosesNothing() async throws {
+        let receiver = try ReceiverProcess(.prometheus)
+        try await receiver.waitReady()
+        let tree = tree()
+        tree.write("proc/sys/kernel/random/boot_id", "7d2c3a4e-kill-test\n")
+        let spool = TempDirectory()
+        let source = "kill-\(UUID().uuidString.prefix(8))"
+        let arguments = [
+            "--sysfs-root", tree.sys, "--dev-root", tree.dev, "--proc-root", tree.proc, "--backend", "sysfs",
+            "--remote-write-url", receiver.writeURL, "--service-label", source, "--scrape-interval", "0.05", "--push-interval", "0.25",
+            "--spool-dir", spool.spool, "--cumulative",
+            // The 10 J fake counter wraps every 10 s at 1 W: a downtime under that is accounted.
+            "--max-domain-power", "1",
+        ]
+        var daemon = try Daemon(arguments)
+        try await daemon.waitSampling()
+        // The first run makes windows durable before any kill: what came before its first read is not measured.
+        try await Task.sleep(for: .milliseconds(600))
+        let drawing = Task { try await drawSteadyPower([(tree, 600_000)], until: { Task.isCancelled }) }
+        var restarts: [String] = []
+        var delays: [Int] = []
+        var allLogs = ""
+        for _ in 0..<50 {
+            let delay = Int.random(in: 50...700)
+            delays.append(delay)
+            try await Task.sleep(for: .milliseconds(delay))
+            kill(daemon.process.processIdentifier, SIGKILL)
+            _ = try await daemon.waitExit(seconds: 10)
+            restarts += daemon.log.split(separator: "\n").filter { $0.contains("restart:") }.map(String.init)
+            allLogs += "=== run killed after \(delay) ms\n" + daemon.log
+            daemon = try Daemon(arguments)
+        }
+        try await daemon.waitSampling()
+        try await Task.sleep(for: .milliseconds(500))
+        drawing.cancel()
+        let added = try await drawing.value[0]
+        try await Task.sleep(for: .milliseconds(200))
+        daemon.process.terminate()
+        #expect(try await daemon.waitExit() == 0, "\(daemon.log)")
+        restarts += daemon.log.split(separator: "\n").filter { $0.contains("restart:") }.map(String.init)
+
+        let pkg = try await receiver.samples("pyjoules_remote_write_energy_uj{source=\"\(source)\",component=\"package-0\"}")
+        let total = try await receiver.samples("rapl_energy_joules_total{source=\"\(source)\",component=\"package-0\"}")
+        let context =
+            "delays \(delays) ms; restarts:\n\(restarts.joined(separator: "\n"))\nlogs of the killed runs:\n\(allLogs)\nlast log:\n\(daemon.log)"
+        #expect(added > 10_000_000, "the counter wrapped at least once")
+        #expect(pkg.reduce(0) { $0 + $1.1 } == Double(added), "the windows add up to the fake counter's change exactly; \(context)")
+        #expect(zip(pkg, pkg.dropFirst()).allSatisfy { $0.0 < $1.0 }, "one sample per timestamp, in order")
+        #expect(abs((total.last?.1 ?? 0) - Double(added) / 1e6) < 1e-9, "the cumulative counter ends at the total; \(context)")
+        #expect(zip(total, total.dropFirst()).allSatisfy { $0.1 <= $1.1 }, "the cumulative counter never goes back")
+        #expect(!restarts.contains { $0.contains("not accounted") }, "\(context)")
+        // Runs killed before they sample (a kill in the first ~150 ms) log no restart.
+        #expect(restarts.count >= 25, "most starts found an earlier run's windows; \(context)")
+        await receiver.stop()
+    }
+
+    /// Draws a steady power on each tree's package-0 (µW) until `stop` says so; returns the µJ added.
+    func drawSteadyPower(_ trees: [(FakeTree, UInt64)], until stop: @Sendable () -> Bool) async throws -> [UInt64] {
+        let clock = ContinuousClock()
+        let start = clock.now
+        var added = trees.map { _ in UInt64(0) }
+        while !stop() {
+            let elapsed = clock.now - start
+            let microseconds = UInt64(elapsed.components.seconds) * 1_000_000 + UInt64(elapsed.components.attoseconds / 1_000_000_000_000)
+            for (i, (tree, microwatts)) in trees.enumerated() {
+                added[i] = microseconds * microwatts / 1_000_000
+                tree.setEnergy("intel-rapl:0", (9_500_000 + added[i]) % (Self.max + 1))
+            }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return added
+    }
+}
