@@ -68,6 +68,44 @@ extension ReceiverIntegrationTests {
         await receiver.stop()
     }
 
+    /// A spool on a 12 KiB tmpfs: it fills within seconds. The daemon keeps sampling and delivering from
+    /// memory, says so once per episode, shows it (`rapl_exporter_spool_writable` 0), frees what was
+    /// delivered and spools again; every window reaches Prometheus with the exact energy.
+    @Test(.enabled(if: getuid() == 0, "mounts a tmpfs"))
+    func aFullSpoolDiskCostsNothingAndSpoolingResumes() async throws {
+        let receiver = try ReceiverProcess(.prometheus)
+        try await receiver.waitReady()
+        let tree = tree()
+        let dir = TempDirectory()
+        let mountPoint = dir.path + "/fs"
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        let mount = try await Binary.run("/bin/mount", ["-t", "tmpfs", "-o", "size=12k", "tmpfs", mountPoint])
+        try #require(mount.status == 0, "cannot mount a tmpfs here: \(mount.stderr)")
+        defer { _ = try? Binary.runBlocking("/bin/umount", ["-l", mountPoint], environment: [:]) }
+        let source = "full-\(UUID().uuidString.prefix(8))"
+        let daemon = try Daemon([
+            "--sysfs-root", tree.sys, "--dev-root", tree.dev, "--proc-root", tree.proc, "--backend", "sysfs",
+            "--remote-write-url", receiver.writeURL, "--service-label", source, "--scrape-interval", "0.01", "--push-interval", "0.5",
+            "--spool-dir", mountPoint + "/spool",
+        ])
+        try await daemon.waitSampling()
+        let added = try await advance(tree, steps: 300, pace: .milliseconds(20))
+        daemon.process.terminate()
+        #expect(try await daemon.waitExit() == 0, "\(daemon.log)")
+        let log = daemon.log
+        let episodes = log.components(separatedBy: "cannot write (No space left on device)").count - 1
+        #expect(episodes >= 1, "\(log)")
+        #expect(log.components(separatedBy: "writing again").count - 1 >= episodes - 1, "\(log)")
+        #expect(log.components(separatedBy: "cannot write").count - 1 == episodes, "once per episode")
+        let windows = try #require(daemon.windowCount)
+        let pkg = try await receiver.samples("pyjoules_remote_write_energy_uj{source=\"\(source)\",component=\"package-0\"}")
+        #expect(pkg.count == windows)
+        #expect(pkg.reduce(0) { $0 + $1.1 } == Double(added))
+        let writable = try await receiver.samples("rapl_exporter_spool_writable{source=\"\(source)\"}")
+        #expect(writable.contains { $0.1 == 0 }, "the episode shows in the self-metric")
+        await receiver.stop()
+    }
+
     /// Draws a steady power on each tree's package-0 (µW) until `stop` says so; returns the µJ added.
     func drawSteadyPower(_ trees: [(FakeTree, UInt64)], until stop: @Sendable () -> Bool) async throws -> [UInt64] {
         let clock = ContinuousClock()
@@ -83,5 +121,53 @@ extension ReceiverIntegrationTests {
             try? await Task.sleep(for: .milliseconds(20))
         }
         return added
+    }
+}
+
+/// The spool directory at start: one the unprivileged process cannot use, or one another daemon holds,
+/// is refused with exit 2 and the reason.
+@Suite struct SpoolStartTests {
+    let url = "http://127.0.0.1:9/api/v1/write"
+
+    /// Root's CAP_DAC_OVERRIDE would let the start write a directory of another user's; the daemon drops
+    /// it before opening the spool, so the check is made as the process that writes it all along.
+    @Test(.enabled(if: getuid() == 0, "needs root to hand a directory to another user"))
+    func aSpoolDirectoryTheDaemonCannotWriteIsRefusedAtStart() async throws {
+        let tree = FakeTree.powercap()
+        let dir = TempDirectory()
+        try FileManager.default.createDirectory(atPath: dir.spool, withIntermediateDirectories: true)
+        #expect(chown(dir.spool, 65534, 65534) == 0)
+        #expect(chmod(dir.spool, 0o700) == 0)
+        let result = try await Binary.run(Binary.path, tree.sysfsArguments + ["--remote-write-url", url, "--spool-dir", dir.spool])
+        #expect(result.status == 2, "\(result.stderr)")
+        #expect(
+            result.stderr.split(separator: "\n").last?.contains("spool directory \(dir.spool) (--spool-dir, SPOOL_DIR): cannot") == true,
+            "\(result.stderr)")
+        #expect(result.stderr.contains("Permission denied"))
+        // A path under a regular file cannot be a directory at all.
+        let under = try await Binary.run(Binary.path, tree.sysfsArguments + ["--remote-write-url", url, "--spool-dir", "/etc/hostname/spool"])
+        #expect(under.status == 2)
+        #expect(under.stderr.contains("cannot create it"), "\(under.stderr)")
+    }
+
+    @Test func aSecondDaemonOnTheSameSpoolIsRefused() async throws {
+        let tree = FakeTree.powercap()
+        let dir = TempDirectory()
+        let args = tree.sysfsArguments + ["--remote-write-url", url, "--spool-dir", dir.spool, "--shutdown-timeout", "0.5"]
+        let first = try Daemon(args)
+        try await first.waitSampling()
+        let second = try await Binary.run(Binary.path, args)
+        #expect(second.status == 2, "\(second.stderr)")
+        #expect(
+            second.stderr.contains(
+                "is in use by another rapl-exporter (pid \(first.process.processIdentifier)); give each process its own directory"),
+            "\(second.stderr)")
+        first.process.terminate()
+        #expect(try await first.waitExit() == 0, "\(first.log)")
+        // Once the first is gone the directory is free again.
+        let third = try Daemon(args)
+        try await third.waitSampling()
+        third.process.terminate()
+        #expect(try await third.waitExit() == 0, "\(third.log)")
     }
 }

@@ -130,6 +130,9 @@ import Testing
             [:], ["WEB_CONFIG_FILE": "/etc/web.yml"],
             "a web configuration file (--web.config.file or WEB_CONFIG_FILE) configures the /metrics endpoint, which is off"
         ),
+        ([:], ["SPOOL_DIR": "/var/lib/rapl"], "a spool (--spool-dir or SPOOL_DIR) keeps what a push output has not delivered, and output is stdout"),
+        ([:], ["REMOTE_WRITE_URL": "http://h/w", "SPOOL_DIR": "/s", "SPOOL_MAX_BYTES": "1Ti"], "invalid spool-max-bytes '1Ti'"),
+        ([:], ["REMOTE_WRITE_URL": "http://h/w", "SPOOL_DIR": "/s", "SPOOL_MAX_BYTES": "1000"], "expected a size of at least 64Ki"),
         // With stdout output, remote-write options given wrongly are still errors.
         ([.output: "stdout"], ["REMOTE_WRITE_URL": "http://h/w", "REMOTE_WRITE_HEADERS": "bad"], "invalid header 'bad'"),
     ])
@@ -137,6 +140,20 @@ import Testing
         let refused = refusal(flags, env: env)
         #expect(refused?.contains(message) == true, "\(refused ?? "accepted")")
         #expect(refused?.contains("\n") == false)
+    }
+
+    @Test func theSpoolTakesSizesInBytesOrBinaryUnits() throws {
+        let base: [String: String] = ["REMOTE_WRITE_URL": "http://h/w", "SPOOL_DIR": "/var/lib/rapl-exporter"]
+        #expect(try Settings.resolve(CommandLineValues(), environment: base).spool == SpoolSettings(directory: "/var/lib/rapl-exporter"))
+        #expect(try Settings.resolve(CommandLineValues(), environment: ["REMOTE_WRITE_URL": "http://h/w"]).spool == nil)
+        for (text, bytes) in [("65536", 65536), ("512Ki", 512 << 10), ("64Mi", 64 << 20), ("2Gi", 2 << 30), ("8M", 8 << 20)] {
+            var env = base
+            env["SPOOL_MAX_BYTES"] = text
+            #expect(try Settings.resolve(CommandLineValues(), environment: env).spool?.maxBytes == bytes)
+        }
+        var cli = CommandLineValues()
+        cli[.spoolDirectory] = "/flag"
+        #expect(try Settings.resolve(cli, environment: base).spool?.directory == "/flag")
     }
 
     @Test func listenAloneServesOnlyTheEndpointAndBesidePushingBoth() throws {

@@ -28,7 +28,7 @@ public enum Binary {
         }
     }
 
-    static func runBlocking(_ executable: String, _ arguments: [String], environment: [String: String]) throws -> Output {
+    public static func runBlocking(_ executable: String, _ arguments: [String], environment: [String: String]) throws -> Output {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
