@@ -154,9 +154,16 @@ enum SpoolFiles {
         if result < 0 { throw Errno(rawValue: errno) }
     }
 
-    /// Creates `path` as a directory (mode 0750) unless it exists; EEXIST is not an error.
+    /// Creates `path` as a directory (mode 0750) unless it exists, with its missing parents (as
+    /// `mkdir -p`); EEXIST is not an error.
     static func makeDirectory(_ path: String) throws(Errno) {
-        if mkdir(path, 0o750) != 0, errno != EEXIST { throw Errno(rawValue: errno) }
+        if mkdir(path, 0o750) != 0, errno != EEXIST {
+            guard errno == ENOENT, let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")), slash != path.utf8.startIndex else {
+                throw Errno(rawValue: errno)
+            }
+            try makeDirectory(String(path[..<slash]))
+            if mkdir(path, 0o750) != 0, errno != EEXIST { throw Errno(rawValue: errno) }
+        }
         var st = stat()
         try check(stat(path, &st))
         if st.st_mode & S_IFMT != S_IFDIR { throw Errno.notDirectory }

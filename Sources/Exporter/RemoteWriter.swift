@@ -116,6 +116,12 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
     private var memoryFrom: UInt64 = 1
     /// Logged once per outage: batches left to the spool.
     private var spoolAsideLogged = false
+    /// While a backlog is being sent: when it started and how many windows so far (for one notice at its end).
+    private var backlogStarted: C.Instant?
+    private var backlogWindows = 0
+    /// A run of batches with samples older than `maxSampleAge`: logged once, summed at its end.
+    private var tooOldLogged = false
+    private var tooOldInEpisode: UInt64 = 0
     /// The table as of the last cut batch: every series a queued sample refers to is in it.
     private var table = SeriesTable()
     private var encoder = RemoteWriteEncoder()
@@ -309,7 +315,16 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
     /// the oldest still in memory — at the head of the queue, as one batch of at most
     /// `maxSamplesPerRequest` windows (sent in requests of at most as many samples).
     private func loadBacklog() {
-        guard let spool, batches.first?.replay != true, spool.acked &+ 1 < memoryFrom else { return }
+        guard let spool, batches.first?.replay != true else { return }
+        guard spool.acked &+ 1 < memoryFrom else {
+            if let started = backlogStarted {
+                backlogStarted = nil
+                spoolAsideLogged = false
+                logger.notice("the spool's backlog is delivered: \(backlogWindows) windows in \(started.duration(to: clock.now))")
+                backlogWindows = 0
+            }
+            return
+        }
         let windows = spool.backlog(after: spool.acked, before: memoryFrom, maxWindows: settings.maxSamplesPerRequest)
         guard !windows.isEmpty else {
             // Nothing on disk there (windows whose spooling failed, already counted when dropped).
@@ -329,6 +344,8 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         batch.replay = true
         batch.retryAt = batches.first?.retryAt
         batches.insert(batch, at: 0)
+        if backlogStarted == nil { backlogStarted = clock.now }
+        backlogWindows += windows.count
         logger.info("sending \(windows.count) spooled windows (#\(seqs.first ?? 0)–#\(seqs.last ?? 0)) from \(spool.settings.directory)")
     }
 
@@ -351,6 +368,8 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
     /// Cuts a batch every push interval and sends what is due, until cancelled.
     private func pushLoop() async {
         var nextPush = clock.now.advanced(by: settings.pushInterval)
+        // What a previous run left in the spool goes out now, not at the first push.
+        if let spool, spool.acked &+ 1 < memoryFrom { await drain(until: nil) }
         while !Task.isCancelled {
             var wake = nextPush
             if let retryAt = batches.first?.retryAt, retryAt < wake { wake = retryAt }
@@ -644,7 +663,14 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         let cutoff = wallClock.nowMicroseconds() / 1000 - Int64(settings.maxSampleAge.seconds * 1000)
         let from = batches[0].delivered
         // The common case, nothing too old, copies nothing.
-        guard batches[0].samples[from...].contains(where: { $0.timestamp < cutoff }) else { return }
+        guard batches[0].samples[from...].contains(where: { $0.timestamp < cutoff }) else {
+            if tooOldLogged {
+                tooOldLogged = false
+                logger.notice("samples are recent enough again; \(tooOldInEpisode) were dropped as older than \(settings.maxSampleAge)")
+                tooOldInEpisode = 0
+            }
+            return
+        }
         let before = batches[0].samples.count
         // How many samples are kept before each index: where the self-metrics and each window now end.
         var keptBefore = [Int](repeating: 0, count: before + 1)
@@ -660,7 +686,13 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         batches[0].selfMetricsStart = keptBefore[batches[0].selfMetricsStart]
         batches[0].windowEnds = batches[0].windowEnds.map { keptBefore[$0] }
         statistics.dropped[.tooOld, default: 0] += UInt64(old)
-        logger.error("dropped \(old) samples older than \(settings.maxSampleAge) (max sample age) instead of retrying them")
+        tooOldInEpisode += UInt64(old)
+        // Once per episode (a replayed backlog meets it batch after batch): the first, then the sum at its end.
+        guard !tooOldLogged else { return }
+        tooOldLogged = true
+        logger.error(
+            "dropped \(old) samples older than \(settings.maxSampleAge) (--max-sample-age, MAX_SAMPLE_AGE_S) instead of sending them; more are counted in rapl_exporter_samples_dropped_total{reason=\"too_old\"} and summed when it ends"
+        )
     }
 }
 

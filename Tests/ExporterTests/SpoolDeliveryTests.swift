@@ -120,6 +120,44 @@ import Testing
         #expect(log.contains("some may be stored already"))
     }
 
+    /// A restart's backlog goes out as the writer starts, not at its first push tick; a backlog older than
+    /// `--max-sample-age` is dropped and counted, logged once for the whole run of it, not per batch.
+    @Test func theBacklogGoesOutAtStartAndTooOldIsLoggedOnce() async throws {
+        let dir = TempDirectory()
+        let log = LogCapture()
+        let clock = TestClock()
+        let wall = TestWallClock(Self.base + 3_600_000_000)
+        do {
+            let spool = try Spool.open(SpoolSettings(directory: dir.spool), logger: log.logger)
+            var settings = RemoteWriteSettings(endpoint: endpoint, pushInterval: .seconds(4))
+            settings.maxSamplesPerRequest = 100
+            let w = RemoteWriter(
+                settings: settings, transport: RecordingTransport(down: { true }), clock: clock, wallClock: TestWallClock(), spool: spool,
+                logger: log.logger)
+            // An hour at 10 Hz.
+            for step in 1...36_000 { w.accept(window([1], endMicros: Self.base + Int64(step) * 100_000)) }
+            await w.cutBatch()
+        }
+        let transport = RecordingTransport()
+        var settings = RemoteWriteSettings(endpoint: endpoint, pushInterval: .seconds(4))
+        settings.maxSamplesPerRequest = 100
+        let spool = try Spool.open(SpoolSettings(directory: dir.spool), logger: log.logger)
+        let w = RemoteWriter(settings: settings, transport: transport, clock: clock, wallClock: wall, spool: spool, logger: log.logger)
+        let task = Task { try await w.run() }
+        await clock.waitForSleepers()
+        // Nothing advanced the clock: the backlog went out before the first tick. The older half (beyond
+        // the 30 min default) was dropped and counted, logged once when it began and once when it ended.
+        let sent = energy(transport.deliveredRequests)
+        // Windows 18 000 (exactly 30 min old) to 36 000 are kept.
+        #expect(sent.count == 18_001)
+        #expect(await w.statistics.dropped[.tooOld] == 17_999)
+        #expect(log.count("samples older than") == 1)
+        #expect(log.contains("the spool's backlog is delivered: 36000 windows"))
+        task.cancel()
+        try await task.value
+        #expect(log.contains("17999 were dropped as older than"))
+    }
+
     /// With a spool, a shutdown that cannot deliver keeps the windows on disk instead of counting them lost.
     @Test func aShutdownThatCannotDeliverKeepsTheWindowsInTheSpool() async throws {
         let dir = TempDirectory()

@@ -1,6 +1,9 @@
 // rapl-bench: the in-process measurements of scripts/benchmark.
 //   rapl-bench reading perf|msr|sysfs SYSFS DEV PROC SECONDS   → one line: backend counters ns_per_reading ns_per_raw_pass
 //   rapl-bench encode SAMPLES_PER_BATCH BATCHES OUT.json        → one line: samples/s bytes protobuf-only-samples/s protobuf-bytes; the batch as JSON
+//   rapl-bench spool DIR WINDOWS PER_FLUSH                      → one line: CPU µs per window (encode + append + fdatasync), wall µs
+//                                                                  per window, bytes per window, encode-only ns per window
+//   rapl-bench spool-fill DIR WINDOWS END_MS                    → fills a spool with WINDOWS windows of 4 domains at 10 Hz ending at END_MS
 import Exporter
 import RAPLBackend
 
@@ -99,6 +102,56 @@ case "encode":
     let otlpElapsed = nanoseconds(otlpStart.duration(to: clock.now)) / 1e9
     let n = Double(perBatch * batches)
     print("\(n / elapsed) \(bytes) \(n / protobufElapsed) \(protobufBytes) \(n / v2Elapsed) \(v2Bytes) \(n / otlpElapsed) \(otlpBytes)")
+
+case "spool", "spool-fill":
+    guard args.count == 5, let windows = Int(args[3]), let third = Int64(args[4]) else {
+        fail("spool DIR WINDOWS PER_FLUSH | spool-fill DIR WINDOWS END_MS")
+    }
+    let domains = [Domain(.package, socket: 0), Domain(.core, socket: 0), Domain(.uncore, socket: 0), Domain(.dram, socket: 0)]
+    let source = SpoolSource(
+        bootID: "bench", backend: "sysfs", domains: domains,
+        counters: domains.indices.map { SpooledCounter(source: "intel-rapl:0:\($0)", domainIndex: $0, modulus: 262_143_328_851, unit: .microjoule) })
+    let spool: Spool
+    do { spool = try Spool.open(SpoolSettings(directory: args[2], maxBytes: 1 << 30)) } catch { fail("\(error)") }
+    let fill = args[1] == "spool-fill"
+    let perFlush = fill ? 1000 : Int(third)
+    let firstMs = fill ? third - Int64(windows) * 100 : 1_800_000_000_000
+    var totals = [UInt64](repeating: 0, count: 4)
+    var records: [UInt8] = []
+    var bytes = 0
+    var encodeNs = 0.0
+    let clock = ContinuousClock()
+    func cpuSeconds() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+    let cpuStart = cpuSeconds()
+    let start = clock.now
+    var seq = spool.nextSeq
+    var pending = 0
+    for w in 0..<windows {
+        if records.isEmpty { SpoolFormat.appendSource(source, to: &records) }
+        let energy: [UInt64?] = (0..<4).map { UInt64(150_000 + (w * 7919 + $0 * 31) % 50_000) }
+        for i in 0..<4 { totals[i] &+= energy[i]! }
+        let encodeStart = clock.now
+        SpoolFormat.appendWindow(
+            SpooledWindow(
+                seq: seq, timestampMilliseconds: firstMs + Int64(w) * 100, bootMicroseconds: Int64(w) * 100_000, energy: energy, totals: totals,
+                counterValues: totals.map { $0 % 262_143_328_851 }), to: &records)
+        encodeNs += nanoseconds(encodeStart.duration(to: clock.now))
+        seq += 1
+        pending += 1
+        if pending == perFlush || w == windows - 1 {
+            bytes += records.count
+            guard spool.append(records, firstSeq: seq - UInt64(pending), lastSeq: seq - 1, windows: pending) else { fail("append failed") }
+            records.removeAll(keepingCapacity: true)
+            pending = 0
+        }
+    }
+    let wall = nanoseconds(start.duration(to: clock.now)) / 1e3
+    let cpu = (cpuSeconds() - cpuStart) * 1e6
+    if !fill { print("\(cpu / Double(windows)) \(wall / Double(windows)) \(Double(bytes) / Double(windows)) \(encodeNs / Double(windows))") }
 
 default:
     fail("unknown command \(args[1])")
