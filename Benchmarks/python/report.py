@@ -76,6 +76,14 @@ if pull:
     us, uu = pull["sampler_us_scraped"], pull["sampler_us_unscraped"]
     rows.append(f"| 10 Hz sampling thread while scraped every second | {us:.1f} µs/window | the same daemon unscraped, same run {uu:.1f} µs/window | {us / max(uu, 1e-9):.2f}× | within noise | |")
 
+sp = r.get("spool")
+if sp:
+    on, off = sp["on_cpu_s"], sp["off_cpu_s"]
+    extra = on / max(off, 1e-9) - 1
+    rows.append(f"| spool: writing, CPU per window (encode + append, `fdatasync` every 40 windows) | {sp['write_cpu_us']:.2f} µs | — | {sp['bytes_per_window']:.0f} bytes per window (4 domains); {sp['write_wall_us']:.1f} µs wall | — (reported) | — |")
+    rows.append(f"| spool on vs off: daemon CPU at 10 Hz, {sp['seconds']} s side by side ({sp['rounds']} rounds) | {on:.3f} s | spool off {off:.3f} s | {extra * 100:+.1f} % | ≤ +10 % | {verdict(extra <= 0.10)} |")
+    rows.append(f"| spool: replaying an hour at 10 Hz ({sp['replay_windows']} windows, 4 domains) into VictoriaMetrics {sp.get('vm_version', '')} | {sp['replay_s']:.2f} s | — | {sp['replay_windows'] / max(sp['replay_s'], 1e-9):.0f} windows/s | — (reported) | — |")
+
 
 def slope(points):
     n = len(points)
@@ -171,6 +179,14 @@ pushing; on this VM most of it is the timer wake-up itself (see the floor rows).
   receiver; the window-length error is |window length − 1 ms| for every window, from the sampler's own
   histogram (logged at exit); missed = deadlines skipped because a wake-up came after them; late = woke
   more than 100 µs after the deadline. The C loop's figures are the same measures of the same loop.
+- **Spool** (`--spool-dir`): `rapl-bench spool` writes 6 000 windows of 4 domains through the spool's own
+  encoder and `Spool.append`, 40 windows per append (10 Hz, push every 4 s) with the `fdatasync` each append
+  does, on the build folder's disk (ext4 here), and reports CPU and wall time per window and bytes per
+  window. The daemon with and without a spool runs side by side (both at 10 Hz, pushing to the same
+  Prometheus, same tree) in fresh-start rounds; CPU from `wait4`. Replay: `rapl-bench spool-fill` writes
+  an hour of 10 Hz windows ending now into a spool; the daemon started on it (`--max-sample-age 7200`)
+  sends them to a fresh VictoriaMetrics 1.79 (Prometheus refuses samples more than about an hour older
+  than its newest) and logs the time from its first replayed request to the backlog's end.
 - **Scaling**: 10 s runs per point; domains 1, 4, 16, 64 (fake multi-socket trees, 4 domains per socket) at
   10 Hz, and 1, 10, 100, 1000 Hz at 4 domains.
 - This is a 2-core VM shared with nothing else during the run; its vCPUs are sometimes descheduled for
@@ -260,7 +276,8 @@ pushing; on this VM most of it is the timer wake-up itself (see the floor rows).
   `prometheus-node-exporter`, `--collector.disable-defaults --collector.rapl --path.sysfs` on the same fake
   tree) reads every `energy_uj` at each scrape. Both are scraped the same way by
   `Benchmarks/python/scrape_bench.py` (one kept-alive connection, 2000 scrapes after 20 for warm-up; the
-X
+  server's CPU per scrape is the run time of all its threads from `/proc/PID/task/*/schedstat` over the
+  scrapes, the latency is the client's, the RSS the server's `VmHWM`).
 - **1 kHz**: CPU is {k['cpu_share'] / max(f['cpu_share'], 1e-9):.2f}× the C loop's; the window-length error and missed windows are
   the VM's (the C loop's are of the same size: vCPUs descheduled for milliseconds). "Late" counts wake-ups
   more than 100 µs after their deadline; the window length error stays small when consecutive wake-ups are
