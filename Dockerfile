@@ -19,7 +19,11 @@ COPY --from=build /out/rapl-exporter /usr/local/bin/rapl-exporter
 # drops every capability before pushing.
 RUN setcap cap_perfmon,cap_sys_rawio,cap_dac_read_search+p /usr/local/bin/rapl-exporter \
  && apt-get purge -y libcap2-bin && apt-get autoremove -y \
- && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin rapl
+ && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin rapl \
+ && install -d -o 10001 -g 10001 -m 0750 /var/lib/rapl-exporter
+# The spool's home (SPOOL_DIR=/var/lib/rapl-exporter/spool in deploy/): owned by the runtime user, so a
+# named volume mounted here starts with that owner (Docker copies it into a new volume).
+VOLUME /var/lib/rapl-exporter
 USER 10001:10001
 # The exporter's own health (windows closing, pushes delivered), not Prometheus'. Its heartbeat file is
 # /tmp/rapl-exporter-10001/health, in a directory the exporter makes for its user (HEALTH_FILE overrides).

@@ -47,6 +47,9 @@ check("--web.enable-remote-write-receiver" in services["prometheus"]["command"],
 check("/sys:/host/sys:ro" in exporter["volumes"] and "/host/sys" in exporter["command"], "host /sys mounted read-only at /host/sys and passed with --sysfs-root")
 check(exporter["cap_drop"] == ["ALL"] and exporter["cap_add"] == ["DAC_READ_SEARCH"], "exporter drops all capabilities but DAC_READ_SEARCH")
 check("apparmor=rapl-exporter" in exporter["security_opt"], "exporter runs under the rapl-exporter AppArmor profile")
+spool_dir = exporter["environment"].get("SPOOL_DIR", "")
+check(spool_dir.startswith("/var/lib/rapl-exporter/") and "rapl-spool:/var/lib/rapl-exporter" in exporter["volumes"] and "rapl-spool" in base["volumes"],
+      "compose: the spool is on a named volume at the image's /var/lib/rapl-exporter")
 for mount in services["grafana"]["volumes"]:
     check(os.path.exists(os.path.join(root, "deploy", mount.split(":")[0])), f"grafana mount {mount.split(':')[0]} exists")
 check(os.path.exists(os.path.join(root, "deploy", services["prometheus"]["volumes"][0].split(":")[0])), "prometheus config mount exists")
@@ -77,6 +80,9 @@ container = pod["containers"][0]
 check(pod["securityContext"]["runAsNonRoot"] is True, "daemonset runs as non-root")
 check(container["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["DAC_READ_SEARCH"]}, "daemonset: one capability")
 check(container["livenessProbe"]["exec"]["command"] == ["rapl-exporter", "healthcheck"], "daemonset liveness probe is the exporter's own healthcheck")
+env = {e["name"]: e.get("value") for e in container["env"]}
+spool_mount = next((m for m in container["volumeMounts"] if m["name"] == "spool"), None)
+check(spool_mount is not None and env.get("SPOOL_DIR", "").startswith(spool_mount["mountPath"] + "/"), "daemonset: SPOOL_DIR lies on the spool volume")
 mounts = {m["name"] for m in container["volumeMounts"]}
 check(mounts == {v["name"] for v in pod["volumes"]}, "every volume is mounted and every mount has a volume")
 
@@ -93,5 +99,6 @@ dockerfile = open(os.path.join(root, "Dockerfile")).read()
 check("RUN ./scripts/build-release" in dockerfile, "the image builds with scripts/build-release, as CI does")
 check(re.search(r"^USER 10001", dockerfile, re.M) is not None, "the image runs as a non-root user")
 check('HEALTHCHECK' in dockerfile and '"rapl-exporter", "healthcheck"' in dockerfile, "the image's health check is the exporter's own")
+check("install -d -o 10001 -g 10001 -m 0750 /var/lib/rapl-exporter" in dockerfile, "the image's spool home belongs to its user")
 check("--static-swift-stdlib" in open(os.path.join(root, "scripts/build-release")).read(), "the release build links the Swift stdlib statically")
 print("all deploy checks passed")

@@ -258,7 +258,7 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         let labels = [("source", settings.series.source)] + settings.series.extra
         let figures = spool.map { SpoolFigures($0.statistics) }
         let spooling = spool != nil
-        var (samples, selfStart, records, seqs, ends) = intake.withLock {
+        let (samples, selfStart, records, seqs, ends) = intake.withLock {
             intake -> ([PendingSample], Int, [UInt8], [UInt64], [Int]) in
             var samples = intake.pending
             intake.pending.removeAll(keepingCapacity: true)
@@ -277,8 +277,6 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
             batch.windowSeqs = seqs
             batch.windowEnds = ends
         }
-        records.removeAll()
-        samples.removeAll()
         batches.append(batch)
         defer { publish() }
         guard memoryBatches > settings.maxQueuedBatches, !abandoned else { return }
