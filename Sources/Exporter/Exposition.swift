@@ -149,6 +149,13 @@ public struct Exposition {
             gauge("rapl_exporter_push_duration_seconds", MetricMetadata.help("rapl_exporter_push_duration_seconds")) {
                 $0.sample([], formatted(p.lastPushSeconds, 6))
             }
+            for (name, value) in p.spool {
+                if name.hasSuffix("_total") {
+                    counter(String(name.dropLast(6)), MetricMetadata.help(name), created: c.startTimeSeconds) { $0.sample([], formatted(value, 0)) }
+                } else {
+                    gauge(name, MetricMetadata.help(name)) { $0.sample([], formatted(value, 0)) }
+                }
+            }
         }
         // An info family in OpenMetrics (samples `NAME_info`), a gauge named `NAME_info` in the text format.
         family(

@@ -640,11 +640,15 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
     private func publish() {
         guard let scrape else { return }
         let s = statistics
-        scrape.publish(
-            PushFigures(
-                sent: s.sent, failed: s.failed, retried: s.retried,
-                dropped: DropReason.allCases.map { .init(reason: $0.rawValue, samples: s.dropped[$0] ?? 0) },
-                requests: s.requests, pending: pendingSamples, lastPushSeconds: s.lastPushDuration.seconds))
+        var figures = PushFigures(
+            sent: s.sent, failed: s.failed, retried: s.retried,
+            dropped: DropReason.allCases.map { .init(reason: $0.rawValue, samples: s.dropped[$0] ?? 0) },
+            requests: s.requests, pending: pendingSamples, lastPushSeconds: s.lastPushDuration.seconds)
+        if let spool {
+            let values = SpoolFigures(spool.statistics).values(restartGaps: intake.withLock { $0.restartGaps })
+            figures.spool = Array(zip(SpoolFigures.names, values)).map { (name: $0.0, value: $0.1) }
+        }
+        scrape.publish(figures)
     }
 
     /// The head batch's request ending at `to` is done (accepted or rejected).

@@ -122,6 +122,14 @@ public struct PushFigures: Sendable, Equatable {
     public var requests: UInt64
     public var pending: Int
     public var lastPushSeconds: Double
+    /// With a spool: its self-metrics, by name as pushed (`rapl_exporter_spool_bytes`, …), in a fixed order.
+    public var spool: [(name: String, value: Double)] = []
+
+    public static func == (a: PushFigures, b: PushFigures) -> Bool {
+        a.sent == b.sent && a.failed == b.failed && a.retried == b.retried && a.dropped == b.dropped && a.requests == b.requests
+            && a.pending == b.pending && a.lastPushSeconds == b.lastPushSeconds
+            && a.spool.map(\.name) == b.spool.map(\.name) && a.spool.map(\.value) == b.spool.map(\.value)
+    }
 
     public init(
         sent: UInt64, failed: UInt64, retried: UInt64, dropped: [Dropped], requests: UInt64, pending: Int,

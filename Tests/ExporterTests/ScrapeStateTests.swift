@@ -1,4 +1,5 @@
 import RAPLBackend
+import TestSupport
 import Testing
 
 @testable import Exporter
@@ -70,5 +71,30 @@ import Testing
         let body = String(decoding: Exposition.render(text, context, format: .prometheusText), as: UTF8.self)
         #expect(body.contains("rapl_exporter_samples_dropped_total{reason=\"rejected\"} \(figures?.dropped[0].samples ?? 0)\n"))
         #expect(body.contains("rapl_exporter_requests_total \(figures?.requests ?? 0)\n"))
+        #expect(!body.contains("rapl_exporter_spool"))
+    }
+
+    /// With a spool, /metrics shows its figures too (beside pushing).
+    @Test func theSpoolsFiguresAreServedToo() async throws {
+        let dir = TempDirectory()
+        let state = ScrapeState()
+        let settings = RemoteWriteSettings(endpoint: RemoteWriteEndpoint("http://127.0.0.1:9/w")!, pushInterval: .seconds(4))
+        let spool = try Spool.open(SpoolSettings(directory: dir.spool))
+        let writer = RemoteWriter(
+            settings: settings, transport: RecordingTransport(), clock: TestClock(), wallClock: TestWallClock(), scrape: state, spool: spool)
+        var first = window([Domain(.package, socket: 0)], [5], end: 1_800_000_000_000_000)
+        first.restart = .gap
+        writer.accept(first)
+        await writer.cutBatch()
+        await writer.drain(until: nil)
+        var text = ScrapeFigures()
+        state.read(into: &text)
+        let context = ScrapeContext(nameStyle: .seed, version: "v", backend: "sysfs", startTimeSeconds: 0, process: nil, push: state.pushFigures)
+        let body = String(decoding: Exposition.render(text, context, format: .prometheusText), as: UTF8.self)
+        #expect(body.contains("# TYPE rapl_exporter_spool_writable gauge\nrapl_exporter_spool_writable 1\n"))
+        #expect(body.contains("# TYPE rapl_exporter_restart_gaps_total counter\nrapl_exporter_restart_gaps_total 1\n"))
+        #expect(body.contains("rapl_exporter_spool_bytes "))
+        let open = String(decoding: Exposition.render(text, context, format: .openMetrics), as: UTF8.self)
+        #expect(open.contains("# TYPE rapl_exporter_restart_gaps counter\nrapl_exporter_restart_gaps_total 1\n"))
     }
 }
