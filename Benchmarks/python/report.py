@@ -82,7 +82,7 @@ if sp:
     extra = on / max(off, 1e-9) - 1
     rows.append(f"| spool: writing, CPU per window (encode + append, `fdatasync` every 40 windows) | {sp['write_cpu_us']:.2f} µs | — | {sp['bytes_per_window']:.0f} bytes per window (4 domains); {sp['write_wall_us']:.1f} µs wall | — (reported) | — |")
     rows.append(f"| spool on vs off: daemon CPU at 10 Hz, {sp['seconds']} s side by side ({sp['rounds']} rounds) | {on:.3f} s | spool off {off:.3f} s | {extra * 100:+.1f} % | ≤ +10 % | {verdict(extra <= 0.10)} |")
-    rows.append(f"| spool: replaying an hour at 10 Hz ({sp['replay_windows']} windows, 4 domains) into VictoriaMetrics {sp.get('vm_version', '')} | {sp['replay_s']:.2f} s | — | {sp['replay_windows'] / max(sp['replay_s'], 1e-9):.0f} windows/s | — (reported) | — |")
+    rows.append(f"| spool: replaying an hour at 10 Hz ({sp['replay_windows']} windows, 4 domains) into VictoriaMetrics {sp.get('vm_version', '')} | {sp['replay_s']:.2f} s | — | {sp['replay_windows'] / max(sp['replay_s'], 1e-9):.0f} windows/s; peak RSS {sp.get('replay_rss_kb', 0) / 1024:.1f} MB | — (reported) | — |")
 
 
 def slope(points):
