@@ -361,7 +361,12 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         // Not cancelled with this task (a test or an escalating service group cancels it): the flush
         // is bounded by its own deadline.
         await Task(executorPreference: executor) { [deadline] in await self.flush(until: deadline) }.value
+        closeSpool()
     }
+
+    /// Closes the spool (its files and its lock), so that the directory is free for the next process
+    /// at once. After it, nothing more is spooled.
+    public func closeSpool() { spool?.close() }
 
     /// Cuts a batch every push interval and sends what is due, until cancelled.
     private func pushLoop() async {

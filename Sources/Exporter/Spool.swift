@@ -87,6 +87,7 @@ public final class Spool {
     private var replayCache: (name: String, bytes: Int, windows: [SpooledWindow], sources: [SpoolSource])?
     private var failing = false
     private var dropLogged = false
+    private var closed = false
 
     private var directory: String { settings.directory }
     private func path(_ name: String) -> String { directory + "/" + name }
@@ -147,8 +148,15 @@ public final class Spool {
         self.nextSeq = 1
     }
 
-    deinit {
+    deinit { close() }
+
+    /// Closes the segment and releases the lock: another process may open the directory from now on.
+    /// Later appends fail (counted). Called when the writer ends; also by `deinit`.
+    public func close() {
+        guard !closed else { return }
+        closed = true
         if let current { SpoolFiles.close(current.fd) }
+        current = nil
         SpoolFiles.close(lockDescriptor)
     }
 
@@ -292,6 +300,10 @@ public final class Spool {
     @discardableResult
     public func append(_ records: [UInt8], firstSeq: UInt64, lastSeq: UInt64, windows: Int) -> Bool {
         guard !records.isEmpty else { return true }
+        guard !closed else {
+            statistics.writeErrors += 1
+            return false
+        }
         nextSeq = max(nextSeq, lastSeq + 1)
         do throws(Errno) {
             if current == nil {

@@ -75,10 +75,14 @@ struct TLSAndAuthTests {
             [
                 "--remote-write-url", receiver.httpsURL, "--tls-server-name", "receiver.test",
                 "--tls-ca-file", pki.certificate, "--bearer-token-file", token,
-            ], seconds: 2)
+            ], seconds: 60)
         try await d2.waitSampling()
         try await waitUntil("a first push") { !receiver.requests.isEmpty }
         try "second-token\n".write(toFile: token, atomically: false, encoding: .utf8)
+        // Pushes every 0.3 s: the next ones carry the new token (stopped then, not after a fixed time that
+        // a loaded machine could spend before the first push).
+        try await waitUntil("a push with the new token") { receiver.requests.contains { $0.header("Authorization") == "Bearer second-token" } }
+        d2.process.terminate()
         #expect(try await d2.waitExit() == 0, "\(d2.log)")
         await receiver.shutdown()
         let tokens = receiver.requests.compactMap { $0.header("Authorization") }

@@ -71,6 +71,7 @@ import Testing
             await w.drain(until: nil)
             firstRun = energy(down.requests)
             #expect(firstRun.count == 30)
+            await w.closeSpool()
         }
         let transport = RecordingTransport()
         let w = try writer(dir, transport: transport, clock: clock, log: log, cumulative: true)
@@ -105,6 +106,7 @@ import Testing
             for step in 1...8 { w.accept(window([UInt64(step)], endMicros: Self.base + Int64(step) * 100_000)) }
             await w.cutBatch()
             await w.drain(until: nil)
+            await w.closeSpool()
         }
         let bad = TransportResult.response(status: 400, headers: [], body: Array("out of order sample".utf8))
         // The receiver holds windows 1–2: a request holding either is refused.
@@ -137,6 +139,7 @@ import Testing
             // An hour at 10 Hz.
             for step in 1...36_000 { w.accept(window([1], endMicros: Self.base + Int64(step) * 100_000)) }
             await w.cutBatch()
+            await w.closeSpool()
         }
         let transport = RecordingTransport()
         var settings = RemoteWriteSettings(endpoint: endpoint, pushInterval: .seconds(4))
@@ -169,6 +172,7 @@ import Testing
             await w.flush(until: clock.now)
             #expect(await w.statistics.dropped[.shutdown] == 0)
             #expect(log.contains("stay in the spool"))
+            await w.closeSpool()
         }
         let spool = try Spool.open(SpoolSettings(directory: dir.spool), logger: log.logger)
         #expect(spool.backlog(after: spool.acked, before: spool.nextSeq, maxWindows: 100).map(\.1.energy[0]) == (1...10).map { UInt64($0) })
@@ -256,6 +260,7 @@ import Testing
             let sent = transport.deliveredRequests
             #expect(sent.flatMap { $0.samples(["__name__": "rapl_energy_joules_total"]) }.map(\.1) == [expected])
             #expect(sent.flatMap { $0.samples(["__name__": "rapl_exporter_restart_gaps_total"]) }.map(\.1) == [gaps])
+            await w.closeSpool()
         }
     }
 }
