@@ -214,6 +214,13 @@ enum SpoolFiles {
 
     static func truncate(_ fd: CInt, to length: Int) throws(Errno) { try check(ftruncate(fd, off_t(length))) }
 
+    /// Sleeps the calling thread (start-up only: waiting for a lock being released).
+    static func pause(milliseconds: Int) {
+        var request = timespec(tv_sec: 0, tv_nsec: milliseconds * 1_000_000)
+        var left = timespec()
+        while nanosleep(&request, &left) != 0, errno == EINTR { request = left }
+    }
+
     static func close(_ fd: CInt) { _ = Glibc.close(fd) }
 
     /// The whole file at `path`.

@@ -83,8 +83,10 @@ public final class Spool {
     public private(set) var nextSeq: UInt64
     public private(set) var anchor: SpoolAnchor?
     public private(set) var statistics = Statistics()
-    /// The decoded windows of the segment a replay is reading (by name and size), kept until it moves on.
-    private var replayCache: (name: String, bytes: Int, windows: [SpooledWindow], sources: [SpoolSource])?
+    /// Where a replay is in the segment it reads: the segment's bytes as last read, the offset after the
+    /// last window handed out and the source in effect there (segments only grow: a longer file is read
+    /// again and continued from the same offset). One segment's bytes, never its decoded windows.
+    private var replayCursor: (name: String, bytes: [UInt8], offset: Int, source: SpoolSource?, lastSeq: UInt64)?
     private var failing = false
     private var dropLogged = false
     private var closed = false
@@ -112,8 +114,16 @@ public final class Spool {
         do throws(Errno) { lock = try SpoolFiles.openReadWrite(dir + "/lock", create: true) } catch {
             throw unusable("cannot open its lock file", error)
         }
-        let locked: Bool
-        do throws(Errno) { locked = try SpoolFiles.tryLock(lock) } catch {
+        var locked = false
+        do throws(Errno) {
+            // Retried for up to a second: a process being started elsewhere (between its fork and exec) or a
+            // previous instance still exiting holds it only briefly; a running exporter holds it for good.
+            for attempt in 0..<100 {
+                locked = try SpoolFiles.tryLock(lock)
+                if locked { break }
+                if attempt < 99 { SpoolFiles.pause(milliseconds: 10) }
+            }
+        } catch {
             SpoolFiles.close(lock)
             throw unusable("cannot lock it", error)
         }
@@ -204,24 +214,30 @@ public final class Spool {
                 )
                 continue
             }
-            let (windows, sources, skipped) = Self.decode(bytes)
+            // Walked, not decoded whole: only the range, the count and the last window are kept.
+            var segment = Segment(name: name, windows: 0, bytes: bytes.count)
+            var last: (SpoolSource, SpooledWindow)?
+            let acked = acked
+            let skipped = Self.walkWindows(bytes, from: SpoolFormat.headerLength, source: nil) { source, window, _ in
+                if segment.firstSeq == nil { segment.firstSeq = window.seq }
+                segment.lastSeq = window.seq
+                segment.windows += 1
+                if window.seq > acked { pending += 1 }
+                last = (source, window)
+                return true
+            }
             if skipped > 0 {
                 statistics.badRecords += UInt64(skipped)
                 logger.warning("spool segment \(name): \(skipped) damaged record(s) skipped (a torn write or corrupted bytes); the rest is delivered")
             }
-            var segment = Segment(name: name, firstSeq: windows.first?.seq, lastSeq: windows.last?.seq, windows: windows.count, bytes: bytes.count)
-            if let last = windows.last {
-                lastSeq = max(lastSeq, last.seq)
-                anchor = SpoolAnchor(source: sources[sources.count - 1], window: last)
-            }
             // Holding no window: nothing to keep.
-            if windows.isEmpty {
+            guard let (source, window) = last else {
                 try? SpoolFiles.remove(path(name))
                 continue
             }
-            segment.bytes = bytes.count
+            lastSeq = max(lastSeq, window.seq)
+            anchor = SpoolAnchor(source: source, window: window)
             segments.append(segment)
-            pending += windows.reduce(0) { $0 + ($1.seq > acked ? 1 : 0) }
         }
         // Delivered segments go, except the last one holding windows: it holds the anchor, which the next
         // start needs if this run is stopped before it makes a window durable.
@@ -237,29 +253,45 @@ public final class Spool {
         recount()
     }
 
-    /// A segment's windows with their sources (`sources[i]` for `windows[i]`); windows without a
-    /// preceding source or whose sizes do not match it are counted as damaged.
+    /// A segment's windows with their sources (`sources[i]` for `windows[i]`), decoded whole (tests).
     static func decode(_ bytes: [UInt8]) -> (windows: [SpooledWindow], sources: [SpoolSource], skipped: Int) {
-        let (records, skipped, _) = SpoolFormat.records(bytes[SpoolFormat.headerLength...])
         var windows: [SpooledWindow] = []
         var sources: [SpoolSource] = []
-        var source: SpoolSource?
-        var bad = skipped
-        for record in records {
+        let skipped = walkWindows(bytes, from: SpoolFormat.headerLength, source: nil) { source, window, _ in
+            windows.append(window)
+            sources.append(source)
+            return true
+        }
+        return (windows, sources, skipped)
+    }
+
+    /// Walks a segment's window records from `offset` (with `source` in effect there), giving each good
+    /// window with its source and the offset past it to `body` (false stops). A window without a
+    /// preceding source, whose sizes do not match it, or whose sequence number does not increase is
+    /// counted as damaged with the bad runs. Returns that count.
+    @discardableResult
+    static func walkWindows(
+        _ bytes: [UInt8], from offset: Int, source start: SpoolSource?, lastSeq: UInt64 = 0, _ body: (SpoolSource, SpooledWindow, Int) -> Bool
+    ) -> Int {
+        guard offset <= bytes.count else { return 0 }
+        var source = start
+        var previous = lastSeq
+        var bad = 0
+        let (skipped, _) = SpoolFormat.walk(bytes[offset...]) { record, next in
             switch record {
-            case .source(let s): source = s
+            case .source(let s):
+                source = s
+                return true
             case .window(let w):
-                guard let s = source, w.energy.count == s.domains.count, w.counterValues.count == s.counters.count,
-                    windows.last.map({ $0.seq < w.seq }) ?? true
-                else {
+                guard let s = source, w.energy.count == s.domains.count, w.counterValues.count == s.counters.count, w.seq > previous else {
                     bad += 1
-                    continue
+                    return true
                 }
-                windows.append(w)
-                sources.append(s)
+                previous = w.seq
+                return body(s, w, next)
             }
         }
-        return (windows, sources, bad)
+        return skipped + bad
     }
 
     private func recount() {
@@ -452,20 +484,27 @@ public final class Spool {
         for segment in segments {
             guard out.count < maxWindows else { break }
             guard let first = segment.firstSeq, let last = segment.lastSeq, last > after, first < before else { continue }
-            if replayCache?.name != segment.name || replayCache?.bytes != segment.bytes {
+            // Continue where the last call stopped when it stopped in this segment at or before `after`;
+            // else from the segment's start.
+            var cursor = replayCursor.flatMap { $0.name == segment.name && $0.lastSeq <= after ? $0 : nil }
+            if cursor == nil || cursor!.bytes.count != segment.bytes {
                 guard let bytes = try? SpoolFiles.read(path(segment.name)) else {
                     statistics.badRecords += 1
                     logger.error("spool segment \(segment.name): cannot be read back; its windows are lost")
                     continue
                 }
-                let (windows, sources, _) = Self.decode(bytes)
-                replayCache = (segment.name, segment.bytes, windows, sources)
+                cursor = cursor.map { ($0.name, bytes, $0.offset, $0.source, $0.lastSeq) } ?? (segment.name, bytes, SpoolFormat.headerLength, nil, 0)
             }
-            guard let cache = replayCache else { continue }
-            for (w, s) in zip(cache.windows, cache.sources) where w.seq > after && w.seq < before {
-                out.append((s, w))
-                if out.count >= maxWindows { break }
+            guard var c = cursor else { continue }
+            Self.walkWindows(c.bytes, from: c.offset, source: c.source, lastSeq: c.lastSeq) { source, window, next in
+                guard window.seq < before else { return false }
+                if window.seq > after { out.append((source, window)) }
+                c.offset = next
+                c.source = source
+                c.lastSeq = window.seq
+                return out.count < maxWindows
             }
+            replayCursor = c
         }
         statistics.windowsReplayed += UInt64(out.count)
         return out

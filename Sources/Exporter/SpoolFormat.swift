@@ -219,16 +219,28 @@ public enum SpoolFormat {
     /// bytes counts once). `validLength` is where the last good record ends (for truncating a torn tail).
     public static func records(_ bytes: ArraySlice<UInt8>) -> (records: [Record], skipped: Int, validLength: Int) {
         var records: [Record] = []
+        let (skipped, validEnd) = walk(bytes) { record, _ in
+            records.append(record)
+            return true
+        }
+        return (records, skipped, validEnd - bytes.startIndex)
+    }
+
+    /// Reads the records from `bytes.startIndex` on, one at a time, without keeping them: `body` gets each
+    /// good record and the index just past it, and returns false to stop there. Bad records are skipped as
+    /// in ``records(_:)``. Returns the bad runs met and where the last good record ends.
+    @discardableResult
+    static func walk(_ bytes: ArraySlice<UInt8>, _ body: (Record, Int) -> Bool) -> (skipped: Int, validEnd: Int) {
         var skipped = 0
         var i = bytes.startIndex
         var validEnd = bytes.startIndex
         var inBadRun = false
         while i < bytes.endIndex {
             if let (record, next) = record(at: i, in: bytes) {
-                if let record { records.append(record) }
                 i = next
                 validEnd = next
                 inBadRun = false
+                if let record, !body(record, next) { break }
                 continue
             }
             if !inBadRun {
@@ -240,7 +252,7 @@ public enum SpoolFormat {
             while i + 1 < bytes.endIndex, !(bytes[i] == marker.0 && bytes[i + 1] == marker.1) { i += 1 }
             if i + 1 >= bytes.endIndex { break }
         }
-        return (records, skipped, validEnd - bytes.startIndex)
+        return (skipped, validEnd)
     }
 
     /// The record framed at `i` and where the next starts; nil when no good frame starts there. A good
