@@ -855,12 +855,16 @@ private struct WriterIntake: ~Copyable {
             series.removeAll()
             for domain in window.domains { series.append(series(for: domain, labels)) }
         }
-        switch window.restart {
-        case .accounted(let startTotals)?: totals = startTotals
-        case .gap?:
-            totals = domains.map { _ in 0 }
-            restartGaps += 1
-        case nil: break
+        // Restart marks come only with a spool; without one this path stays as it was (the window's cost is
+        // the code and data it touches: docs/performance.md).
+        if spooling {
+            switch window.restart {
+            case .accounted(let startTotals)?: totals = startTotals
+            case .gap?:
+                totals = domains.map { _ in 0 }
+                restartGaps += 1
+            case nil: break
+            }
         }
         let behind = lastTimestamp == .min ? 0 : lastTimestamp &- window.endMicroseconds / 1000
         if behind >= Self.holdAfter, behind <= holdLimit {
@@ -877,12 +881,15 @@ private struct WriterIntake: ~Copyable {
                 }
                 energy &+= held[i]
                 held[i] = 0
-                totals[i] &+= energy
-                if spooling { recordEnergy.append(energy) }
                 if labels.windowEnergy { pending.append(PendingSample(series: series[i].energy, value: Double(energy), timestamp: ts)) }
                 if let cumulative = series[i].cumulative {
+                    totals[i] &+= energy
                     pending.append(PendingSample(series: cumulative, value: Double(totals[i]) / 1e6, timestamp: ts))
+                } else if spooling {
+                    // The spool records the cumulative total even when it is not sent (a later run may send it).
+                    totals[i] &+= energy
                 }
+                if spooling { recordEnergy.append(energy) }
             }
             if spooling { record(window, ts: ts) }
         }

@@ -361,7 +361,6 @@ public final class Sampler: Service {
                 )
             }
             sink.accept(window)
-            window.restart = nil
             health?.windowClosed(atMicroseconds: endWall)
             windows += 1
             if windows == 1 { cpuAfterFirstWindow = ThreadCPUTime.current() }
