@@ -446,8 +446,11 @@ public final class Spool {
     public func acknowledge(upTo seq: UInt64) {
         guard seq > acked else { return }
         acked = seq
-        // Caught up: a later overflow is a new episode, logged again.
-        if seq + 1 >= nextSeq { dropLogged = false }
+        // Caught up: a later overflow is a new episode, logged again; the replay's bytes are not needed.
+        if seq + 1 >= nextSeq {
+            dropLogged = false
+            replayCursor = nil
+        }
         do throws(Errno) { try SpoolFiles.replace(path("acked"), with: Array("\(seq)\n".utf8)) } catch {
             // Not durable: a restart re-sends from the previous acknowledgement (the same samples again).
             if !failing {
@@ -468,6 +471,7 @@ public final class Spool {
                     current = nil
                 }
                 try? SpoolFiles.remove(path(segments[i].name))
+                if replayCursor?.name == segments[i].name { replayCursor = nil }
                 segments.remove(at: i)
                 if let c = current, c.index > i { current = (c.fd, c.index - 1, c.length) }
                 removed = true
