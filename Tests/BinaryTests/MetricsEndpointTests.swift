@@ -234,11 +234,17 @@ final class RawConnection {
         huge.send("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "a", count: 1 << 20))\r\n\r\n")
         let garbage = try RawConnection(port: port)
         garbage.send([0x16, 0x03, 0x01, 0xff, 0x00, 0x13, 0x37] + Array("\r\n\r\n".utf8))
-        // A normal scrape is still answered, quickly.
-        let start = ContinuousClock.now
-        let answer = try get(port, "/metrics")
-        #expect(answer.hasPrefix("HTTP/1.1 200"))
-        #expect(start.duration(to: .now) < .milliseconds(200))
+        // A normal scrape is still answered, quickly: the best of three (the tests run in parallel on two
+        // CPUs, and one scrape may wait for a CPU the runner holds — seen at 210 ms in CI — which is not
+        // the endpoint's doing; held by hostile clients it would wait for seconds or forever).
+        var took = Duration.seconds(60)
+        for _ in 0..<3 {
+            let start = ContinuousClock.now
+            let answer = try get(port, "/metrics")
+            #expect(answer.hasPrefix("HTTP/1.1 200"))
+            took = min(took, start.duration(to: .now))
+        }
+        #expect(took < .milliseconds(200))
         #expect(!huge.readToEnd().hasPrefix("HTTP/1.1 200"))
         #expect(!garbage.readToEnd().hasPrefix("HTTP/1.1 200"))
         // The slow ones are cut off at the request deadline.
