@@ -283,12 +283,3 @@ enum SpoolFiles {
         return Int(st.st_size)
     }
 }
-
-/// `CLOCK_BOOTTIME`: monotonic, counting suspend, comparable between processes of one boot.
-public enum BootClock {
-    public static func nowMicroseconds() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_BOOTTIME, &ts)
-        return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1000
-    }
-}

@@ -23,6 +23,15 @@ public struct SystemWallClock: WallClock {
     }
 }
 
+/// `CLOCK_BOOTTIME`: monotonic, counting suspend, comparable between processes of one boot.
+public enum BootClock {
+    public static func nowMicroseconds() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_BOOTTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1000
+    }
+}
+
 /// The sampler's time source: a monotonic clock and a blocking wait for an absolute deadline on it.
 /// The sampler runs on a thread of its own and waits here, not on Swift concurrency's timers: one
 /// futex wait per window, no job switch, no timer coalescing. Injected in tests.

@@ -82,7 +82,14 @@ public final class Spool {
     /// The sequence number the next window gets.
     public private(set) var nextSeq: UInt64
     public private(set) var anchor: SpoolAnchor?
-    public private(set) var statistics = Statistics()
+    /// The counts; `bytes` and `segments` are derived from the segments when read (``statistics``).
+    private var counts = Statistics()
+    public var statistics: Statistics {
+        var s = counts
+        s.bytes = segments.reduce(0) { $0 + $1.bytes }
+        s.segments = segments.count
+        return s
+    }
     /// Where a replay is in the segment it reads: the segment's bytes as last read, the offset after the
     /// last window handed out and the source in effect there (segments only grow: a longer file is read
     /// again and continued from the same offset). One segment's bytes, never its decoded windows.
@@ -114,16 +121,10 @@ public final class Spool {
         do throws(Errno) { lock = try SpoolFiles.openReadWrite(dir + "/lock", create: true) } catch {
             throw unusable("cannot open its lock file", error)
         }
-        var locked = false
-        do throws(Errno) {
-            // Retried for up to a second: a process being started elsewhere (between its fork and exec) or a
-            // previous instance still exiting holds it only briefly; a running exporter holds it for good.
-            for attempt in 0..<100 {
-                locked = try SpoolFiles.tryLock(lock)
-                if locked { break }
-                if attempt < 99 { SpoolFiles.pause(milliseconds: 10) }
-            }
-        } catch {
+        let locked: Bool
+        // Retried for up to a second: a process being started elsewhere (between its fork and exec) or a
+        // previous instance still exiting holds it only briefly; a running exporter holds it for good.
+        do throws(Errno) { locked = try takeLock(lock, attempts: 100) } catch {
             SpoolFiles.close(lock)
             throw unusable("cannot lock it", error)
         }
@@ -135,20 +136,32 @@ public final class Spool {
                     "spool directory \(dir) (--spool-dir, SPOOL_DIR) is in use by another rapl-exporter\(holder.isEmpty ? "" : " (pid \(holder))"); give each process its own directory"
             )
         }
-        do throws(Errno) {
-            try SpoolFiles.truncate(lock, to: 0)
-            try SpoolFiles.write(lock, Array("\(AtomicFile.processID)\n".utf8)[...], at: 0)
-        } catch {
+        do throws(Errno) { try writeHolder(lock) } catch {
             SpoolFiles.close(lock)
             throw unusable("cannot lock it", error)
         }
         let spool = Spool(settings: settings, lock: lock, logger: logger)
         spool.scan()
-        do throws(Errno) { try spool.startSegment() } catch {
+        do throws(Errno) { try spool.startSegment(firstSeq: spool.nextSeq) } catch {
             SpoolFiles.close(lock)
             throw unusable("cannot write a segment in it", error)
         }
         return spool
+    }
+
+    /// Takes the lock file's `flock`, tried `attempts` times 10 ms apart; false when another process holds it.
+    private static func takeLock(_ fd: CInt, attempts: Int) throws(Errno) -> Bool {
+        for attempt in 0..<attempts {
+            if try SpoolFiles.tryLock(fd) { return true }
+            if attempt < attempts - 1 { SpoolFiles.pause(milliseconds: 10) }
+        }
+        return false
+    }
+
+    /// Writes this process's pid into the lock file it holds (what a refused second process names).
+    private static func writeHolder(_ fd: CInt) throws(Errno) {
+        try SpoolFiles.truncate(fd, to: 0)
+        try SpoolFiles.write(fd, Array("\(AtomicFile.processID)\n".utf8)[...], at: 0)
     }
 
     private init(settings: SpoolSettings, lock: CInt, logger: Logger) {
@@ -194,7 +207,7 @@ public final class Spool {
             let bytes: [UInt8]
             do throws(Errno) { bytes = try SpoolFiles.read(path(name)) } catch {
                 logger.error("spool segment \(name): cannot read it (\(error)); skipped")
-                statistics.badRecords += 1
+                counts.badRecords += 1
                 continue
             }
             guard let version = SpoolFormat.version(ofHeader: bytes[...]) else {
@@ -202,13 +215,13 @@ public final class Spool {
                     // Made but never written (a crash right after creating it): nothing to keep.
                     try? SpoolFiles.remove(path(name))
                 } else {
-                    statistics.badRecords += 1
+                    counts.badRecords += 1
                     logger.warning("spool segment \(name): not a spool segment (no header); left alone, not read")
                 }
                 continue
             }
             guard version == SpoolFormat.version else {
-                statistics.badRecords += 1
+                counts.badRecords += 1
                 logger.warning(
                     "spool segment \(name): written in spool format \(version), this exporter reads \(SpoolFormat.version); left for the version that wrote it, not read"
                 )
@@ -227,7 +240,7 @@ public final class Spool {
                 return true
             }
             if skipped > 0 {
-                statistics.badRecords += UInt64(skipped)
+                counts.badRecords += UInt64(skipped)
                 logger.warning("spool segment \(name): \(skipped) damaged record(s) skipped (a torn write or corrupted bytes); the rest is delivered")
             }
             // Holding no window: nothing to keep.
@@ -250,7 +263,6 @@ public final class Spool {
         if pending > 0 {
             logger.notice("spool \(directory): \(pending) windows not yet delivered (after #\(acked)); they are sent first, in order")
         }
-        recount()
     }
 
     /// A segment's windows with their sources (`sources[i]` for `windows[i]`), decoded whole (tests).
@@ -294,17 +306,12 @@ public final class Spool {
         return skipped + bad
     }
 
-    private func recount() {
-        statistics.bytes = segments.reduce(0) { $0 + $1.bytes }
-        statistics.segments = segments.count
-    }
-
-    /// A new segment, named after the next sequence number, with its header, durable.
-    private func startSegment() throws(Errno) {
+    /// A new segment, named after the first window it will hold, with its header, durable.
+    private func startSegment(firstSeq: UInt64) throws(Errno) {
         try SpoolFiles.makeDirectory(directory)
-        let name = Self.segmentName(nextSeq)
+        let name = Self.segmentName(firstSeq)
         if let existing = segments.firstIndex(where: { $0.name == name }) {
-            // A segment of windows from nextSeq on cannot exist (nextSeq is past every window read);
+            // A segment of windows from `firstSeq` on cannot exist (it is past every window written);
             // one with this name holds nothing read.
             segments.remove(at: existing)
         }
@@ -317,7 +324,6 @@ public final class Spool {
             try SpoolFiles.syncDirectory(directory)
             segments.append(Segment(name: name, windows: 0, bytes: header.count))
             current = (fd, segments.count - 1, header.count)
-            recount()
         } catch {
             SpoolFiles.close(fd)
             try? SpoolFiles.remove(path(name))
@@ -333,18 +339,11 @@ public final class Spool {
     public func append(_ records: [UInt8], firstSeq: UInt64, lastSeq: UInt64, windows: Int) -> Bool {
         guard !records.isEmpty else { return true }
         guard !closed else {
-            statistics.writeErrors += 1
+            counts.writeErrors += 1
             return false
         }
         nextSeq = max(nextSeq, lastSeq + 1)
         do throws(Errno) {
-            if current == nil {
-                // After a failure or a roll: a new segment (named after the first window it will hold).
-                nextSeq = firstSeq
-                defer { nextSeq = max(nextSeq, lastSeq + 1) }
-                try startSegment()
-                try relockIfRemoved()
-            }
             if let c = current, !AtomicFile.isLinked(c.fd, at: path(segments[c.index].name)) {
                 // Removed under us (a cleaner, an operator): writing on would only feed an unlinked file.
                 SpoolFiles.close(c.fd)
@@ -352,9 +351,10 @@ public final class Spool {
                 logger.error(
                     "spool \(directory): the segment being written was removed (the directory too?); starting anew — windows of the removed segment not yet delivered are lost if the exporter stops before delivering them"
                 )
-                nextSeq = firstSeq
-                defer { nextSeq = max(nextSeq, lastSeq + 1) }
-                try startSegment()
+            }
+            if current == nil {
+                // After a failure, a roll or a removal: a new segment.
+                try startSegment(firstSeq: firstSeq)
                 try relockIfRemoved()
             }
             guard let (fd, index, length) = current else { return false }
@@ -379,24 +379,22 @@ public final class Spool {
                 failing = false
                 logger.notice("spool \(directory): writing again; windows are durable again")
             }
-            statistics.writable = true
+            counts.writable = true
             if length + records.count >= settings.segmentBytes {
                 SpoolFiles.close(fd)
                 current = nil
             }
             enforceLimit()
-            recount()
             return true
         } catch {
-            statistics.writeErrors += 1
-            statistics.writable = false
+            counts.writeErrors += 1
+            counts.writable = false
             if !failing {
                 failing = true
                 logger.error(
                     "spool \(directory): cannot write (\(error)); sampling and delivery go on from memory (MAX_RETRY_BATCHES × PUSH_INTERVAL_S of outage), spooling resumes when it can; logged once until then"
                 )
             }
-            recount()
             return false
         }
     }
@@ -406,11 +404,11 @@ public final class Spool {
     private func relockIfRemoved() throws(Errno) {
         guard SpoolFiles.size(path("lock")) == nil else { return }
         let fd = try SpoolFiles.openReadWrite(path("lock"), create: true)
-        guard try SpoolFiles.tryLock(fd) else {
+        guard try Self.takeLock(fd, attempts: 1) else {
             SpoolFiles.close(fd)
             throw Errno.resourceTemporarilyUnavailable
         }
-        try? SpoolFiles.write(fd, Array("\(AtomicFile.processID)\n".utf8)[...], at: 0)
+        try? Self.writeHolder(fd)
         SpoolFiles.close(lockDescriptor)
         lockDescriptor = fd
     }
@@ -430,7 +428,7 @@ public final class Spool {
             if let last = oldest.lastSeq, last > acked { acked = last }
         }
         guard dropped > 0 else { return }
-        statistics.windowsDropped += UInt64(dropped)
+        counts.windowsDropped += UInt64(dropped)
         if !dropLogged {
             dropLogged = true
             logger.error(
@@ -457,7 +455,6 @@ public final class Spool {
                 logger.warning("spool \(directory): cannot record the delivered position (\(error)); a restart may send some windows again")
             }
         }
-        var removed = false
         var i = 0
         // The last segment holding windows holds the anchor (see `scan`): it stays — unless writing fails
         // and the room is needed (a full disk: a restart then records a gap rather than losing windows).
@@ -465,7 +462,7 @@ public final class Spool {
         while i < segments.count {
             let isCurrent = current?.index == i
             let delivered = segments[i].lastSeq.map { $0 <= seq } ?? false
-            if delivered, segments[i].name != anchorSegment || !statistics.writable {
+            if delivered, segments[i].name != anchorSegment || !counts.writable {
                 if isCurrent, let c = current {
                     SpoolFiles.close(c.fd)
                     current = nil
@@ -474,12 +471,10 @@ public final class Spool {
                 if replayCursor?.name == segments[i].name { replayCursor = nil }
                 segments.remove(at: i)
                 if let c = current, c.index > i { current = (c.fd, c.index - 1, c.length) }
-                removed = true
                 continue
             }
             i += 1
         }
-        if removed { recount() }
     }
 
     /// Up to `maxWindows` spooled windows with `after < seq < before`, in order, with their sources.
@@ -493,7 +488,7 @@ public final class Spool {
             var cursor = replayCursor.flatMap { $0.name == segment.name && $0.lastSeq <= after ? $0 : nil }
             if cursor == nil || cursor!.bytes.count != segment.bytes {
                 guard let bytes = try? SpoolFiles.read(path(segment.name)) else {
-                    statistics.badRecords += 1
+                    counts.badRecords += 1
                     logger.error("spool segment \(segment.name): cannot be read back; its windows are lost")
                     continue
                 }
@@ -510,7 +505,7 @@ public final class Spool {
             }
             replayCursor = c
         }
-        statistics.windowsReplayed += UInt64(out.count)
+        counts.windowsReplayed += UInt64(out.count)
         return out
     }
 }
