@@ -13,14 +13,30 @@ import Testing
 
     func writer(
         _ dir: TempDirectory, transport: RecordingTransport, clock: TestClock, log: LogCapture, settings: RemoteWriteSettings? = nil,
-        cumulative: Bool = false
+        cumulative: Bool = false, wallClock: TestWallClock = TestWallClock()
     ) throws -> RemoteWriter<TestClock> {
         var s = settings ?? RemoteWriteSettings(endpoint: endpoint, pushInterval: .seconds(4))
         s.series.cumulative = cumulative
         let spool = try Spool.open(SpoolSettings(directory: dir.spool), logger: log.logger)
         return RemoteWriter(
-            settings: s, transport: transport, clock: clock, wallClock: TestWallClock(), random: { 0.5 }, spool: spool, source: ("boot-a", "sysfs"),
+            settings: s, transport: transport, clock: clock, wallClock: wallClock, random: { 0.5 }, spool: spool, source: ("boot-a", "sysfs"),
             logger: log.logger)
+    }
+
+    /// A first run whose receiver is down: the windows of `steps` are accepted, cut into one spooled batch
+    /// and tried once; then it stops as a crash would (nothing flushed), letting go of the spool. Returns
+    /// the transport, with what it tried to send.
+    func crashedRun(
+        _ dir: TempDirectory, clock: TestClock, log: LogCapture, settings: RemoteWriteSettings? = nil, cumulative: Bool = false,
+        steps: ClosedRange<Int>, _ window: (Int) -> EnergyWindow
+    ) async throws -> RecordingTransport {
+        let down = RecordingTransport(down: { true })
+        let w = try writer(dir, transport: down, clock: clock, log: log, settings: settings, cumulative: cumulative)
+        for step in steps { w.accept(window(step)) }
+        await w.cutBatch()
+        await w.drain(until: nil)
+        await w.closeSpool()
+        return down
     }
 
     /// The case: a receiver down for 10 minutes behind a 20 s memory queue (MAX_RETRY_BATCHES 5 ×
@@ -62,17 +78,11 @@ import Testing
         let dir = TempDirectory()
         let log = LogCapture()
         let clock = TestClock()
-        var firstRun: [(Int64, Double)] = []
-        do {
-            let down = RecordingTransport(down: { true })
-            let w = try writer(dir, transport: down, clock: clock, log: log, cumulative: true)
-            for step in 1...30 { w.accept(window([UInt64(step), 1], endMicros: Self.base + Int64(step) * 100_000)) }
-            await w.cutBatch()
-            await w.drain(until: nil)
-            firstRun = energy(down.requests)
-            #expect(firstRun.count == 30)
-            await w.closeSpool()
-        }
+        let firstRun = energy(
+            try await crashedRun(dir, clock: clock, log: log, cumulative: true, steps: 1...30) {
+                window([UInt64($0), 1], endMicros: Self.base + Int64($0) * 100_000)
+            }.requests)
+        #expect(firstRun.count == 30)
         let transport = RecordingTransport()
         let w = try writer(dir, transport: transport, clock: clock, log: log, cumulative: true)
         for step in 31...40 {
@@ -101,13 +111,7 @@ import Testing
         let dir = TempDirectory()
         let log = LogCapture()
         let clock = TestClock()
-        do {
-            let w = try writer(dir, transport: RecordingTransport(down: { true }), clock: clock, log: log)
-            for step in 1...8 { w.accept(window([UInt64(step)], endMicros: Self.base + Int64(step) * 100_000)) }
-            await w.cutBatch()
-            await w.drain(until: nil)
-            await w.closeSpool()
-        }
+        _ = try await crashedRun(dir, clock: clock, log: log, steps: 1...8) { window([UInt64($0)], endMicros: Self.base + Int64($0) * 100_000) }
         let bad = TransportResult.response(status: 400, headers: [], body: Array("out of order sample".utf8))
         // The receiver holds windows 1–2: a request holding either is refused.
         let transport = RecordingTransport([bad, bad, bad, bad, bad])
@@ -128,24 +132,14 @@ import Testing
         let dir = TempDirectory()
         let log = LogCapture()
         let clock = TestClock()
-        let wall = TestWallClock(Self.base + 3_600_000_000)
-        do {
-            let spool = try Spool.open(SpoolSettings(directory: dir.spool), logger: log.logger)
-            var settings = RemoteWriteSettings(endpoint: endpoint, pushInterval: .seconds(4))
-            settings.maxSamplesPerRequest = 100
-            let w = RemoteWriter(
-                settings: settings, transport: RecordingTransport(down: { true }), clock: clock, wallClock: TestWallClock(), spool: spool,
-                logger: log.logger)
-            // An hour at 10 Hz.
-            for step in 1...36_000 { w.accept(window([1], endMicros: Self.base + Int64(step) * 100_000)) }
-            await w.cutBatch()
-            await w.closeSpool()
-        }
-        let transport = RecordingTransport()
         var settings = RemoteWriteSettings(endpoint: endpoint, pushInterval: .seconds(4))
         settings.maxSamplesPerRequest = 100
-        let spool = try Spool.open(SpoolSettings(directory: dir.spool), logger: log.logger)
-        let w = RemoteWriter(settings: settings, transport: transport, clock: clock, wallClock: wall, spool: spool, logger: log.logger)
+        // An hour at 10 Hz.
+        _ = try await crashedRun(dir, clock: clock, log: log, settings: settings, steps: 1...36_000) {
+            window([1], endMicros: Self.base + Int64($0) * 100_000)
+        }
+        let transport = RecordingTransport()
+        let w = try writer(dir, transport: transport, clock: clock, log: log, settings: settings, wallClock: TestWallClock(Self.base + 3_600_000_000))
         let task = Task { try await w.run() }
         await clock.waitForSleepers()
         // Nothing advanced the clock: the backlog went out before the first tick. The older half (beyond

@@ -76,6 +76,15 @@ func testWindow(_ seq: UInt64) -> SpooledWindow {
         try Spool.open(SpoolSettings(directory: dir.spool, maxBytes: maxBytes), logger: log.logger)
     }
 
+    /// A spool holding windows `seqs` in one segment, closed; that segment's path.
+    func writtenSegment(_ dir: TempDirectory, _ seqs: ClosedRange<UInt64>) throws -> String {
+        do {
+            let spool = try open(dir)
+            spool.append(spoolRecords(seqs), firstSeq: seqs.lowerBound, lastSeq: seqs.upperBound, windows: seqs.count)
+        }
+        return dir.spool + "/" + dir.segments()[0]
+    }
+
     @Test func windowsSurviveAReopenAndAreReadBackInOrder() throws {
         let dir = TempDirectory()
         do {
@@ -135,11 +144,7 @@ func testWindow(_ seq: UInt64) -> SpooledWindow {
 
     @Test func aTornLastRecordIsSkippedAndTheRestDelivered() throws {
         let dir = TempDirectory()
-        do {
-            let spool = try open(dir)
-            spool.append(spoolRecords(1...6), firstSeq: 1, lastSeq: 6, windows: 6)
-        }
-        let segment = dir.spool + "/" + dir.segments()[0]
+        let segment = try writtenSegment(dir, 1...6)
         let size = SpoolFiles.size(segment)!
         #expect(truncate(segment, off_t(size - 5)) == 0)  // a crash in the middle of the last record
         let spool = try open(dir)
@@ -151,11 +156,7 @@ func testWindow(_ seq: UInt64) -> SpooledWindow {
 
     @Test func aFlippedByteInTheMiddleOfASegmentCostsOneWindow() throws {
         let dir = TempDirectory()
-        do {
-            let spool = try open(dir)
-            spool.append(spoolRecords(1...10), firstSeq: 1, lastSeq: 10, windows: 10)
-        }
-        let segment = dir.spool + "/" + dir.segments()[0]
+        let segment = try writtenSegment(dir, 1...10)
         var bytes = try SpoolFiles.read(segment)
         bytes[bytes.count / 2] ^= 0xFF
         try SpoolFiles.replace(segment, with: bytes)
@@ -167,10 +168,7 @@ func testWindow(_ seq: UInt64) -> SpooledWindow {
 
     @Test func otherVersionsEmptyAndForeignFilesAreSkippedAndLeft() throws {
         let dir = TempDirectory()
-        do {
-            let spool = try open(dir)
-            spool.append(spoolRecords(1...3), firstSeq: 1, lastSeq: 3, windows: 3)
-        }
+        _ = try writtenSegment(dir, 1...3)
         let future = dir.spool + "/" + Spool.segmentName(100)
         try SpoolFiles.replace(future, with: SpoolFormat.header(version: 2) + spoolRecords(100...101))
         let empty = dir.spool + "/" + Spool.segmentName(200)
@@ -235,42 +233,20 @@ func testWindow(_ seq: UInt64) -> SpooledWindow {
 @Suite(.serialized) struct SpoolFilesystemTests {
     let log = LogCapture()
 
-    func mount(_ dir: String, _ options: String) throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/mount")
-        p.arguments = ["-t", "tmpfs", "-o", options, "tmpfs", dir]
-        try p.run()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else {
-            throw CancellationError()
-        }
-    }
-
-    func remount(_ dir: String, _ options: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/mount")
-        p.arguments = ["-o", "remount," + options, dir]
-        try? p.run()
-        p.waitUntilExit()
-    }
-
-    func unmount(_ dir: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/umount")
-        p.arguments = ["-l", dir]
-        try? p.run()
-        p.waitUntilExit()
+    /// Runs `mount`/`umount`; throws when it fails.
+    func run(_ tool: String, _ arguments: [String]) throws {
+        if try Binary.runBlocking(tool, arguments, environment: [:]).status != 0 { throw CancellationError() }
     }
 
     @Test func aFullOrReadOnlyDiskStopsSpoolingOnceAndItResumes() throws {
         let dir = TempDirectory()
         let mountPoint = dir.path + "/fs"
         try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
-        do { try mount(mountPoint, "size=96k") } catch {
+        do { try run("/bin/mount", ["-t", "tmpfs", "-o", "size=96k", "tmpfs", mountPoint]) } catch {
             Issue.record("cannot mount a tmpfs here (the test needs root): the disk-full case is not tested")
             return
         }
-        defer { unmount(mountPoint) }
+        defer { try? run("/bin/umount", ["-l", mountPoint]) }
         let spool = try Spool.open(SpoolSettings(directory: mountPoint + "/spool", maxBytes: 64 << 20), logger: log.logger)
         var seq: UInt64 = 1
         var failures = 0
@@ -330,14 +306,5 @@ func testWindow(_ seq: UInt64) -> SpooledWindow {
         // The windows written before and after are all there, in order.
         let seqs = spool.backlog(after: 0, before: seq, maxWindows: 10_000).map(\.1.seq)
         #expect(seqs == Array(1...600) + Array(1801...2400))
-    }
-
-    func run(_ tool: String, _ arguments: [String]) throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: tool)
-        p.arguments = arguments
-        try p.run()
-        p.waitUntilExit()
-        if p.terminationStatus != 0 { throw CancellationError() }
     }
 }
