@@ -387,7 +387,7 @@ public struct SeriesSettings: Sendable {
     public var extra: [(String, String)] = []
 
     /// Label names the exporter sets itself.
-    public static let reservedLabelNames: Set<String> = ["__name__", "component", "socket", "die", "source"]
+    public static let reservedLabelNames: Set<String> = ["__name__", "component", "socket", "die", "source", "constraint"]
 
     public static let cumulativeMetricName = "rapl_energy_joules_total"
 

@@ -66,6 +66,8 @@ public struct ScrapeContext: Sendable {
     public var process: ProcessFigures?
     /// The remote writer's counters, when pushing.
     public var push: PushFigures?
+    /// The latest read of the power limits and throttle counters, when read.
+    public var limits: PowerLimitSnapshot?
 
     public init(nameStyle: NameStyle, version: String, backend: String, startTimeSeconds: Double, process: ProcessFigures?, push: PushFigures? = nil)
     {
@@ -157,6 +159,7 @@ public struct Exposition {
                 }
             }
         }
+        if let limits = c.limits { writeLimits(limits, c) }
         // An info family in OpenMetrics (samples `NAME_info`), a gauge named `NAME_info` in the text format.
         family(
             "rapl_exporter_build", "The exporter's version and the backend it reads.", type: format == .openMetrics ? "info" : "gauge",
@@ -175,6 +178,23 @@ public struct Exposition {
             gauge("process_max_fds", "Maximum number of open file descriptors.") { $0.sample([], String(p.maxFileDescriptors)) }
         }
         if format == .openMetrics { append("# EOF\n") }
+    }
+
+    /// The power-limit, TDP and throttle families, each written once with all its series.
+    private mutating func writeLimits(_ limits: PowerLimitSnapshot, _ c: ScrapeContext) {
+        let samples = limits.samples
+        for name in PowerLimitSnapshot.seriesNames {
+            let mine = samples.filter { $0.name == name }
+            guard !mine.isEmpty else { continue }
+            let body: (inout Family) -> Void = { family in
+                for s in mine { family.sample(SeriesTable.domainIdentity(s.domain, c.nameStyle) + s.extra, formatted(s.value, 6)) }
+            }
+            if name.hasSuffix("_total") {
+                counter(String(name.dropLast(6)), MetricMetadata.help(name), created: c.startTimeSeconds, body)
+            } else {
+                gauge(name, MetricMetadata.help(name), body)
+            }
+        }
     }
 
     /// A counter family: samples `NAME_total`, and in OpenMetrics `NAME_created` per series.

@@ -52,6 +52,20 @@ public struct MetricMetadata: Sendable, Equatable {
         "rapl_exporter_spool_windows_replayed_total": MetricMetadata(.counter, "Windows read back from the spool for delivery."),
         "rapl_exporter_restart_gaps_total": MetricMetadata(
             .counter, "Starts whose downtime energy could not be accounted (another boot, backend or counters, or too long down)."),
+        "rapl_power_limit_watts": MetricMetadata(
+            .gauge, "RAPL power limit per domain and constraint (long_term = PL1, short_term = PL2, peak_power = PL4), in watts."),
+        "rapl_power_limit_time_window_seconds": MetricMetadata(
+            .gauge, "Averaging window of a RAPL power limit, in seconds.", unit: "seconds"),
+        "rapl_power_limit_enabled": MetricMetadata(.gauge, "1 while a RAPL power limit is enforced (sysfs: the zone's enabled)."),
+        "rapl_power_limit_clamp_enabled": MetricMetadata(
+            .gauge, "1 when the limit may clamp below the requested frequency (MSR clamp bit; MSR source only)."),
+        "rapl_power_limit_locked": MetricMetadata(.gauge, "1 when the power-limit register is locked until reset (MSR source only)."),
+        "rapl_tdp_watts": MetricMetadata(.gauge, "Thermal design power of the package (MSR_PKG_POWER_INFO, or powercap's long_term max_power_uw)."),
+        "rapl_throttled_seconds_total": MetricMetadata(
+            .counter, "Time RAPL throttled the domain to hold its power limit, since the exporter started (perf-status MSRs, wraps accounted).",
+            unit: "seconds"),
+        "rapl_exporter_throttle_glitches_total": MetricMetadata(
+            .counter, "Impossible throttle-counter steps (more throttled time than time passed) not counted."),
     ]
 
     /// The catalog's help for `name` (as pushed); empty when it has none.

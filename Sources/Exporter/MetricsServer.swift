@@ -188,6 +188,7 @@ private final class ServerCore: @unchecked Sendable {
             var c = context
             c.process = ProcessFigures.current(startTimeSeconds: context.startTimeSeconds)
             c.push = state.pushFigures
+            c.limits = state.limitsSnapshot
             return (.ok, format.contentType, Exposition.render(figures, c, format: format))
         case "/":
             let page = """

@@ -25,7 +25,7 @@ import Synchronization
 ///   dropped and logged. ``abandon()`` (a second signal) counts what is left at once.
 ///
 /// Generic over `Clock` (push ticks, backoff) so tests drive it with a manual clock.
-public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Duration {
+public actor RemoteWriter<C: Clock>: WindowSink, PowerLimitsSink, Service where C.Duration == Duration {
     public enum DropReason: String, Sendable, CaseIterable {
         /// The receiver answered a 4xx other than 429: retrying cannot help.
         case rejected
@@ -195,6 +195,17 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         intake.withLock { $0.add(window, settings.series, holdLimit: holdLimit) }
     }
 
+    /// Called by `PowerLimitsService` (on the event loop, every `--power-limits-interval`): the read's
+    /// series are looked up now, so that the next cut only appends its values.
+    public nonisolated func accept(limits snapshot: PowerLimitSnapshot) {
+        let series = settings.series
+        intake.withLock { intake in
+            intake.limitSamples = snapshot.samples.map { s in
+                (intake.table.series(s.name, SeriesTable.domainLabels(s.domain, series) + s.extra), s.value)
+            }
+        }
+    }
+
     /// The writer's own self-metric series, looked up in the table once (the first batch): cutting a
     /// batch then builds no label strings under the intake lock the sampling thread needs.
     private struct SelfSeries {
@@ -236,6 +247,7 @@ public actor RemoteWriter<C: Clock>: WindowSink, Service where C.Duration == Dur
         if let figures {
             for (series, value) in zip(s.spool, figures.values(restartGaps: intake.restartGaps)) { add(series, value) }
         }
+        for (series, value) in intake.limitSamples { add(series, value) }
         if intake.windows > 0 {
             add(s.late, Double(intake.lateWindows))
             add(s.missed, Double(intake.missedWindows))
@@ -756,6 +768,8 @@ private struct WriterIntake: ~Copyable {
     var recordEnergy: [UInt64?] = []
     /// Restarts whose downtime could not be accounted (0 or 1: this run's start).
     var restartGaps: UInt64 = 0
+    /// The latest read of the power limits: series and value, sent with the self-metrics of each cut.
+    var limitSamples: [(Int, Double)] = []
 
     /// The records since the last cut, their windows' sequence numbers and sample ends; the next cut's
     /// records start with a source record again.

@@ -46,7 +46,7 @@ public struct ScrapeFigures: Sendable, Equatable {
 /// holds the lock only to copy those few arrays, never while formatting or writing. When a scrape
 /// happens to hold it, that window is published with the next one (its energy is in the totals
 /// either way).
-public final class ScrapeState: WindowSink, @unchecked Sendable {
+public final class ScrapeState: WindowSink, PowerLimitsSink, @unchecked Sendable {
     /// The sampling thread's own figures: touched by that thread only (`accept`).
     @exclusivity(unchecked) private var running = ScrapeFigures()
     private let published = Mutex(ScrapeFigures())
@@ -78,6 +78,13 @@ public final class ScrapeState: WindowSink, @unchecked Sendable {
 
     /// The writer's latest figures; nil when not pushing.
     public var pushFigures: PushFigures? { push.withLock { $0 } }
+
+    /// The latest read of the power limits (`PowerLimitsService`); nil until the first, or when off.
+    private let limits = Mutex<PowerLimitSnapshot?>(nil)
+
+    public func accept(limits snapshot: PowerLimitSnapshot) { limits.withLock { $0 = snapshot } }
+
+    public var limitsSnapshot: PowerLimitSnapshot? { limits.withLock { $0 } }
 
     /// Runs `body` holding the lock a scrape takes (tests: a scrape in progress).
     func whileScraping(_ body: () -> Void) { published.withLock { _ in body() } }

@@ -128,6 +128,9 @@ extension SettingKey {
     public static let maxDomainPower = SettingKey(
         "max-domain-power", "MAX_DOMAIN_POWER_W", default: "5000", value: "watts",
         "Most watts one counter can report; a step that would need more is a glitch, not energy")
+    public static let powerLimitsInterval = SettingKey(
+        "power-limits-interval", "POWER_LIMITS_INTERVAL_S", default: "5", value: "seconds",
+        "Seconds between reads of the power limits, TDP and throttle counters (off the sampling path); 0 turns them off")
 
     // MARK: Connection
     public static let tlsCAFile = SettingKey(
@@ -186,7 +189,7 @@ extension SettingKey {
         remoteWriteURL, remoteWriteProtocol, scrapeInterval, pushInterval, maxRetryBatches, serviceLabel, metricName, cumulative, output, listen,
         webConfigFile, spoolDirectory, spoolMaxBytes, otlpEndpoint, otlpMetricsEndpoint, otlpHeaders, otlpTimeout, otlpCompression, otelServiceName,
         otelResourceAttributes,
-        duration, maxSampleAge, requestTimeout, shutdownTimeout, maxSamplesPerRequest, stuckAfter, maxDomainPower,
+        duration, maxSampleAge, requestTimeout, shutdownTimeout, maxSamplesPerRequest, stuckAfter, maxDomainPower, powerLimitsInterval,
         tlsCAFile, tlsCertFile, tlsKeyFile, tlsServerName, tlsInsecureSkipVerify, basicAuthUsername, basicAuthPasswordFile,
         bearerTokenFile, headers, labels,
         healthFile, keepCapabilities,

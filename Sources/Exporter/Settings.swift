@@ -62,6 +62,8 @@ public struct Settings: Sendable {
     public var duration: Duration?
     public var stuckAfter: Duration
     public var maximumPower: Double
+    /// How often the power limits, TDP and throttle counters are re-read; nil: not read (`0`).
+    public var powerLimitsInterval: Duration?
     public var keepCapabilities: Bool
     /// The heartbeat file as given; nil for the default (`HealthFile.defaultPath`).
     public var healthFile: String?
@@ -176,6 +178,7 @@ struct Resolver {
         let stuck = try number(.stuckAfter, default: 5)!
         let runFor = try number(.duration, default: nil)
         let power = try number(.maxDomainPower, default: EnergyMeter.defaultMaximumPower)!
+        let limitsEvery = text(.powerLimitsInterval) == "0" ? nil : try number(.powerLimitsInterval, default: 5, max: 86400)
         let remoteURL = text(.remoteWriteURL)
         let otlpURL = text(.otlpMetricsEndpoint) ?? text(.otlpEndpoint).map { $0.hasSuffix("/") ? $0 + "v1/metrics" : $0 + "/v1/metrics" }
         let listen = try listenAddress()
@@ -277,6 +280,7 @@ struct Resolver {
             duration: runFor.map { Duration(secondsValue: $0) },
             stuckAfter: Duration(secondsValue: stuck),
             maximumPower: power,
+            powerLimitsInterval: limitsEvery.map { Duration(secondsValue: $0) },
             keepCapabilities: keep,
             healthFile: text(.healthFile),
             listen: listen,

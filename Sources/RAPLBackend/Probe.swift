@@ -27,6 +27,12 @@ public struct ProbeReport: Sendable {
     public var capabilities: CapabilitySet
     public var perfParanoid: Int?
     public var backends: [BackendResult]
+    /// Power limits and TDP as read at the start, and the throttle counters over the interval.
+    public var limits = PowerLimitSnapshot()
+    /// Where the limits come from (`sysfs`, `msr`), nil when none is readable.
+    public var limitsSource: String?
+    /// Per item not readable here: what, and why.
+    public var limitsAbsent: [String] = []
 
     /// The backend `--backend auto` would choose: the first available one with a moving counter,
     /// else the first available one.
@@ -45,6 +51,8 @@ public struct ProbeReport: Sendable {
     ) async -> ProbeReport {
         var opened: [(BackendKind, Result<any EnergyBackend, BackendUnavailable>)] = []
         for kind in preference.order { opened.append((kind, selector.open(kind))) }
+        let limits = PowerLimitReader(paths: selector.paths, facts: selector.facts, leastPrivilege: selector.leastPrivilege, logger: selector.logger)
+        _ = limits.read(now: .zero)
         var meters: [BackendKind: EnergyMeter] = [:]
         var snapshots: [BackendKind: [UInt64?]] = [:]
         let start = ContinuousClock.now
@@ -87,12 +95,16 @@ public struct ProbeReport: Sendable {
                 results.append(BackendResult(kind: kind, unavailable: nil, domains: domains, notes: backend.notes, moved: moved))
             }
         }
-        return ProbeReport(
+        var report = ProbeReport(
             interval: interval,
             capabilities: selector.facts.capabilities,
             perfParanoid: selector.facts.perfParanoid,
             backends: results
         )
+        report.limits = limits.read(now: max(end, simulated) - start)
+        report.limitsSource = limits.limitsSource
+        report.limitsAbsent = limits.absent
+        return report
     }
 
     private static func wrapRange(_ kind: BackendKind, _ specs: [CounterSpec]) -> String {

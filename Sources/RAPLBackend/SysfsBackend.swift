@@ -17,7 +17,7 @@ public final class SysfsBackend: EnergyBackend {
         var modulus: UInt128?
     }
 
-    private struct ZoneID: Comparable {
+    struct ZoneID: Comparable {
         var mmio: Bool
         var parts: [Int]
         var name: String
@@ -88,7 +88,7 @@ public final class SysfsBackend: EnergyBackend {
     }
 
     /// Parses `intel-rapl:1f`, `intel-rapl:0:2`, `intel-rapl-mmio:0`.
-    private static func parseZoneID(_ name: String) -> ZoneID? {
+    static func parseZoneID(_ name: String) -> ZoneID? {
         let mmio: Bool
         let rest: Substring
         if name.hasPrefix("intel-rapl-mmio:") {
@@ -106,7 +106,7 @@ public final class SysfsBackend: EnergyBackend {
     }
 
     /// Interprets a zone's `name` file.
-    private static func domain(named name: String, parent: Domain?) -> Domain {
+    static func domain(named name: String, parent: Domain?) -> Domain {
         if name.hasPrefix("package-") {
             let fields = name.split(separator: "-")
             // package-N or package-N-die-M

@@ -27,6 +27,19 @@ extension ProbeReport {
             }
             for note in backend.notes { out += "  note: \(note)\n" }
         }
+        out += "\npower limits and throttling (\(limitsSource ?? "no source")):\n"
+        for l in limits.limits {
+            out += "  \(l.domain.component(style)) (socket \(l.domain.socket)) \(l.constraint): \(formatted(l.watts, 1)) W"
+            if let w = l.timeWindowSeconds { out += " over \(formatted(w, w < 1 ? 4 : 2)) s" }
+            let flags = [l.enabled.map { $0 ? "enabled" : "disabled" }, l.clamped == true ? "clamp" : nil, l.locked == true ? "locked" : nil]
+            out += flags.compactMap { $0 }.isEmpty ? "\n" : " [\(flags.compactMap { $0 }.joined(separator: ", "))]\n"
+        }
+        for t in limits.tdp { out += "  \(t.domain.component(style)) (socket \(t.domain.socket)) TDP: \(formatted(t.value, 1)) W\n" }
+        for t in limits.throttledSeconds {
+            out +=
+                "  \(t.domain.component(style)) (socket \(t.domain.socket)) throttled: \(formatted(t.value / interval.seconds * 100, 1)) % of the interval\n"
+        }
+        for line in limitsAbsent { out += "  absent: \(line)\n" }
         out += "\n"
         if let choice = autoChoice {
             out += "auto would choose: \(choice)\n"
@@ -42,6 +55,37 @@ extension ProbeReport {
             ("capabilities", .string(capabilities.description)),
             ("perf_event_paranoid", perfParanoid.map { .int(Int64($0)) } ?? .null),
             ("auto_choice", autoChoice.map { .string($0.rawValue) } ?? .null),
+            (
+                "power_limits",
+                .object([
+                    ("source", limitsSource.map { .string($0) } ?? .null),
+                    (
+                        "limits",
+                        .array(
+                            limits.limits.map { l in
+                                .object([
+                                    ("component", .string(l.domain.component(style))), ("socket", .int(Int64(l.domain.socket))),
+                                    ("constraint", .string(l.constraint)), ("watts", .double(l.watts)),
+                                    ("time_window_s", l.timeWindowSeconds.map { .double($0) } ?? .null),
+                                    ("enabled", l.enabled.map { .bool($0) } ?? .null), ("clamp", l.clamped.map { .bool($0) } ?? .null),
+                                    ("locked", l.locked.map { .bool($0) } ?? .null),
+                                ])
+                            })
+                    ),
+                    (
+                        "tdp",
+                        .array(limits.tdp.map { .object([("component", .string($0.domain.component(style))), ("watts", .double($0.value))]) })
+                    ),
+                    (
+                        "throttled_share",
+                        .array(
+                            limits.throttledSeconds.map {
+                                .object([("component", .string($0.domain.component(style))), ("share", .double($0.value / interval.seconds))])
+                            })
+                    ),
+                    ("absent", .array(limitsAbsent.map { .string($0) })),
+                ])
+            ),
             (
                 "backends",
                 .array(

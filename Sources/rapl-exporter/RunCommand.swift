@@ -49,6 +49,7 @@ struct RunCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: .key(.maxSamplesPerRequest)) var maxSamplesPerRequest: String?
     @Option(parsing: .unconditional, help: .key(.stuckAfter)) var stuckAfter: String?
     @Option(parsing: .unconditional, help: .key(.maxDomainPower)) var maxDomainPower: String?
+    @Option(parsing: .unconditional, help: .key(.powerLimitsInterval)) var powerLimitsInterval: String?
     @Flag(help: .key(.keepCapabilities)) var keepCapabilities = false
     @Option(name: .customLong("tls-ca-file"), help: .key(.tlsCAFile)) var tlsCAFile: String?
     @Option(help: .key(.tlsCertFile)) var tlsCertFile: String?
@@ -75,6 +76,7 @@ struct RunCommand: ParsableCommand {
             (.otelResourceAttributes, otelResourceAttributes),
             (.duration, duration), (.maxSampleAge, maxSampleAge), (.requestTimeout, requestTimeout), (.shutdownTimeout, shutdownTimeout),
             (.maxSamplesPerRequest, maxSamplesPerRequest), (.stuckAfter, stuckAfter), (.maxDomainPower, maxDomainPower),
+            (.powerLimitsInterval, powerLimitsInterval),
             (.tlsCAFile, tlsCAFile), (.tlsCertFile, tlsCertFile), (.tlsKeyFile, tlsKeyFile), (.tlsServerName, tlsServerName),
             (.basicAuthUsername, basicAuthUsername), (.basicAuthPasswordFile, basicAuthPasswordFile), (.bearerTokenFile, bearerTokenFile),
             (.healthFile, healthFile),

@@ -39,12 +39,24 @@ extension RunCommand {
         let transport = try Self.makeTransport(settings, logger: logger)
         let facts = SystemFacts.current(paths: settings.reading.paths)
         let backend = try Self.openBackend(settings, facts: facts, logger: logger)
+        let limits = Self.openPowerLimits(settings, facts: facts, logger: logger)
         Self.dropCapabilities(unless: settings.keepCapabilities, backend: backend, facts: facts, logger: logger)
         try Self.checkSecretFiles(settings)
         let web = try withConfiguration { () throws(ConfigurationError) in try settings.webConfigFile.map(WebConfig.load) ?? WebConfig() }
         let spool = try Self.openSpool(settings)
         let meter = EnergyMeter(backend: backend, stuckAfter: settings.stuckAfter, maximumPower: settings.maximumPower)
-        return try makeServices(settings, web: web, meter: meter, transport: transport, spool: spool, bootID: facts.bootID, logger: logger)
+        return try makeServices(
+            settings, web: web, meter: meter, limits: limits, transport: transport, spool: spool, bootID: facts.bootID, logger: logger)
+    }
+
+    /// The power-limit and throttle reader (its MSR devices opened now, while CAP_SYS_RAWIO is held),
+    /// unless `--power-limits-interval 0`; what it found is logged once.
+    static func openPowerLimits(_ settings: Settings, facts: SystemFacts, logger: Logger) -> PowerLimitReader? {
+        guard settings.powerLimitsInterval != nil else { return nil }
+        let reader = PowerLimitReader(paths: settings.reading.paths, facts: facts)
+        logger.info("\(reader.describe(style: settings.reading.nameStyle))")
+        for line in reader.absent { logger.info("not exported: \(line)") }
+        return reader.isEmpty ? nil : reader
     }
 
     /// The spool directory, opened (made, locked, read, a segment written) as the unprivileged process
@@ -114,7 +126,8 @@ extension RunCommand {
     /// The writer (or the stdout printer), the /metrics endpoint and the sampler in a service group that
     /// shuts down in reverse order: the sampler closes its last window first, then the writer flushes.
     func makeServices(
-        _ settings: Settings, web: WebConfig, meter: sending EnergyMeter, transport: HTTPTransport?, spool: sending Spool?, bootID: String?,
+        _ settings: Settings, web: WebConfig, meter: sending EnergyMeter, limits: sending PowerLimitReader?, transport: HTTPTransport?,
+        spool: sending Spool?, bootID: String?,
         logger: Logger
     ) throws(ExitCode) -> PreparedRun {
         let health = makeHealthFile(settings, logger: logger)
@@ -177,6 +190,10 @@ extension RunCommand {
             logger.info("printing one JSON line per window to stdout")
         }
         let sink: any WindowSink = sinks.count == 1 ? sinks[0] : WindowSinks(sinks)
+        let limitSinks: [any PowerLimitsSink] = [scrape as (any PowerLimitsSink)?, writer].compactMap { $0 }
+        if let limits, let every = settings.powerLimitsInterval, !limitSinks.isEmpty {
+            services.append(PowerLimitsService(reader: limits, interval: every, clock: EventLoopClock(loop), sinks: limitSinks))
+        }
         services.append(
             Sampler(
                 meter: meter, interval: settings.scrapeInterval, sink: sink, health: health, recordsCounters: spooling, restart: restart))

@@ -118,6 +118,15 @@ public final class FakeTree: @unchecked Sendable {
         write("sys/class/powercap/\(id)/\(file)", content)
     }
 
+    /// Writes power-limit constraint `n` of zone `id` (powercap's `constraint_N_*` files).
+    public func constraint(_ id: String, _ n: Int, name: String, microwatts: UInt64, windowMicroseconds: UInt64? = nil, maxMicrowatts: UInt64? = nil)
+    {
+        setZoneFile(id, "constraint_\(n)_name", name + "\n")
+        setZoneFile(id, "constraint_\(n)_power_limit_uw", "\(microwatts)\n")
+        if let windowMicroseconds { setZoneFile(id, "constraint_\(n)_time_window_us", "\(windowMicroseconds)\n") }
+        if let maxMicrowatts { setZoneFile(id, "constraint_\(n)_max_power_uw", "\(maxMicrowatts)\n") }
+    }
+
     // MARK: MSR
 
     /// Writes the 8-byte register `register` of CPU `cpu` (pwrite at offset = register; the file is sparse).
