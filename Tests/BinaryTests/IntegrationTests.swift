@@ -200,6 +200,72 @@ struct ReceiverIntegrationTests {
         #expect(near(total, 0.040, within: 0.05), "total: \(String(describing: total)) kJ")
     }
 
+    /// Power limits and throttling, pushed and scraped, in a real Prometheus: an Intel fake tree with powercap
+    /// constraints (PL1 65 W, PL2 90 W) and the package perf-status MSR, which the test advances by 0.5 s
+    /// of throttling in small steps; the pushed counter ends at exactly 0.5 s, and the dashboard's limit
+    /// and throttling panels return series for both paths.
+    @Test func powerLimitsAndThrottlingArriveAndTheirPanelsShowThem() async throws {
+        let port = freePort()
+        let machine = tree()
+        machine.cpu(0, package: 0)
+        machine.cpuinfo(vendor: "GenuineIntel", family: 6, model: 0x8C)
+        machine.constraint("intel-rapl:0", 0, name: "long_term", microwatts: 65_000_000, windowMicroseconds: 28_000_000)
+        machine.constraint("intel-rapl:0", 1, name: "short_term", microwatts: 90_000_000, windowMicroseconds: 2_440)
+        machine.msr(cpu: 0, MSRBackend.Register.intelPowerUnit, 0x000A_0E03)  // time unit 1/1024 s
+        machine.msr(cpu: 0, PowerLimitReader.Register.packagePerfStatus, 0xFFFF_FF80)  // wraps during the test
+        let receiver = try ReceiverProcess(.prometheus, scraping: .init(address: "127.0.0.1:\(port)"))
+        try await receiver.waitReady()
+        let source = "limits-\(UUID().uuidString.prefix(8))"
+        let pusher = try daemon(machine, receiver.writeURL, source: source, duration: 60, extra: ["--power-limits-interval", "0.5"])
+        let puller = try Daemon(
+            machine.sysfsArguments + [
+                "--dev-root", machine.dev, "--proc-root", machine.proc, "--listen", "127.0.0.1:\(port)", "--power-limits-interval", "0.5",
+                "--duration", "60",
+            ])
+        try await pusher.waitSampling()
+        try await puller.waitSampling()
+        try await waitUntil("the first scrape", seconds: 20) { !((try? await receiver.samples("up{job=\"rapl\"}")) ?? []).isEmpty }
+        // 4 steps of 128 units (0.125 s) 0.6 s apart: never more throttled time than time passed.
+        for i in 1...4 {
+            machine.msr(cpu: 0, PowerLimitReader.Register.packagePerfStatus, (0xFFFF_FF80 + UInt64(i) * 128) & 0xFFFF_FFFF)
+            try await Task.sleep(for: .milliseconds(600))
+        }
+        let throttled = "rapl_throttled_seconds_total{source=\"\(source)\",component=\"package-0\"}"
+        try await waitUntil("the throttled time pushed", seconds: 15) { (try? await receiver.samples(throttled))?.last?.1 == 0.5 }
+        try await waitUntil("the throttled time scraped", seconds: 15) {
+            (try? await receiver.samples("rapl_throttled_seconds_total{job=\"rapl\",component=\"package-0\"}"))?.last?.1 == 0.5
+        }
+        let end = Date().timeIntervalSince1970
+        let pl1 = try await receiver.samples("rapl_power_limit_watts{source=\"\(source)\",component=\"package-0\",constraint=\"long_term\"}")
+        let window = try await receiver.samples("rapl_power_limit_time_window_seconds{job=\"rapl\",constraint=\"long_term\"}")
+        let dashboard = try JSONSerialization.jsonObject(
+            with: Data(contentsOf: URL(fileURLWithPath: DeployFilesTests.root + "/deploy/grafana/dashboards/rapl-energy.json")))
+        let panels = try #require((dashboard as? [String: Any])?["panels"] as? [[String: Any]])
+        func panelSeries(_ title: String, source: String, instance: String) async throws -> [(labels: [String: String], value: Double)] {
+            let panel = try #require(panels.first { ($0["title"] as? String)?.hasPrefix(title) == true }, "panel \(title)")
+            let expr = try #require((panel["targets"] as? [[String: Any]])?.first?["expr"] as? String)
+                .replacingOccurrences(of: "$source", with: source).replacingOccurrences(of: "$instance", with: instance)
+                .replacingOccurrences(of: "$__rate_interval", with: "4s")
+            return try await receiver.vector(expr, at: end)
+        }
+        let limitsPushed = try await panelSeries("Power limits", source: source, instance: "none-such")
+        let limitsScraped = try await panelSeries("Power limits", source: "none-such", instance: "127.0.0.1:\(port)")
+        let throttlePushed = try await panelSeries("Throttled by RAPL", source: source, instance: "none-such")
+        let throttleScraped = try await panelSeries("Throttled by RAPL", source: "none-such", instance: "127.0.0.1:\(port)")
+        pusher.process.terminate()
+        puller.process.terminate()
+        #expect(try await pusher.waitExit() == 0, "\(pusher.log)")
+        #expect(try await puller.waitExit() == 0, "\(puller.log)")
+        await receiver.stop()
+        #expect(pl1.last?.1 == 65, "\(pl1)")
+        #expect(window.last?.1 == 28)
+        #expect(Set(limitsPushed.compactMap { $0.labels["constraint"] }) == ["long_term", "short_term"], "\(limitsPushed)")
+        #expect(limitsScraped.first { $0.labels["constraint"] == "long_term" }?.value == 65, "\(limitsScraped)")
+        #expect(throttlePushed.count == 1 && throttleScraped.count == 1, "pushed \(throttlePushed), scraped \(throttleScraped)")
+        #expect(pusher.log.contains("power limits (sysfs): package-0 long_term 65.0 W over 28.0 s"), "\(pusher.log)")
+        #expect(!pusher.log.contains("impossible"), "no throttle glitch: \(pusher.log)")
+    }
+
     /// Remote write 2.0 into the receivers there are: Prometheus 3.5 takes it (auto stays on 2.0);
     /// Prometheus 2.42 and VictoriaMetrics 1.145 answer a 2.0 request 2xx without the Written headers (they
     /// read it as an empty 1.0 request), so auto sends the same samples again as 1.0 — and every window
