@@ -14,7 +14,7 @@ public struct SettingKey: Sendable, Hashable, CustomStringConvertible {
 
     /// Which commands take it.
     public enum Command: String, Sendable, Hashable {
-        case run, probe, healthcheck
+        case run, probe, healthcheck, compare, top
     }
 
     /// The long flag without its dashes (`scrape-interval`).
@@ -56,8 +56,12 @@ public struct SettingKey: Sendable, Hashable, CustomStringConvertible {
         return parts.isEmpty ? summary : "\(summary) (\(parts.joined(separator: "; ")))."
     }
 
-    public static func == (a: SettingKey, b: SettingKey) -> Bool { a.flag == b.flag }
-    public func hash(into hasher: inout Hasher) { hasher.combine(flag) }
+    /// One key per flag and command set: `compare --duration` is not `run --duration`.
+    public static func == (a: SettingKey, b: SettingKey) -> Bool { a.flag == b.flag && a.commands == b.commands }
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(flag)
+        hasher.combine(commands)
+    }
 }
 
 extension SettingKey {
@@ -165,24 +169,31 @@ extension SettingKey {
 
     // MARK: Reading (run and probe)
     public static let backend = SettingKey(
-        "backend", "RAPL_BACKEND", default: "auto", value: "name", commands: [.run, .probe], "Backend: auto, perf, msr or sysfs")
+        "backend", "RAPL_BACKEND", default: "auto", value: "name", commands: [.run, .probe, .top], "Backend: auto, perf, msr or sysfs")
     public static let sysfsRoot = SettingKey(
-        "sysfs-root", nil, default: "/sys", value: "path", commands: [.run, .probe], "Where sysfs is mounted (containers: /host/sys)")
+        "sysfs-root", nil, default: "/sys", value: "path", commands: [.run, .probe, .compare, .top], "Where sysfs is mounted (containers: /host/sys)")
     public static let devRoot = SettingKey(
-        "dev-root", nil, default: "/dev", value: "path", commands: [.run, .probe], "Where /dev is (for /dev/cpu/N/msr)")
+        "dev-root", nil, default: "/dev", value: "path", commands: [.run, .probe, .compare, .top], "Where /dev is (for /dev/cpu/N/msr)")
     public static let procRoot = SettingKey(
-        "proc-root", nil, default: "/proc", value: "path", commands: [.run, .probe], "Where procfs is (cpuinfo, perf_event_paranoid)")
+        "proc-root", nil, default: "/proc", value: "path", commands: [.run, .probe, .compare, .top], "Where procfs is (cpuinfo, perf_event_paranoid)")
     public static let componentNames = SettingKey(
-        "component-names", "COMPONENT_NAMES", default: "seed", value: "style", commands: [.run, .probe],
+        "component-names", "COMPONENT_NAMES", default: "seed", value: "style", commands: [.run, .probe, .compare, .top],
         "Component names: seed (package-0, core, …) or pyjoules (package_0, core_0, …)")
     public static let logLevel = SettingKey(
-        "log-level", "LOG_LEVEL", default: "info", value: "level", commands: [.run, .probe],
+        "log-level", "LOG_LEVEL", default: "info", value: "level", commands: [.run, .probe, .compare, .top],
         "Log level: trace, debug, info, notice, warning, error, critical")
 
     // MARK: probe
     public static let probeInterval = SettingKey(
         "interval", nil, default: "1", value: "seconds", commands: [.probe], "Seconds between the two reads used to compute power")
-    public static let probeJSON = SettingKey("json", nil, .boolean, commands: [.probe], "Print the report as JSON")
+    public static let probeJSON = SettingKey("json", nil, .boolean, commands: [.probe, .compare], "Print the report as JSON")
+
+    // MARK: compare
+    public static let compareDuration = SettingKey(
+        "duration", nil, default: "10", value: "seconds", commands: [.compare], "Seconds to read every backend side by side")
+    public static let compareTolerance = SettingKey(
+        "tolerance", nil, default: "1", value: "percent", commands: [.compare],
+        "Exit with status 1 when two backends disagree on a domain by more than this many percent")
 
     /// Every setting, in the order of docs/configuration.md.
     public static let all: [SettingKey] = [
@@ -194,6 +205,6 @@ extension SettingKey {
         bearerTokenFile, headers, labels,
         healthFile, keepCapabilities,
         backend, componentNames, sysfsRoot, devRoot, procRoot, logLevel,
-        probeInterval, probeJSON,
+        probeInterval, probeJSON, compareDuration, compareTolerance,
     ]
 }

@@ -31,9 +31,9 @@ enum ProcessEnvironment {
     }
 }
 
-/// Options shared by every command that reads counters (`run`, `probe`).
-struct ReadingOptions: ParsableArguments {
-    @Option(help: .key(.backend)) var backend: String?
+/// Where the hardware is and how to name it: every command that reads counters (`run`, `probe`,
+/// `compare`, `top`).
+struct HardwareOptions: ParsableArguments {
     @Option(help: .key(.sysfsRoot)) var sysfsRoot: String?
     @Option(help: .key(.devRoot)) var devRoot: String?
     @Option(help: .key(.procRoot)) var procRoot: String?
@@ -43,10 +43,21 @@ struct ReadingOptions: ParsableArguments {
     var commandLine: CommandLineValues {
         var v = CommandLineValues()
         let options: [(SettingKey, String?)] = [
-            (.backend, backend), (.sysfsRoot, sysfsRoot), (.devRoot, devRoot), (.procRoot, procRoot),
-            (.componentNames, componentNames), (.logLevel, logLevel),
+            (.sysfsRoot, sysfsRoot), (.devRoot, devRoot), (.procRoot, procRoot), (.componentNames, componentNames), (.logLevel, logLevel),
         ]
         for (key, value) in options { v[key] = value }
+        return v
+    }
+}
+
+/// The hardware options and the backend: the commands that read one backend (`run`, `probe`, `top`).
+struct ReadingOptions: ParsableArguments {
+    @Option(help: .key(.backend)) var backend: String?
+    @OptionGroup var hardware: HardwareOptions
+
+    var commandLine: CommandLineValues {
+        var v = hardware.commandLine
+        v[.backend] = backend
         return v
     }
 }
