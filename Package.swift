@@ -81,6 +81,7 @@ let package = Package(
             name: "rapl-exporter",
             dependencies: [
                 "Support",
+                "CPerfShim",
                 "RAPLBackend",
                 "Exporter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

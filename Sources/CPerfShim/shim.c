@@ -5,7 +5,10 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sys/ioctl.h>
+#include <signal.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <linux/perf_event.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -62,4 +65,28 @@ int rapl_futex_wait_until(uint32_t *word, uint32_t expected, int64_t deadline_ns
 int rapl_futex_store_and_wake(uint32_t *word, uint32_t value) {
     __atomic_store_n(word, value, __ATOMIC_RELEASE);
     return syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0) < 0 ? -errno : 0;
+}
+
+int rapl_terminal_size(int fd, unsigned short *rows, unsigned short *columns) {
+    struct winsize size;
+    if (ioctl(fd, TIOCGWINSZ, &size) != 0) return -errno;
+    *rows = size.ws_row;
+    *columns = size.ws_col;
+    return 0;
+}
+
+int rapl_signalfd_open(const int *signals, int count) {
+    sigset_t mask;
+    sigemptyset(&mask);
+    for (int i = 0; i < count; i++) sigaddset(&mask, signals[i]);
+    if (sigprocmask(SIG_BLOCK, &mask, NULL) != 0) return -errno;
+    int fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    return fd < 0 ? -errno : fd;
+}
+
+int rapl_signalfd_read(int fd) {
+    struct signalfd_siginfo info;
+    ssize_t n = read(fd, &info, sizeof(info));
+    if (n < 0) return -errno;
+    return n == sizeof(info) ? (int)info.ssi_signo : -EIO;
 }

@@ -188,6 +188,12 @@ extension SettingKey {
         "interval", nil, default: "1", value: "seconds", commands: [.probe], "Seconds between the two reads used to compute power")
     public static let probeJSON = SettingKey("json", nil, .boolean, commands: [.probe, .compare], "Print the report as JSON")
 
+    // MARK: top
+    public static let topRefresh = SettingKey(
+        "refresh", nil, default: "1", value: "seconds", commands: [.top], "Seconds between refreshes of the view")
+    public static let topIterations = SettingKey(
+        "iterations", nil, value: "n", commands: [.top], "Stop after this many refreshes (like top -n); until q or a signal when unset")
+
     // MARK: compare
     public static let compareDuration = SettingKey(
         "duration", nil, default: "10", value: "seconds", commands: [.compare], "Seconds to read every backend side by side")
@@ -205,6 +211,6 @@ extension SettingKey {
         bearerTokenFile, headers, labels,
         healthFile, keepCapabilities,
         backend, componentNames, sysfsRoot, devRoot, procRoot, logLevel,
-        probeInterval, probeJSON, compareDuration, compareTolerance,
+        probeInterval, probeJSON, compareDuration, compareTolerance, topRefresh, topIterations,
     ]
 }

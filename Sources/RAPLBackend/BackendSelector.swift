@@ -122,6 +122,25 @@ public struct BackendSelector {
         zip(before, after).contains { b, a in b != nil && a != nil && b != a }
     }
 
+    /// Every backend of `preference` that opens (for `top`, which can switch between them), with the one
+    /// ``select(_:)`` would choose by the same rule (``autoChoice(_:)``, after one move check).
+    public func openAll(_ preference: BackendPreference) -> (
+        opened: [(BackendKind, any EnergyBackend)], unavailable: [BackendUnavailable], choice: BackendKind?
+    ) {
+        var opened: [(BackendKind, any EnergyBackend)] = []
+        var unavailable: [BackendUnavailable] = []
+        for kind in preference.order {
+            switch open(kind) {
+            case .success(let backend): opened.append((kind, backend))
+            case .failure(let why): unavailable.append(why)
+            }
+        }
+        let before = opened.map { Self.snapshot($0.1) }
+        wait(moveCheck)
+        let candidates = zip(opened, before).map { (kind: $0.0.0, opened: true, moved: Self.moved($0.1, Self.snapshot($0.0.1))) }
+        return (opened, unavailable, Self.autoChoice(candidates))
+    }
+
     /// Tries the backends in order and logs one line per backend: chosen, or rejected with the reason
     /// and the fix. A backend whose counters are readable but static is kept as a fallback: it is
     /// chosen (with a warning) only if no later backend has moving counters (``autoChoice(_:)``).

@@ -7,7 +7,7 @@ struct RAPLExporter: ParsableCommand {
         commandName: "rapl-exporter",
         abstract: "Reads CPU energy counters (Intel/AMD RAPL) and pushes them to Prometheus with remote write.",
         version: ExporterVersion.current,
-        subcommands: [RunCommand.self, ProbeCommand.self, CompareCommand.self, HealthcheckCommand.self],
+        subcommands: [RunCommand.self, ProbeCommand.self, CompareCommand.self, TopCommand.self, HealthcheckCommand.self],
         defaultSubcommand: RunCommand.self
     )
 }

@@ -38,6 +38,7 @@ import Testing
     @Test func helpListsEveryKeyOfTheTable() async throws {
         for (command, keys) in [
             ("run", SettingKey.all.filter { $0.commands.contains(.run) }), ("probe", SettingKey.all.filter { $0.commands.contains(.probe) }),
+            ("compare", SettingKey.all.filter { $0.commands.contains(.compare) }), ("top", SettingKey.all.filter { $0.commands.contains(.top) }),
         ] {
             let result = try await Binary.run(Binary.path, [command, "--help"], environment: ["COLUMNS": "400"])
             #expect(result.status == 0)

@@ -45,4 +45,17 @@ int rapl_futex_wait_until(uint32_t *word, uint32_t expected, int64_t deadline_ns
 /// Stores `value` in `*word` and wakes every rapl_futex_wait_until on it. Returns 0 or -errno.
 int rapl_futex_store_and_wake(uint32_t *word, uint32_t value);
 
+/// The terminal size of `fd` (ioctl(TIOCGWINSZ)), for `rapl-exporter top`. Here because ioctl(2) is
+/// variadic, which Swift cannot call. Returns 0 and sets `*rows`, `*columns`, or -errno (not a terminal).
+int rapl_terminal_size(int fd, unsigned short *rows, unsigned short *columns);
+
+/// Blocks the `count` signals in `signals` for the calling thread (sigprocmask: the process must be
+/// single-threaded for that to cover it) and returns a signalfd(2) delivering them, or -errno. For
+/// `rapl-exporter top`, which waits on keys and signals in one poll(2). Here because <sys/signalfd.h> is
+/// not in Swift's Glibc module.
+int rapl_signalfd_open(const int *signals, int count);
+
+/// Reads one signal from a signalfd: its number, or -errno (-EAGAIN when none is pending).
+int rapl_signalfd_read(int fd);
+
 #endif
