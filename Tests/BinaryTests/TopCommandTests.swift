@@ -17,9 +17,10 @@ struct TopCommandTests {
         init(_ command: String, environment: [String: String] = [:]) throws {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             let exports = environment.map { "export \($0.key)=\($0.value); " }.joined()
-            // The shell reports the status and the terminal's modes after top, then waits to be read.
+            // The shell reports the status and the terminal's modes after top, then waits to be read. Its
+            // SIGINT handler (not an ignore: top gets the default back at exec) keeps it alive through C-c.
             let script =
-                "\(exports)\(command); echo EXIT=$? > \(directory)/status; stty -a > \(directory)/stty; echo AFTER-TOP; sleep 60"
+                "trap true INT; \(exports)\(command); echo EXIT=$? > \(directory)/status; stty -a > \(directory)/stty; echo AFTER-TOP; sleep 60"
             // The server this starts lives on: it must hold no pipe of this process (a Process reading one
             // would never see its end), so bash (dash cannot name descriptors above 9) closes every one but 0-2, which are /dev/null.
             let start = Process()
@@ -134,6 +135,18 @@ struct TopCommandTests {
             _ = try Binary.runBlocking("/usr/bin/pkill", ["-TERM", "-P", pid, "-f", "rapl-exporter top"], environment: [:])
             try pane.waitFor("top to exit") { pane.status != nil }
             #expect(pane.status == "EXIT=143")
+            #expect(pane.alternate == "0")
+            #expect(pane.stty.contains(" icanon") && pane.stty.contains(" echo"), "\(pane.stty)")
+        }
+    }
+
+    @Test func controlCIsSIGINT() throws {
+        try withMachine { _, command in
+            let pane = try Pane(command)
+            try pane.waitFor("the view") { try pane.screen().contains("package-0") }
+            try pane.keys("C-c")
+            try pane.waitFor("top to exit") { pane.status != nil }
+            #expect(pane.status == "EXIT=130")
             #expect(pane.alternate == "0")
             #expect(pane.stty.contains(" icanon") && pane.stty.contains(" echo"), "\(pane.stty)")
         }
