@@ -58,6 +58,10 @@ overlay = load("deploy/docker-compose.privileged.yml", ComposeLoader)["services"
 check(overlay.get("privileged") is True, "privileged overlay sets privileged")
 check(isinstance(overlay.get("security_opt"), Reset) and overlay["security_opt"].value == [], "privileged overlay really clears security_opt with !reset")
 check(isinstance(overlay.get("cap_drop"), Reset), "privileged overlay resets cap_drop")
+simulated = load("deploy/docker-compose.simulated.yml", ComposeLoader)["services"]["rapl-exporter"]
+check(simulated.get("command") == ["--backend", "simulated"], "simulated overlay selects the simulated backend")
+check(isinstance(simulated.get("security_opt"), Reset) and simulated["security_opt"].value == [], "simulated overlay clears security_opt with !reset")
+check(isinstance(simulated.get("cap_add"), Reset) and simulated["cap_add"].value == [], "simulated overlay adds no capability")
 
 scrape = load("deploy/docker-compose.scrape.yml", ComposeLoader)["services"]
 scraping = scrape["rapl-exporter"]

@@ -162,7 +162,7 @@ public struct Exposition {
         if let limits = c.limits { writeLimits(limits, c) }
         // An info family in OpenMetrics (samples `NAME_info`), a gauge named `NAME_info` in the text format.
         family(
-            "rapl_exporter_build", "The exporter's version and the backend it reads.", type: format == .openMetrics ? "info" : "gauge",
+            "rapl_exporter_build", MetricMetadata.help("rapl_exporter_build_info"), type: format == .openMetrics ? "info" : "gauge",
             suffix: "_info", created: nil
         ) { $0.sample([("version", c.version), ("backend", c.backend)], "1") }
         if let p = c.process {

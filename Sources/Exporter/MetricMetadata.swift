@@ -52,6 +52,8 @@ public struct MetricMetadata: Sendable, Equatable {
         "rapl_exporter_spool_windows_replayed_total": MetricMetadata(.counter, "Windows read back from the spool for delivery."),
         "rapl_exporter_restart_gaps_total": MetricMetadata(
             .counter, "Starts whose downtime energy could not be accounted (another boot, backend or counters, or too long down)."),
+        "rapl_exporter_build_info": MetricMetadata(
+            .gauge, "The exporter's version and the backend it reads; backend=\"simulated\" is not a measurement."),
         "rapl_power_limit_watts": MetricMetadata(
             .gauge, "RAPL power limit per domain and constraint (long_term = PL1, short_term = PL2, peak_power = PL4), in watts."),
         "rapl_power_limit_time_window_seconds": MetricMetadata(

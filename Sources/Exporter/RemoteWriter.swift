@@ -158,11 +158,11 @@ public actor RemoteWriter<C: Clock>: WindowSink, PowerLimitsSink, Service where 
         logger: Logger = Logger(label: "rapl-exporter.remote-write")
     ) {
         var intake = WriterIntake()
+        intake.backend = source.backend
         if let spool {
             intake.spooling = true
             intake.nextSeq = spool.nextSeq
             intake.bootID = source.bootID
-            intake.backend = source.backend
             if let anchor = spool.anchor { intake.lastTimestamp = anchor.window.timestampMilliseconds }
             memoryFrom = spool.nextSeq
         }
@@ -214,8 +214,11 @@ public actor RemoteWriter<C: Clock>: WindowSink, PowerLimitsSink, Service where 
         var dropped: [Int]
         /// With a spool.
         var spool: [Int] = []
+        /// `rapl_exporter_build_info{version, backend}`, when the backend is known: a simulated source is
+        /// visible in the data.
+        var buildInfo: Int?
 
-        init(_ table: inout SeriesTable, labels: [(String, String)], spooling: Bool) {
+        init(_ table: inout SeriesTable, labels: [(String, String)], spooling: Bool, backend: String) {
             func series(_ name: String, _ extra: [(String, String)] = []) -> Int { table.series(name, extra + labels) }
             sent = series("rapl_exporter_samples_sent_total")
             failed = series("rapl_exporter_samples_failed_total")
@@ -227,6 +230,7 @@ public actor RemoteWriter<C: Clock>: WindowSink, PowerLimitsSink, Service where 
             missed = series("rapl_exporter_windows_missed_total")
             clockSteps = series("rapl_exporter_clock_steps_total")
             if spooling { spool = SpoolFigures.names.map { series($0) } }
+            if !backend.isEmpty { buildInfo = series("rapl_exporter_build_info", [("version", ExporterVersion.current), ("backend", backend)]) }
         }
     }
 
@@ -244,6 +248,7 @@ public actor RemoteWriter<C: Clock>: WindowSink, PowerLimitsSink, Service where 
         for (reason, series) in zip(DropReason.allCases, s.dropped) { add(series, Double(stats.dropped[reason] ?? 0)) }
         add(s.pending, Double(pendingBefore))
         add(s.pushDuration, stats.lastPushDuration.seconds)
+        if let info = s.buildInfo { add(info, 1) }
         if let figures {
             for (series, value) in zip(s.spool, figures.values(restartGaps: intake.restartGaps)) { add(series, value) }
         }
@@ -275,7 +280,7 @@ public actor RemoteWriter<C: Clock>: WindowSink, PowerLimitsSink, Service where 
             var samples = intake.pending
             intake.pending.removeAll(keepingCapacity: true)
             let selfStart = samples.count
-            let series = selfSeries ?? SelfSeries(&intake.table, labels: labels, spooling: spooling)
+            let series = selfSeries ?? SelfSeries(&intake.table, labels: labels, spooling: spooling, backend: intake.backend)
             selfSeries = series
             appendSelfMetrics(to: &samples, &intake, series: series, pendingBefore: samples.count + queued, now: now, spool: figures)
             table = intake.table

@@ -169,7 +169,8 @@ extension SettingKey {
 
     // MARK: Reading (run and probe)
     public static let backend = SettingKey(
-        "backend", "RAPL_BACKEND", default: "auto", value: "name", commands: [.run, .probe, .top], "Backend: auto, perf, msr or sysfs")
+        "backend", "RAPL_BACKEND", default: "auto", value: "name", commands: [.run, .probe, .top],
+        "Backend: auto, perf, msr, sysfs, or simulated (not a measurement: energy made up from CPU time, to try the pipeline without RAPL)")
     public static let sysfsRoot = SettingKey(
         "sysfs-root", nil, default: "/sys", value: "path", commands: [.run, .probe, .compare, .top], "Where sysfs is mounted (containers: /host/sys)")
     public static let devRoot = SettingKey(

@@ -134,7 +134,8 @@ struct Resolver {
     func reading() throws(ConfigurationError) -> ReadingSettings {
         let backendText = text(.backend) ?? "auto"
         guard let backend = BackendPreference(rawValue: backendText.lowercased()) else {
-            throw ConfigurationError("invalid backend '\(printable(backendText))' (\(SettingKey.backend.names)): expected auto, perf, msr or sysfs")
+            throw ConfigurationError(
+                "invalid backend '\(printable(backendText))' (\(SettingKey.backend.names)): expected auto, perf, msr, sysfs or simulated")
         }
         let styleText = text(.componentNames) ?? "seed"
         guard let style = NameStyle(rawValue: styleText.lowercased()) else {

@@ -14,18 +14,22 @@ import Synchronization
 /// down and exits 1); ``failure`` keeps it.
 public final class StdoutSink: WindowSink {
     public let style: NameStyle
+    /// The source is ``BackendKind/simulated``: every line says `"simulated": true`.
+    public let simulated: Bool
     private let onFailure: @Sendable (String) -> Void
     private let failed = Mutex<String?>(nil)
     private let write: @Sendable (String) -> CInt
 
-    public init(style: NameStyle, onFailure: @escaping @Sendable (String) -> Void = { _ in }) {
+    public init(style: NameStyle, simulated: Bool = false, onFailure: @escaping @Sendable (String) -> Void = { _ in }) {
         self.style = style
+        self.simulated = simulated
         self.onFailure = onFailure
         self.write = { StandardOutput.write($0) }
     }
 
-    init(style: NameStyle, write: @escaping @Sendable (String) -> CInt, onFailure: @escaping @Sendable (String) -> Void) {
+    init(style: NameStyle, simulated: Bool = false, write: @escaping @Sendable (String) -> CInt, onFailure: @escaping @Sendable (String) -> Void) {
         self.style = style
+        self.simulated = simulated
         self.onFailure = onFailure
         self.write = write
     }
@@ -61,6 +65,7 @@ public final class StdoutSink: WindowSink {
             }
             fields.append((key, .uint(energy)))
         }
+        if simulated { fields.append(("simulated", .bool(true))) }
         return JSONValue.object(fields).serialized()
     }
 }

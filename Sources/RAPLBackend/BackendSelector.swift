@@ -3,6 +3,8 @@ import Logging
 /// Which backend the user asked for.
 public enum BackendPreference: String, Sendable, CaseIterable {
     case auto, perf, msr, sysfs
+    /// Not a measurement (``SimulatedBackend``): only when asked for by name.
+    case simulated
 
     /// The backends to try, in order.
     public var order: [BackendKind] {
@@ -11,6 +13,7 @@ public enum BackendPreference: String, Sendable, CaseIterable {
         case .perf: [.perf]
         case .msr: [.msr]
         case .sysfs: [.sysfs]
+        case .simulated: [.simulated]
         }
     }
 }
@@ -75,6 +78,7 @@ public struct BackendSelector {
             case .perf: backend = try PerfBackend(paths: paths, facts: facts)
             case .msr: backend = try MSRBackend(paths: paths, facts: facts)
             case .sysfs: backend = try SysfsBackend(paths: paths)
+            case .simulated: backend = try SimulatedBackend(paths: paths)
             }
         } catch {
             return .failure(error)
@@ -181,6 +185,7 @@ public struct BackendSelector {
                 "backend \(kind): chosen although no counter moved; its values may be placeholders (VM guest?) — run 'rapl-exporter probe'"
             )
         }
+        if !kind.measures { logger.warning("\(SimulatedBackend.warning)") }
         for note in chosen.notes { logger.info("\(kind): \(note)") }
         return Selection(backend: chosen, verdicts: verdicts)
     }

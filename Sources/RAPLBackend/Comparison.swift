@@ -121,6 +121,7 @@ public struct BackendComparison: Sendable {
                 case .perf: "the kernel's perf RAPL driver has no event for it"
                 case .msr: "no energy MSR is known or readable for it on this CPU"
                 case .sysfs: "the powercap driver has no zone for it"
+                case .simulated: "it is simulated"
                 }
             causes.append("a domain one backend lacks: \(kind) does not read it (\(why))")
         }

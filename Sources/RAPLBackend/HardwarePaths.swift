@@ -25,4 +25,5 @@ public struct HardwarePaths: Sendable, Equatable {
     var perfParanoid: String { procRoot + "/sys/kernel/perf_event_paranoid" }
     var cpuinfo: String { procRoot + "/cpuinfo" }
     var bootID: String { procRoot + "/sys/kernel/random/boot_id" }
+    var procStat: String { procRoot + "/stat" }
 }

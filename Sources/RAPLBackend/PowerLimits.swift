@@ -226,7 +226,7 @@ public final class PowerLimitReader {
             return
         }
         guard cpu.vendor == .intel else {
-            msrProblem = "\(cpu.vendor.rawValue) CPUs have no power-limit or perf-status MSRs (AMD's RAPL has energy counters only)"
+            msrProblem = "\(cpu.vendor.rawValue.uppercased()) CPUs have no power-limit or perf-status MSRs (their RAPL has energy counters only)"
             return
         }
         let places = Topology.allPlaces(paths: paths)

@@ -14,6 +14,7 @@ public enum Privileges {
         case .perf: permitted.contains(.perfmon) ? .perfmon : .sysAdmin
         case .msr: [.sysRawio, .dacReadSearch]
         case .sysfs: .dacReadSearch
+        case .simulated: []
         }
     }
 

@@ -37,7 +37,7 @@ public struct ProbeReport: Sendable {
     /// The backend `--backend auto` would choose: the first available one with a moving counter,
     /// else the first available one.
     public var autoChoice: BackendKind? {
-        BackendSelector.autoChoice(backends.map { ($0.kind, $0.unavailable == nil, $0.moved) })
+        BackendSelector.autoChoice(backends.filter(\.kind.measures).map { ($0.kind, $0.unavailable == nil, $0.moved) })
     }
 
     public var anyAvailable: Bool { backends.contains { $0.unavailable == nil } }
@@ -112,6 +112,7 @@ public struct ProbeReport: Sendable {
         case .perf: "2^64 counts"
         case .msr: "2^32 counts = \(formatted(Double(UInt64(1) << 32) * (specs.first?.unit.microjoulesPerCount ?? 0) / 1e6, 0)) J"
         case .sysfs: "max_energy_range_uj"
+        case .simulated: "2^64 µJ (simulated)"
         }
     }
 

@@ -13,6 +13,7 @@ extension ProbeReport {
                 continue
             }
             out += "backend \(backend.kind): available\n"
+            if !backend.kind.measures { out += "  WARNING: \(SimulatedBackend.warning)\n" }
             for domain in backend.domains {
                 let name = domain.domain.component(style)
                 let die = domain.domain.die.map { " die \($0)" } ?? ""
@@ -43,8 +44,13 @@ extension ProbeReport {
         out += "\n"
         if let choice = autoChoice {
             out += "auto would choose: \(choice)\n"
+        } else if backends.contains(where: { !$0.kind.measures && $0.unavailable == nil }) {
+            out += "auto never chooses simulated: it is not a measurement\n"
         } else {
             out += "no backend can read RAPL counters here; see the fixes above and docs/troubleshooting.md\n"
+            if !backends.contains(where: { !$0.kind.measures }) {
+                out += "to try the pipeline anyway: --backend simulated (made-up energy from CPU time, marked as such; not a measurement)\n"
+            }
         }
         return out
     }
@@ -93,6 +99,7 @@ extension ProbeReport {
                         var fields: [(String, JSONValue)] = [
                             ("backend", .string(backend.kind.rawValue)),
                             ("available", .bool(backend.unavailable == nil)),
+                            ("measures", .bool(backend.kind.measures)),
                         ]
                         if let why = backend.unavailable {
                             fields.append(("reason", .string(why.reason)))

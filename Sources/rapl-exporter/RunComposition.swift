@@ -183,7 +183,7 @@ extension RunCommand {
             )
         } else if settings.output == .stdout {
             let shutdown = ShutdownTrigger()
-            let printer = StdoutSink(style: settings.reading.nameStyle) { _ in shutdown.fire() }
+            let printer = StdoutSink(style: settings.reading.nameStyle, simulated: !meter.backend.kind.measures) { _ in shutdown.fire() }
             services.append(shutdown)
             sinks.append(printer)
             stdout = printer

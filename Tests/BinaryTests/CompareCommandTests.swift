@@ -25,8 +25,9 @@ import Testing
     /// Runs `compare` while the counters move every 25 ms: the package by the same 0.1 J on both
     /// backends, DRAM by 410 MSR counts and 25 000 µJ (equal only in the unit register's 2^-14 J).
     func compare(_ tree: FakeTree, _ arguments: [String]) async throws -> Binary.Output {
+        // A thread of its own: a task on the cooperative pool can be starved while other tests block it.
         let running = Atomic(true)
-        let writer = Task.detached {
+        let writer = Thread {
             var i: UInt64 = 0
             while running.load(ordering: .relaxed) {
                 i += 1
@@ -34,13 +35,11 @@ import Testing
                 tree.setEnergy("intel-rapl:0", i * 1638 * 1_000_000 / 16384)
                 tree.msr(cpu: 0, R.intelDRAM, i * 410)
                 tree.setEnergy("intel-rapl:0:0", i * 25_000)
-                try? await Task.sleep(for: .milliseconds(25))
+                Thread.sleep(forTimeInterval: 0.025)
             }
         }
-        defer {
-            running.store(false, ordering: .relaxed)
-            writer.cancel()
-        }
+        writer.start()
+        defer { running.store(false, ordering: .relaxed) }
         return try await Binary.run(Binary.path, ["compare"] + arguments + roots(tree))
     }
 

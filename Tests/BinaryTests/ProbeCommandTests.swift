@@ -77,3 +77,25 @@ import Testing
         #expect((report["sysfs"]?["fix"] as? String)?.contains("root only since Linux 5.10") == true)
     }
 }
+
+/// `--backend simulated` through the binary: warned about, and marked in what it prints.
+@Suite struct SimulatedBackendCommandTests {
+    @Test func theDaemonWarnsAndEveryLineSaysSimulated() async throws {
+        let result = try await Binary.run(Binary.path, ["--backend", "simulated", "--duration", "0.35"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stderr.contains("NOT A MEASUREMENT"), "\(result.stderr)")
+        let lines = result.stdout.split(separator: "\n")
+        #expect(!lines.isEmpty && lines.allSatisfy { $0.hasSuffix("\"simulated\":true}") && $0.contains("\"package-0\":") }, "\(result.stdout)")
+    }
+
+    @Test func probeWarnsAndAutoNeverChoosesIt() async throws {
+        let result = try await Binary.run(Binary.path, ["probe", "--backend", "simulated", "--interval", "0.1"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("WARNING: backend simulated: NOT A MEASUREMENT"), "\(result.stdout)")
+        #expect(result.stdout.contains("auto never chooses simulated"), "\(result.stdout)")
+        let empty = FakeTree()
+        let none = try await Binary.run(Binary.path, ["probe", "--interval", "0.05", "--sysfs-root", empty.sys, "--dev-root", empty.dev])
+        #expect(none.status == 1)
+        #expect(none.stdout.contains("to try the pipeline anyway: --backend simulated"), "\(none.stdout)")
+    }
+}

@@ -105,3 +105,21 @@ import Testing
         _ = try? await task.value
     }
 }
+
+/// The backend is in the pushed data: a simulated source cannot be mistaken for a measurement.
+@Suite struct BuildInfoTests {
+    @Test func everyPushNamesTheBackend() async {
+        let transport = RecordingTransport()
+        let settings = RemoteWriteSettings(endpoint: RemoteWriteEndpoint("http://127.0.0.1:9/api/v1/write")!, pushInterval: .seconds(4))
+        let w = RemoteWriter(
+            settings: settings, transport: transport, clock: TestClock(), wallClock: TestWallClock(), random: { 0.5 }, source: ("", "simulated"),
+            logger: LogCapture().logger)
+        w.accept(window([100], endMicros: 1_800_000_000_100_000))
+        await w.cutBatch()
+        await w.drain(until: nil)
+        let info = transport.requests.flatMap {
+            $0.samples(["__name__": "rapl_exporter_build_info", "backend": "simulated", "source": "cpu-pyjoules"])
+        }
+        #expect(info.map(\.1) == [1])
+    }
+}
