@@ -12,6 +12,13 @@ import Testing
         #expect(result.stdout.contains("all deploy checks passed"))
     }
 
+    /// The DaemonSet against the API schemas of Kubernetes 1.27–1.37 (strict), and its Pod Security level.
+    @Test func kubernetesManifestsMatchTheAPISchemasAndTheirPodSecurityLevel() async throws {
+        let result = try await Binary.run("/usr/bin/env", ["python3", Self.root + "/scripts/check-kubernetes.py"])
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr) (scripts/test installs kubernetes-validate)")
+        #expect(result.stdout.contains("all kubernetes checks passed"))
+    }
+
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: Receivers.directory + "/promtool")))
     func prometheusConfigsAreValid() async throws {
         for file in ["prometheus.yml", "prometheus-scrape.yml"] {

@@ -187,6 +187,15 @@ struct ReceiverIntegrationTests {
         for title in ["Exporter: samples dropped", "Exporter: read errors"] {
             _ = try await receiver.vector(try expression(title, source: ".*", instance: ".*"), at: end - 1)  // valid PromQL
         }
+        // The dashboard's variables resolve: each label_values() query finds the host of its path.
+        let variables = try #require(((dashboard as? [String: Any])?["templating"] as? [String: Any])?["list"] as? [[String: Any]])
+        var resolved: [String: [String]] = [:]
+        for variable in variables {
+            let name = try #require(variable["name"] as? String)
+            let query = try #require(variable["query"] as? String)
+            let inner = try #require(query.firstMatch(of: /^label_values\((.+), *([a-zA-Z_]+)\)$/), "\(name): \(query)")
+            resolved[name] = try await receiver.labelValues(String(inner.2), match: String(inner.1))
+        }
         pusher.process.terminate()
         puller.process.terminate()
         #expect(try await pusher.waitExit() == 0, "\(pusher.log)")
@@ -198,6 +207,8 @@ struct ReceiverIntegrationTests {
         #expect(near(scrapeOnly, 3, within: 0.03), "scraped: \(String(describing: scrapeOnly)) W")
         #expect(near(energy, 40, within: 0.05), "energy over 8 s: \(String(describing: energy)) J")
         #expect(near(total, 0.040, within: 0.05), "total: \(String(describing: total)) kJ")
+        #expect(resolved["source"]?.contains(source) == true, "the source variable: \(resolved)")
+        #expect(resolved["instance"]?.contains("127.0.0.1:\(port)") == true, "the instance variable: \(resolved)")
     }
 
     /// Power limits and throttling, pushed and scraped, in a real Prometheus: an Intel fake tree with powercap

@@ -202,6 +202,16 @@ final class ReceiverProcess: @unchecked Sendable {
         }
     }
 
+    /// Prometheus only: the values of `label` on the series matching `match` (what Grafana's
+    /// `label_values(match, label)` variable query asks).
+    func labelValues(_ label: String, match: String) async throws -> [String] {
+        let (status, data) = try await httpGet("http://127.0.0.1:\(port)/api/v1/label/\(label)/values?match%5B%5D=\(urlEncode(match))")
+        guard status == 200, let json = try JSONSerialization.jsonObject(with: data) as? [String: Any], let values = json["data"] as? [String] else {
+            throw TimeoutError(description: "bad prometheus answer \(status) to label \(label): \(String(decoding: data, as: UTF8.self))")
+        }
+        return values
+    }
+
     /// Raw samples (ms timestamp, value) of the series matching `selector`, oldest first.
     func samples(_ selector: String) async throws -> [(Int64, Double)] {
         switch kind {

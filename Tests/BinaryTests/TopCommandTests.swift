@@ -17,10 +17,11 @@ struct TopCommandTests {
         init(_ command: String, environment: [String: String] = [:]) throws {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             let exports = environment.map { "export \($0.key)=\($0.value); " }.joined()
-            // The shell reports the status and the terminal's modes after top, then waits to be read. Its
+            // The shell reports the terminal's modes, then the status (the test waits for it), after top, then
+            // waits to be read. Its
             // SIGINT handler (not an ignore: top gets the default back at exec) keeps it alive through C-c.
             let script =
-                "trap true INT; \(exports)\(command); echo EXIT=$? > \(directory)/status; stty -a > \(directory)/stty; echo AFTER-TOP; sleep 60"
+                "trap true INT; \(exports)\(command); s=$?; stty -a > \(directory)/stty; echo EXIT=$s > \(directory)/status.tmp; mv \(directory)/status.tmp \(directory)/status; echo AFTER-TOP; sleep 60"
             // The server this starts lives on: it must hold no pipe of this process (a Process reading one
             // would never see its end), so bash (dash cannot name descriptors above 9) closes every one but 0-2, which are /dev/null.
             let start = Process()
