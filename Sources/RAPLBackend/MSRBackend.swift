@@ -91,8 +91,7 @@ public final class MSRBackend: EnergyBackend {
         let multiDie = Topology.isMultiDie(places)
         self.multiDie = multiDie
         // One CPU per package (per die where a package has several).
-        var seen: Set<[Int]> = []
-        let leaders = places.filter { seen.insert([$0.package, multiDie ? $0.die : 0]).inserted }
+        let leaders = Topology.leaders(places, multiDie: multiDie)
         self.firstLeader = leaders[0].cpu
         self.pending = leaders
         let failures = addPendingPackages()

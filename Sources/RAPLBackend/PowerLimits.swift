@@ -105,8 +105,8 @@ public final class PowerLimitReader {
     }
 
     private struct MSRPackage {
-        var socket: Int
-        var die: Int?
+        /// The package's domain (its socket and, on multi-die parts, its die).
+        var domain: Domain
         var fd: CInt
         var device: String
         var units: Units
@@ -213,6 +213,7 @@ public final class PowerLimitReader {
         }
     }
 
+    /// An unsigned decimal file (powercap's µW, µs and flags); Topology.readInt would take a sign too.
     private static func readInteger(_ path: String) -> UInt64? {
         guard let text = try? Kernel.readText(path, limit: 64) else { return nil }
         return UInt64(text.trimmingWhitespace())
@@ -231,8 +232,7 @@ public final class PowerLimitReader {
         }
         let places = Topology.allPlaces(paths: paths)
         let multiDie = Topology.isMultiDie(places)
-        var seen: Set<[Int]> = []
-        let leaders = places.filter { seen.insert([$0.package, multiDie ? $0.die : 0]).inserted }
+        let leaders = Topology.leaders(places, multiDie: multiDie)
         guard let firstLeader = leaders.first, Kernel.exists(paths.msrDevice(firstLeader.cpu)) else {
             msrProblem = "\(paths.msrDevice(leaders.first?.cpu ?? 0)) does not exist (modprobe msr; in a container pass --device)"
             return
@@ -268,7 +268,8 @@ public final class PowerLimitReader {
             }
             packages.append(
                 MSRPackage(
-                    socket: leader.package, die: die, fd: fd, device: device, units: Units(register: units), limitRegisters: limits,
+                    domain: Domain(.package, socket: leader.package, die: die), fd: fd, device: device, units: Units(register: units),
+                    limitRegisters: limits,
                     hasPowerInfo: present(Register.packagePowerInfo)))
             for (kind, register) in [
                 (DomainKind.package, Register.packagePerfStatus), (.dram, Register.dramPerfStatus), (.core, Register.pp0PerfStatus),
@@ -302,13 +303,13 @@ public final class PowerLimitReader {
             if limits {
                 for (kind, register) in package.limitRegisters {
                     guard let value = try? Kernel.msrRead(package.fd, register: register, path: package.device) else { continue }
-                    snapshot.limits += Self.decodeLimit(value, domain: Domain(kind, socket: package.socket, die: package.die), units: package.units)
+                    snapshot.limits += Self.decodeLimit(
+                        value, domain: Domain(kind, socket: package.domain.socket, die: package.domain.die), units: package.units)
                 }
             }
             if package.hasPowerInfo, let info = try? Kernel.msrRead(package.fd, register: Register.packagePowerInfo, path: package.device) {
-                snapshot.tdp.removeAll { $0.domain == Domain(.package, socket: package.socket, die: package.die) }
-                snapshot.tdp.append(
-                    DomainFigure(Domain(.package, socket: package.socket, die: package.die), Double(info & 0x7FFF) * package.units.wattsPerCount))
+                snapshot.tdp.removeAll { $0.domain == package.domain }
+                snapshot.tdp.append(DomainFigure(package.domain, Double(info & 0x7FFF) * package.units.wattsPerCount))
             }
         }
     }

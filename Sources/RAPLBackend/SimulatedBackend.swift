@@ -30,8 +30,8 @@ public final class SimulatedBackend: EnergyBackend {
     private let buffer: UnsafeMutableRawBufferPointer
     /// USER_HZ: the unit of /proc/stat's times (100 on every Linux architecture that matters).
     private let ticksPerSecond: UInt64 = 100
-    private var cached: (busy: UInt64, idle: UInt64) = (0, 0)
-    private var cachedAt = -1
+    /// The CPU times of the current round of reads (read with counter 0).
+    private var cached: (busy: UInt64, idle: UInt64)?
 
     public init(paths: HardwarePaths) throws(BackendUnavailable) {
         path = paths.procStat
@@ -95,13 +95,11 @@ public final class SimulatedBackend: EnergyBackend {
 
     public func read(_ index: Int) throws(CounterReadError) -> RawCount {
         // One /proc/stat read per round of reads: counter 0 is read first in every round.
-        if index == 0 || cachedAt < 0 {
-            cached = try times()
-            cachedAt = 0
-        }
+        if index == 0 || cached == nil { cached = try times() }
+        let times = cached!
         let model = Self.model[index]
         // µJ = ticks / USER_HZ × W × 1e6.
-        let microjoules = (cached.busy * model.busyWatts + cached.idle * model.idleWatts) * (1_000_000 / ticksPerSecond)
+        let microjoules = (times.busy * model.busyWatts + times.idle * model.idleWatts) * (1_000_000 / ticksPerSecond)
         return RawCount(value: microjoules, modulus: UInt128(1) << 64)
     }
 }

@@ -52,6 +52,13 @@ enum Topology {
         return cpus.compactMap { place(of: $0, paths: paths) }
     }
 
+    /// One CPU per package (per die where a package has several), the first of each in `places`' order:
+    /// where the MSR backends read a package's registers.
+    static func leaders(_ places: [CPUPlace], multiDie: Bool) -> [CPUPlace] {
+        var seen: Set<[Int]> = []
+        return places.filter { seen.insert([$0.package, multiDie ? $0.die : 0]).inserted }
+    }
+
     /// True when some package has more than one die among `places`.
     static func isMultiDie(_ places: [CPUPlace]) -> Bool {
         var dies: [Int: Set<Int>] = [:]

@@ -23,16 +23,13 @@ struct CompareCommand: AsyncParsableCommand {
     @Flag(help: .key(.probeJSON)) var json = false
 
     func run() async throws {
-        let reading = try withConfiguration { () throws(ConfigurationError) in
+        let reading = try resolveReading(hardware.commandLine) { () throws(ConfigurationError) in
             guard duration > 0, duration <= 3600, duration.isFinite else {
                 throw ConfigurationError("invalid --duration \(duration): expected seconds > 0 and ≤ 3600")
             }
             guard tolerance >= 0, tolerance.isFinite else {
                 throw ConfigurationError("invalid --tolerance \(tolerance): expected a percentage ≥ 0")
             }
-            let reading = try Settings.resolveReading(hardware.commandLine, environment: ProcessEnvironment.current)
-            bootstrapLogging(reading.logLevel)
-            return reading
         }
         var logger = Logger(label: "rapl-exporter.compare")
         logger.logLevel = .error

@@ -71,6 +71,19 @@ func bootstrapLogging(_ level: Logger.Level) {
     }
 }
 
+/// The reading settings of `probe`, `compare` and `top`: the command's own option checks (`check`), then
+/// the key table's; logging set up at the level asked for, but not below `floor`. Exit status 2 on a bad value.
+func resolveReading(
+    _ values: CommandLineValues, logAtLeast floor: Logger.Level = .trace, check: () throws(ConfigurationError) -> Void = {}
+) throws(ExitCode) -> ReadingSettings {
+    try withConfiguration { () throws(ConfigurationError) in
+        try check()
+        let reading = try Settings.resolveReading(values, environment: ProcessEnvironment.current)
+        bootstrapLogging(max(reading.logLevel, floor))
+        return reading
+    }
+}
+
 /// Runs `body`, turning a ConfigurationError into one line on stderr and exit code 2.
 func withConfiguration<T>(_ body: () throws(ConfigurationError) -> T) throws(ExitCode) -> T {
     do {

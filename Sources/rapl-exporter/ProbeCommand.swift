@@ -17,13 +17,10 @@ struct ProbeCommand: AsyncParsableCommand {
     @Flag(help: .key(.probeJSON)) var json = false
 
     func run() async throws {
-        let reading = try withConfiguration { () throws(ConfigurationError) in
+        let reading = try resolveReading(self.reading.commandLine) { () throws(ConfigurationError) in
             guard interval > 0, interval <= 3600, interval.isFinite else {
                 throw ConfigurationError("invalid --interval \(interval): expected seconds > 0 and ≤ 3600")
             }
-            let reading = try Settings.resolveReading(self.reading.commandLine, environment: ProcessEnvironment.current)
-            bootstrapLogging(reading.logLevel)
-            return reading
         }
         let (preference, style) = (reading.backend, reading.nameStyle)
         var logger = Logger(label: "rapl-exporter.probe")

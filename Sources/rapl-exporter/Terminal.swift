@@ -94,16 +94,15 @@ final class Terminal {
 
     /// Writes to stdout, all of it (a closed terminal's EIO ends the attempt).
     func write(_ text: String) {
-        var bytes = Array(text.utf8)
+        let bytes = Array(text.utf8)
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { Glibc.write(1, $0.baseAddress! + offset, $0.count - offset) }
+            let n = bytes.withUnsafeBytes { Glibc.write(1, $0.baseAddress! + offset, $0.count - offset) }
             if n <= 0 {
                 if n < 0, errno == EINTR { continue }
                 return
             }
             offset += n
         }
-        bytes.removeAll()
     }
 }

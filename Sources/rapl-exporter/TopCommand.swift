@@ -25,14 +25,12 @@ struct TopCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: .key(.topIterations)) var iterations: Int?
 
     func run() throws {
-        let reading = try withConfiguration { () throws(ConfigurationError) in
+        // The log would draw over the view: errors only.
+        let reading = try resolveReading(self.reading.commandLine, logAtLeast: .error) { () throws(ConfigurationError) in
             guard refresh >= 0.05, refresh <= 3600, refresh.isFinite else {
                 throw ConfigurationError("invalid --refresh \(refresh): expected seconds ≥ 0.05 and ≤ 3600")
             }
             if let iterations, iterations < 1 { throw ConfigurationError("invalid --iterations \(iterations): expected a whole number ≥ 1") }
-            let reading = try Settings.resolveReading(self.reading.commandLine, environment: ProcessEnvironment.current)
-            bootstrapLogging(max(reading.logLevel, .error))
-            return reading
         }
         var logger = Logger(label: "rapl-exporter.top")
         logger.logLevel = .error

@@ -61,6 +61,20 @@ struct TopCommandTests {
             ((try? tmux(["display", "-p", "-t", "t", "#{alternate_on}"])) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
         }
 
+        /// The pid of the pane's shell, whose child top is.
+        var shellPID: String {
+            get throws { try tmux(["display", "-p", "-t", "t", "#{pane_pid}"]).trimmingCharacters(in: .whitespacesAndNewlines) }
+        }
+
+        /// Waits for top to end, then checks its status and that the terminal is as it was: the
+        /// alternate screen left, line editing and echo back on.
+        func expectExit(_ status: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+            try waitFor("top to exit") { self.status != nil }
+            #expect(self.status == status, sourceLocation: sourceLocation)
+            #expect(alternate == "0", "the alternate screen is left", sourceLocation: sourceLocation)
+            #expect(stty.contains(" icanon") && stty.contains(" echo"), "the modes are restored: \(stty)", sourceLocation: sourceLocation)
+        }
+
         func waitFor(_ what: String, seconds: Double = 10, _ condition: () throws -> Bool) throws {
             let deadline = Date().addingTimeInterval(seconds)
             while Date() < deadline {
@@ -116,10 +130,7 @@ struct TopCommandTests {
             try pane.waitFor("the other backend") { try pane.screen().split(separator: "\n").first.map(String.init) != first }
             #expect(try pane.screen().contains("figures restart"))
             try pane.keys("q")
-            try pane.waitFor("top to exit") { pane.status != nil }
-            #expect(pane.status == "EXIT=0")
-            #expect(pane.alternate == "0", "the alternate screen is left")
-            #expect(pane.stty.contains(" icanon") && pane.stty.contains(" echo"), "the modes are restored: \(pane.stty)")
+            try pane.expectExit("EXIT=0")
             #expect(try pane.screen().contains("AFTER-TOP"))
         }
     }
@@ -131,13 +142,9 @@ struct TopCommandTests {
             let escaped = try pane.screen(escapes: true)
             #expect(escaped.contains("\u{1B}[7m"), "the header in inverse video: \(escaped.debugDescription)")
             #expect(pane.alternate == "1")
-            let pid = try pane.tmux(["display", "-p", "-t", "t", "#{pane_pid}"]).trimmingCharacters(in: .whitespacesAndNewlines)
             // The pane's shell runs top as its child: SIGTERM to that child.
-            _ = try Binary.runBlocking("/usr/bin/pkill", ["-TERM", "-P", pid, "-f", "rapl-exporter top"], environment: [:])
-            try pane.waitFor("top to exit") { pane.status != nil }
-            #expect(pane.status == "EXIT=143")
-            #expect(pane.alternate == "0")
-            #expect(pane.stty.contains(" icanon") && pane.stty.contains(" echo"), "\(pane.stty)")
+            _ = try Binary.runBlocking("/usr/bin/pkill", ["-TERM", "-P", pane.shellPID, "-f", "rapl-exporter top"], environment: [:])
+            try pane.expectExit("EXIT=143")
         }
     }
 
@@ -146,10 +153,7 @@ struct TopCommandTests {
             let pane = try Pane(command)
             try pane.waitFor("the view") { try pane.screen().contains("package-0") }
             try pane.keys("C-c")
-            try pane.waitFor("top to exit") { pane.status != nil }
-            #expect(pane.status == "EXIT=130")
-            #expect(pane.alternate == "0")
-            #expect(pane.stty.contains(" icanon") && pane.stty.contains(" echo"), "\(pane.stty)")
+            try pane.expectExit("EXIT=130")
         }
     }
 
@@ -157,8 +161,7 @@ struct TopCommandTests {
         try withMachine { _, command in
             let pane = try Pane(command)
             try pane.waitFor("the view") { try pane.screen().contains("package-0") }
-            let pid = try pane.tmux(["display", "-p", "-t", "t", "#{pane_pid}"]).trimmingCharacters(in: .whitespacesAndNewlines)
-            let top = try Binary.runBlocking("/usr/bin/pgrep", ["-P", pid, "-f", "rapl-exporter top"], environment: [:]).stdout
+            let top = try Binary.runBlocking("/usr/bin/pgrep", ["-P", pane.shellPID, "-f", "rapl-exporter top"], environment: [:]).stdout
                 .trimmingCharacters(in: .whitespacesAndNewlines)
             #expect(!top.isEmpty)
             try pane.tmux(["kill-session", "-t", "t"])
