@@ -185,7 +185,9 @@ struct ReceiverIntegrationTests {
         let energy = try await packageValue("Energy over the selected range")
         let total = try await packageValue("Energy per run")
         for title in ["Exporter: samples dropped", "Exporter: read errors"] {
-            _ = try await receiver.vector(try expression(title, source: ".*", instance: ".*"), at: end - 1)  // valid PromQL
+            // Valid PromQL, and not silently empty: the zero-valued drop and read-error counters are series too.
+            let series = try await receiver.vector(try expression(title, source: ".*", instance: ".*"), at: end - 1)
+            #expect(!series.isEmpty, "panel \(title) returns no series")
         }
         // The dashboard's variables resolve: each label_values() query finds the host of its path.
         let variables = try #require(((dashboard as? [String: Any])?["templating"] as? [String: Any])?["list"] as? [[String: Any]])
