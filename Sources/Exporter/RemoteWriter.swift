@@ -163,7 +163,10 @@ public actor RemoteWriter<C: Clock>: WindowSink, PowerLimitsSink, Service where 
             intake.spooling = true
             intake.nextSeq = spool.nextSeq
             intake.bootID = source.bootID
-            if let anchor = spool.anchor { intake.lastTimestamp = anchor.window.timestampMilliseconds }
+            if let anchor = spool.anchor {
+                intake.lastTimestamp = anchor.window.timestampMilliseconds
+                intake.lastSelfTimestamp = anchor.window.timestampMilliseconds
+            }
             memoryFrom = spool.nextSeq
         }
         self.intake = Mutex(intake)
@@ -239,7 +242,7 @@ public actor RemoteWriter<C: Clock>: WindowSink, PowerLimitsSink, Service where 
         to samples: inout [PendingSample], _ intake: inout WriterIntake, series s: SelfSeries, pendingBefore: Int, now: Int64,
         spool figures: SpoolFigures?
     ) {
-        let ts = intake.timestamp(now)
+        let ts = intake.selfTimestamp(now)
         let stats = statistics
         func add(_ series: Int, _ value: Double) { samples.append(PendingSample(series: series, value: value, timestamp: ts)) }
         add(s.sent, Double(stats.sent))
@@ -743,7 +746,9 @@ private struct WriterIntake: ~Copyable {
     var series: [WriterDomainSeries] = []
     var totals: [UInt64] = []
     var pending: [PendingSample] = []
+    /// The last timestamp given to a window's samples, and to the self-metrics.
     var lastTimestamp: Int64 = .min
+    var lastSelfTimestamp: Int64 = .min
     /// The last window's figures, for the self-metrics.
     var windows = 0
     var lateWindows: UInt64 = 0
@@ -841,6 +846,15 @@ private struct WriterIntake: ~Copyable {
         let ms = microseconds / 1000
         lastTimestamp = ms > lastTimestamp ? ms : lastTimestamp + 1
         return lastTimestamp
+    }
+
+    /// The same for the self-metrics, stamped when a batch is cut. Kept apart from the windows' stamps:
+    /// the sampler hands windows over up to a second after they close (`Sampler`'s batching), so a cut's
+    /// time can be later than windows still to come, which must not then look like a step of the clock.
+    mutating func selfTimestamp(_ microseconds: Int64) -> Int64 {
+        let ms = microseconds / 1000
+        lastSelfTimestamp = ms > lastSelfTimestamp ? ms : lastSelfTimestamp + 1
+        return lastSelfTimestamp
     }
 
     /// A window stamped this far (ms) or more behind the last timestamp is held back rather than

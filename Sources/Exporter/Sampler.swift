@@ -78,13 +78,16 @@ public struct WindowSchedule: Sendable, Equatable {
     }
 
     /// The offset from the origin of the next deadline.
-    public var nextDeadline: Duration { Duration(wholeNanoseconds: intervalNs &* next) }
+    public var nextDeadline: Duration { Duration(wholeNanoseconds: nextDeadlineNanoseconds) }
+    var nextDeadlineNanoseconds: Int64 { intervalNs &* next }
 
     /// Records a wake-up at `elapsed` (since the origin) for the current deadline and moves to the next
     /// one. A wake-up past later deadlines skips them: they are counted as missed, and the window simply
     /// lasts longer — its energy is still exact.
-    public mutating func wokeUp(at elapsed: Duration) {
-        let now = elapsed.wholeNanoseconds
+    public mutating func wokeUp(at elapsed: Duration) { wokeUp(atNanoseconds: elapsed.wholeNanoseconds) }
+
+    /// ``wokeUp(at:)`` in nanoseconds since the origin.
+    mutating func wokeUp(atNanoseconds now: Int64) {
         let length = now &- previousWakeNs
         previousWakeNs = now
         let error = length > intervalNs ? length &- intervalNs : intervalNs &- length
@@ -183,6 +186,9 @@ public final class Sampler: Service {
     private let recordsCounters: Bool
     /// With a spool that held an earlier run's windows: whether its downtime can be accounted.
     private let restart: RestartCheck?
+    /// Windows are closed and handed to the sink in batches at most this far apart (zero: each at its
+    /// deadline); see `sample(_:)`.
+    private let batching: Duration
     private let logger: Logger
 
     public init(
@@ -195,8 +201,10 @@ public final class Sampler: Service {
         health: HealthFile? = nil,
         recordsCounters: Bool = false,
         restart: RestartCheck? = nil,
+        batching: Duration = .zero,
         logger: Logger = Logger(label: "rapl-exporter.sampler")
     ) {
+        self.batching = batching
         self.health = health
         self.recordsCounters = recordsCounters || restart != nil
         self.restart = restart
@@ -235,9 +243,9 @@ public final class Sampler: Service {
     }
 
     /// The raw counter values and boot time the spool records with each window.
-    private func recordCounters(_ meter: EnergyMeter, into window: inout EnergyWindow) {
+    private func recordCounters(_ meter: EnergyMeter, into window: inout EnergyWindow, boot: Int64) {
         meter.copyCounterValues(into: &window.counterValues)
-        window.bootMicroseconds = BootClock.nowMicroseconds()
+        window.bootMicroseconds = boot
         let moduli = meter.counterModuli
         if window.counterModuli != moduli || window.counters.count != moduli.count {
             window.counters = meter.backend.counters
@@ -285,7 +293,25 @@ public final class Sampler: Service {
         window.endMicroseconds = nowWall
     }
 
+    /// What the sampling thread notes at a deadline, besides the meter's queued raw read: the window is
+    /// closed from these when the batch is handed over.
+    private struct Wake {
+        /// Since the origin, in nanoseconds.
+        var elapsed: Int64
+        var wall: Int64
+        var boot: Int64
+        var late: UInt64
+        var missed: UInt64
+    }
+
     /// The sampling loop, on the sampling thread; returns after the final window once the timer is stopped.
+    ///
+    /// At each deadline it only reads the counters (the meter queues the raw values) and notes the time.
+    /// Every `batching` it closes the windows noted since the last batch, back to back: the meter applies
+    /// each queued read, the window is built and handed to the sink. A wake-up comes back to a CPU whose
+    /// caches have lost the sampler's code (docs/performance.md): the reads need the syscalls' code at every
+    /// deadline, the arithmetic and the sinks' code only once per batch. The windows, their energy and their
+    /// order are those of closing each at once; they reach the sink up to `batching` later.
     private func sample(_ meter: EnergyMeter) {
         // Wake-ups within 0.1 % of the interval (1 µs at 1 kHz) instead of the kernel's default 50 µs.
         let slack = Swift.min(Swift.max(Int(interval / .nanoseconds(1)) / 1000, 1000), 50_000)
@@ -294,34 +320,84 @@ public final class Sampler: Service {
                 logger.notice("could not set the sampling thread's timer slack to \(slack) ns (prctl: \(error)); wake-ups may be up to 50 µs late")
             }
         }
-        let origin = timer.now()
+        let origin = timer.nowNanoseconds()
         meter.read(now: .zero)
         var schedule = WindowSchedule(interval: interval)
-        var previousTotals = meter.totals
-        var windowStart = Duration.zero
         let startWall = wallClock.nowMicroseconds()
         var lastRefresh = Duration.zero
         logger.info("sampling every \(interval) over \(meter.domains.count) domains with \(meter.backend.kind)")
-        // One window value whose arrays are refilled in place every window.
-        var window = EnergyWindow(
-            startMicroseconds: startWall, endMicroseconds: startWall, duration: .zero, domains: meter.domains,
-            energy: [], stuck: [], readErrors: meter.readErrors, glitches: meter.glitches, lateWindows: 0, missedWindows: 0,
-            clockSteps: 0, clockStepMicroseconds: 0
-        )
-        var steps = WallClockSteps(wall: startWall)
-        if recordsCounters { recordCounters(meter, into: &window) }
-        if let restart { openAfterRestart(restart, meter: meter, window: &window, nowWall: startWall) }
-        var windows = 0
-        // The thread's CPU time once its first window is closed: the figure logged at the end leaves out
-        // the start (first touches of the code, the writer's series set-up), as the benchmark does.
-        var cpuAfterFirstWindow = Duration.zero
+        var closer = WindowCloser(meter: meter, startWall: startWall)
+        if recordsCounters { recordCounters(meter, into: &closer.window, boot: BootClock.nowMicroseconds()) }
+        if let restart { openAfterRestart(restart, meter: meter, window: &closer.window, nowWall: startWall) }
+        // The wake-ups whose windows are not closed yet (capacity kept: no allocation once grown).
+        var wakes: [Wake] = []
+        let batchingNs = batching.wholeNanoseconds
+        // The first window is handed over at once (a spool then holds a point a restart can continue
+        // from as soon as the run samples), then one batch per `batching`.
+        var batchStart = -batchingNs
         while true {
-            let final = !timer.wait(until: origin + schedule.nextDeadline)
-            let elapsed = timer.now() - origin
-            let endWall = wallClock.nowMicroseconds()
-            meter.read(now: elapsed)
-            if !final { schedule.wokeUp(at: elapsed) }
+            let final = !timer.wait(untilNanoseconds: origin &+ schedule.nextDeadlineNanoseconds)
+            let elapsed = timer.nowNanoseconds() &- origin
+            let wall = wallClock.nowMicroseconds()
+            meter.readCounters(nowNanoseconds: elapsed)
+            if !final { schedule.wokeUp(atNanoseconds: elapsed) }
+            wakes.append(
+                Wake(
+                    elapsed: elapsed, wall: wall, boot: recordsCounters ? BootClock.nowMicroseconds() : 0, late: schedule.late,
+                    missed: schedule.missed))
+            guard final || elapsed &- batchStart >= batchingNs else { continue }
+            batchStart = elapsed
+            for wake in wakes {
+                meter.applyNextRead()
+                closer.close(wake, sampler: self)
+            }
+            wakes.removeAll(keepingCapacity: true)
+            if final {
+                let e = schedule.lengthError
+                // A notice: once per run, the figures an operator (and scripts/benchmark) compares runs by.
+                let cpu = ThreadCPUTime.current()
+                let windows = closer.windows
+                let perWindow = (cpu - closer.cpuAfterFirstWindow).seconds * 1e6 / Double(max(windows - 1, 1))
+                logger.notice(
+                    "sampling stopped after \(windows) windows: \(schedule.late) late and \(schedule.missed) missed windows, worst wake-up \(schedule.maxLateness) late; window length error p50 \(e.percentile(0.5)) µs, p99 \(e.percentile(0.99)) µs, max \(e.max) µs; sampling thread CPU \(formatted(cpu.seconds, 6)) s (\(formatted(perWindow, 1)) µs per window after the first)"
+                )
+                return
+            }
+            // Between batches, with no read queued: the counters a refresh adds start with the next read.
+            let now = Duration(wholeNanoseconds: elapsed)
+            if now - lastRefresh >= refreshInterval {
+                lastRefresh = now
+                meter.refresh()
+            }
+        }
+    }
 
+    /// Closes windows one after another from the meter's applied reads: the one window value whose arrays
+    /// are refilled in place, and what carries from one window to the next.
+    private struct WindowCloser {
+        let meter: EnergyMeter
+        var window: EnergyWindow
+        var previousTotals: [UInt64]
+        var windowStart = Duration.zero
+        var steps: WallClockSteps
+        var windows = 0
+        /// The thread's CPU time once its first window is closed: the figure logged at the end leaves out
+        /// the start (first touches of the code, the writer's series set-up), as the benchmark does.
+        var cpuAfterFirstWindow = Duration.zero
+
+        init(meter: EnergyMeter, startWall: Int64) {
+            self.meter = meter
+            previousTotals = meter.totals
+            steps = WallClockSteps(wall: startWall)
+            window = EnergyWindow(
+                startMicroseconds: startWall, endMicroseconds: startWall, duration: .zero, domains: meter.domains,
+                energy: [], stuck: [], readErrors: meter.readErrors, glitches: meter.glitches, lateWindows: 0, missedWindows: 0,
+                clockSteps: 0, clockStepMicroseconds: 0
+            )
+        }
+
+        /// Closes the window that ended at `wake`, whose read the meter has just applied, and hands it over.
+        mutating func close(_ wake: Wake, sampler: Sampler) {
             // The meter's arrays once per window (one retain each, not a getter call per domain).
             let domains = meter.domains
             let totals = meter.totals
@@ -344,41 +420,28 @@ public final class Sampler: Service {
                 }
             }
             window.startMicroseconds = window.endMicroseconds
-            window.endMicroseconds = endWall
+            window.endMicroseconds = wake.wall
+            let elapsed = Duration(wholeNanoseconds: wake.elapsed)
             window.duration = elapsed - windowStart
             window.domains = domains
             window.readErrors = meter.readErrors
             window.glitches = meter.glitches
-            window.lateWindows = schedule.late
-            window.missedWindows = schedule.missed
-            window.clockStepMicroseconds = steps.observe(wall: endWall, monotonic: elapsed)
+            window.lateWindows = wake.late
+            window.missedWindows = wake.missed
+            window.clockStepMicroseconds = steps.observe(wall: wake.wall, monotonic: elapsed)
             window.clockSteps = steps.count
-            if recordsCounters { recordCounters(meter, into: &window) }
+            if sampler.recordsCounters { sampler.recordCounters(meter, into: &window, boot: wake.boot) }
             if window.clockStepMicroseconds != 0 {
                 let step = window.clockStepMicroseconds
-                logger.warning(
+                sampler.logger.warning(
                     "the wall clock stepped \(step > 0 ? "forward" : "back") by \(Double(abs(step)) / 1e6) s against the monotonic clock (NTP, an operator, a resumed VM): windows stay exact; \(step > 0 ? "timestamps follow the new time" : "samples are held back until the new time passes the last one sent (see docs/reliability.md)")"
                 )
             }
-            sink.accept(window)
-            health?.windowClosed(atMicroseconds: endWall)
+            sampler.sink.accept(window)
+            sampler.health?.windowClosed(atMicroseconds: wake.wall)
             windows += 1
             if windows == 1 { cpuAfterFirstWindow = ThreadCPUTime.current() }
             windowStart = elapsed
-            if final {
-                let e = schedule.lengthError
-                // A notice: once per run, the figures an operator (and scripts/benchmark) compares runs by.
-                let cpu = ThreadCPUTime.current()
-                let perWindow = (cpu - cpuAfterFirstWindow).seconds * 1e6 / Double(max(windows - 1, 1))
-                logger.notice(
-                    "sampling stopped after \(windows) windows: \(schedule.late) late and \(schedule.missed) missed windows, worst wake-up \(schedule.maxLateness) late; window length error p50 \(e.percentile(0.5)) µs, p99 \(e.percentile(0.99)) µs, max \(e.max) µs; sampling thread CPU \(formatted(cpu.seconds, 6)) s (\(formatted(perWindow, 1)) µs per window after the first)"
-                )
-                return
-            }
-            if elapsed - lastRefresh >= refreshInterval {
-                lastRefresh = elapsed
-                meter.refresh()
-            }
         }
     }
 }

@@ -43,6 +43,16 @@ public protocol SamplingTimer: Sendable {
     func wait(until deadline: Duration) -> Bool
     /// Ends the current wait and every later one.
     func stop()
+    /// ``now()`` in whole nanoseconds, and ``wait(until:)`` for a deadline in them: what the sampling
+    /// thread calls at every deadline, without `Duration`'s 128-bit arithmetic (out-of-line standard
+    /// library code, docs/performance.md). Both default to the `Duration` versions.
+    func nowNanoseconds() -> Int64
+    func wait(untilNanoseconds deadline: Int64) -> Bool
+}
+
+extension SamplingTimer {
+    public func nowNanoseconds() -> Int64 { now().wholeNanoseconds }
+    public func wait(untilNanoseconds deadline: Int64) -> Bool { wait(until: Duration(wholeNanoseconds: deadline)) }
 }
 
 /// `CLOCK_MONOTONIC`, waited on with one `futex(2)` wait for the absolute deadline (through the C shim):
@@ -64,10 +74,18 @@ public final class MonotonicTimer: SamplingTimer, @unchecked Sendable {
         return Duration(secondsComponent: Int64(ts.tv_sec), attosecondsComponent: Int64(ts.tv_nsec) * 1_000_000_000)
     }
 
-    public func wait(until deadline: Duration) -> Bool {
+    public func nowNanoseconds() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int64(ts.tv_sec) &* 1_000_000_000 &+ Int64(ts.tv_nsec)
+    }
+
+    public func wait(until deadline: Duration) -> Bool { wait(untilNanoseconds: deadline.wholeNanoseconds) }
+
+    public func wait(untilNanoseconds deadline: Int64) -> Bool {
         // 0 at the deadline, 1 once stopped; -errno only for a bad deadline or word (then stop too,
         // rather than spin).
-        rapl_futex_wait_until(word, 0, deadline.wholeNanoseconds) == 0
+        rapl_futex_wait_until(word, 0, deadline) == 0
     }
 
     public func stop() {

@@ -109,7 +109,66 @@ public final class EnergyMeter {
     /// - Parameter now: monotonic time since any fixed origin (the sampler's clock), for retry and
     ///   stuck timing.
     public func read(now: Duration) {
-        ledger.read(backend, now: now)
+        ledger.readCounters(backend, nanoseconds: now.wholeNanoseconds)
+        _ = ledger.applyNextRead(backend)
+    }
+
+    /// The first half of ``read(now:)``: reads every counter now (the syscalls only) and queues the raw
+    /// values; ``applyNextRead()`` later turns the oldest queued read into totals and statuses, exactly
+    /// as ``read(now:)`` would have. Split so that the sampling thread does only the reads at each
+    /// deadline and the arithmetic for a second's windows back to back, while its code is in the
+    /// CPU's caches (docs/performance.md). A counter waiting to retry is not read, as in ``read(now:)``;
+    /// the wait is decided from the reads applied so far, and a read the applied state says should
+    /// have waited is set aside when applied, so the outcome is the same.
+    public func readCounters(now: Duration) {
+        ledger.readCounters(backend, nanoseconds: now.wholeNanoseconds)
+    }
+
+    /// ``readCounters(now:)`` with the time in whole nanoseconds (the sampler's clock), converted to a
+    /// `Duration` only when the read is applied.
+    public func readCounters(nowNanoseconds: Int64) {
+        ledger.readCounters(backend, nanoseconds: nowNanoseconds)
+    }
+
+    /// Applies the oldest read queued by ``readCounters(now:)``; false when none is queued.
+    @discardableResult
+    public func applyNextRead() -> Bool {
+        ledger.applyNextRead(backend)
+    }
+}
+
+/// Raw reads taken by `readCounters` and not applied yet: two flat arrays of plain values (no payloads
+/// to retain), one entry per counter per read, emptied in place once all are applied.
+private struct ReadQueue {
+    enum Outcome: UInt8 {
+        case read, failed, waiting
+    }
+
+    struct Entry {
+        var value: UInt64
+        var modulus: UInt128
+        var outcome: Outcome
+    }
+
+    struct Round {
+        /// The time of the read, in nanoseconds.
+        var now: Int64
+        /// Where the read's entries start, and how many counters it read (the backend's count then).
+        var start: Int
+        var count: Int
+    }
+
+    var rounds: [Round] = []
+    var entries: [Entry] = []
+    /// The error of each failed entry, by entry index (failures only: the common read adds nothing).
+    var errors: [Int: CounterReadError] = [:]
+    var applied = 0
+
+    mutating func clear() {
+        rounds.removeAll(keepingCapacity: true)
+        entries.removeAll(keepingCapacity: true)
+        if !errors.isEmpty { errors.removeAll() }
+        applied = 0
     }
 }
 
@@ -159,6 +218,7 @@ private struct Ledger {
     var domainGlitch: [String?] = []
     /// Per-domain sums of the current read, reused so that a read allocates nothing.
     var scratch: [UInt64] = []
+    var queue = ReadQueue()
 
     init(stuckAfter: Duration, retryAfter: Duration, maximumPowerWatts: Double, logger: Logger) {
         self.stuckAfter = stuckAfter
@@ -205,17 +265,60 @@ private struct Ledger {
         }
     }
 
-    mutating func read(_ backend: any EnergyBackend, now: Duration) {
-        for d in domainFailure.indices where domainFailure[d] != nil { domainFailure[d] = nil }
-        for d in domainGlitch.indices where domainGlitch[d] != nil { domainGlitch[d] = nil }
+    /// Reads every counter that is not waiting to retry and queues what came back.
+    mutating func readCounters(_ backend: any EnergyBackend, nanoseconds: Int64) {
+        queue.rounds.append(ReadQueue.Round(now: nanoseconds, start: queue.entries.count, count: counters.count))
         for i in counters.indices {
-            let d = counters[i].domainIndex
-            if let retryAt = counters[i].retryAt, now < retryAt {
-                domainFailure[d] = counters[i].failing ?? "waiting to retry"
+            if let retryAt = counters[i].retryAt, Duration(wholeNanoseconds: nanoseconds) < retryAt {
+                queue.entries.append(ReadQueue.Entry(value: 0, modulus: 0, outcome: .waiting))
                 continue
             }
             do {
                 let raw = try backend.read(i)
+                queue.entries.append(ReadQueue.Entry(value: raw.value, modulus: raw.modulus, outcome: .read))
+            } catch {
+                queue.errors[queue.entries.count] = error
+                queue.entries.append(ReadQueue.Entry(value: 0, modulus: 0, outcome: .failed))
+            }
+        }
+    }
+
+    /// Applies the oldest queued read: the deltas, wraps, glitch and stuck checks of one read.
+    mutating func applyNextRead(_ backend: any EnergyBackend) -> Bool {
+        guard queue.applied < queue.rounds.count else { return false }
+        let round = queue.rounds[queue.applied]
+        let now = Duration(wholeNanoseconds: round.now)
+        let first = round.start
+        let read = round.count
+        queue.applied += 1
+        for d in domainFailure.indices where domainFailure[d] != nil { domainFailure[d] = nil }
+        for d in domainGlitch.indices where domainGlitch[d] != nil { domainGlitch[d] = nil }
+        for i in counters.indices {
+            let d = counters[i].domainIndex
+            // A counter adopted after this read was taken was not read in it.
+            guard i < read else {
+                domainFailure[d] = "not read yet"
+                continue
+            }
+            if let retryAt = counters[i].retryAt, now < retryAt {
+                domainFailure[d] = counters[i].failing ?? "waiting to retry"
+                continue
+            }
+            let entry = first + i
+            let queued = queue.entries[entry]
+            switch queued.outcome {
+            case .waiting:
+                // Not read: waiting to retry after a failure applied before this read was taken.
+                domainFailure[d] = counters[i].failing ?? "waiting to retry"
+                continue
+            case .failed:
+                failed(i, queue.errors[entry] ?? CounterReadError("read failed"), backend, now: now)
+                continue
+            case .read:
+                break
+            }
+            do {
+                let raw = RawCount(value: queued.value, modulus: queued.modulus)
                 if moduli[i] != raw.modulus { moduli[i] = raw.modulus }
                 if counters[i].primed {
                     // Wrapping subtraction modulo the counter's range.
@@ -242,10 +345,9 @@ private struct Ledger {
                 }
                 counters[i].last = raw.value
                 if counters[i].failing != nil { recovered(i, backend) }
-            } catch {
-                failed(i, error, backend, now: now)
             }
         }
+        if queue.applied == queue.rounds.count { queue.clear() }
         for d in scratch.indices { scratch[d] = 0 }
         // By index: iterating the elements would copy each counter's state (its optional message).
         for i in counters.indices { scratch[counters[i].domainIndex] &+= counters[i].microjoules }
@@ -281,6 +383,7 @@ private struct Ledger {
                 statuses[d] = .ok
             }
         }
+        return true
     }
 
     /// Whether a step of `delta` counts since the counter last changed can be energy: within the power

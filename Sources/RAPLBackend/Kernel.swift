@@ -47,6 +47,9 @@ struct DescriptorTable: ~Copyable {
 
     /// The descriptor at `index`, opened with `open` first when there is none (on first use, or after a
     /// failed read closed it).
+    /// The descriptor at `index`, or -1 when it is closed.
+    subscript(_ index: Int) -> CInt { fds[index] }
+
     mutating func descriptor(_ index: Int, open: () throws(KernelError) -> CInt) throws(KernelError) -> CInt {
         if fds[index] >= 0 { return fds[index] }
         let fd = try open()
@@ -85,10 +88,22 @@ enum Kernel {
 
     /// `pread(2)` at offset 0 into `buffer`; returns the byte count.
     static func preadStart(_ fd: CInt, _ buffer: UnsafeMutableRawBufferPointer, path: @autoclosure () -> String) throws(KernelError) -> Int {
-        do {
-            return try FileDescriptor(rawValue: fd).read(fromAbsoluteOffset: 0, into: buffer, retryOnInterrupt: true)
-        } catch {
-            throw KernelError(call: "pread", path: path(), errno: error as? Errno ?? .ioError)
+        let n = preadStart(fd, buffer)
+        if n < 0 { throw KernelError(call: "pread", path: path(), errno: Errno(rawValue: CInt(-n))) }
+        return n
+    }
+
+    /// `pread(2)` at offset 0, retried on EINTR: the bytes read, or -errno. Called straight from libc
+    /// rather than through swift-system's `FileDescriptor.read(fromAbsoluteOffset:)` (a closure and a
+    /// `Result` per call): it runs for every counter at every deadline, where each distinct piece of
+    /// code comes back to a cold cache (docs/performance.md).
+    @inline(__always)
+    static func preadStart(_ fd: CInt, _ buffer: UnsafeMutableRawBufferPointer) -> Int {
+        while true {
+            let n = Glibc.pread(fd, buffer.baseAddress, buffer.count, 0)
+            if n >= 0 { return n }
+            let e = Glibc.errno
+            if e != EINTR { return -Int(e) }
         }
     }
 

@@ -49,6 +49,14 @@ extension RunCommand {
             settings, web: web, meter: meter, limits: limits, transport: transport, spool: spool, bootID: facts.bootID, logger: logger)
     }
 
+    /// How far apart the sampler hands windows over (see `Sampler`): at once when a window must be seen
+    /// as it closes (a stdout line per window, /metrics serving the latest one); when only pushing, once
+    /// a second, or every push interval when that is shorter, since a push sends nothing sooner anyway.
+    static func batching(_ settings: Settings, stdout: Bool) -> Duration {
+        guard !stdout, settings.listen == nil, let push = settings.remoteWrite?.pushInterval else { return .zero }
+        return min(push, .seconds(1))
+    }
+
     /// The power-limit and throttle reader (its MSR devices opened now, while CAP_SYS_RAWIO is held),
     /// unless `--power-limits-interval 0`; what it found is logged once.
     static func openPowerLimits(_ settings: Settings, facts: SystemFacts, logger: Logger) -> PowerLimitReader? {
@@ -196,7 +204,8 @@ extension RunCommand {
         }
         services.append(
             Sampler(
-                meter: meter, interval: settings.scrapeInterval, sink: sink, health: health, recordsCounters: spooling, restart: restart))
+                meter: meter, interval: settings.scrapeInterval, sink: sink, health: health, recordsCounters: spooling, restart: restart,
+                batching: Self.batching(settings, stdout: stdout != nil)))
         // First, so it stops last: its final write sees the last window and push.
         if let health { services.insert(health, at: 0) }
         // Signals are handled in serve(): the first asks for a graceful shutdown, a second one stops now.

@@ -275,3 +275,65 @@ final class FollowingWallClock: WallClock {
         #expect(windows.last?.clockSteps == 1)
     }
 }
+
+@Suite struct SamplerBatchingTests {
+    /// Runs a sampler over `backend` for `wakes` deadlines of 100 ms (the last one cut short by shutdown)
+    /// and returns the windows its sink got, and when: the count it had before each wake-up.
+    func run(_ backend: ScriptedBackend, batching: Duration, wakes: Int) async throws -> (windows: [EnergyWindow], seen: [Int]) {
+        let timer = ManualTimer()
+        let sink = RecordingSink()
+        let sampler = Sampler(
+            meter: EnergyMeter(backend: backend), interval: .milliseconds(100), sink: sink, timer: timer, wallClock: FollowingWallClock(timer),
+            batching: batching)
+        let task = Task { try await sampler.run() }
+        var seen: [Int] = []
+        for _ in 0..<wakes {
+            #expect(await timer.nextWait() != nil)
+            seen.append(sink.windows.count)
+            timer.advance(by: .milliseconds(100))
+        }
+        #expect(await timer.nextWait() != nil)
+        timer.advance(by: .milliseconds(40))
+        task.cancel()
+        try await task.value
+        return (sink.windows, seen)
+    }
+
+    /// Closing windows in batches changes when they reach the sink, nothing else: the same windows, in
+    /// the same order, with the same energy, statuses, errors, glitches and timestamps as closing each at
+    /// its deadline — over a counter that wraps, glitches, and fails twice in a row (so the retry back-off
+    /// is decided from reads applied later than they were taken).
+    @Test func batchedWindowsAreTheWindowsClosedAtOnce() async throws {
+        func backend() -> ScriptedBackend {
+            let b = ScriptedBackend(
+                [
+                    CounterSpec(domain: Domain(.package, socket: 0), unit: .joulesPowerOfTwo(14), source: "step"),
+                    CounterSpec(domain: Domain(.dram, socket: 0), unit: .microjoule, source: "sequence"),
+                ],
+                modulus: UInt128(1) << 32, queued: [[], [1000, 2000, 1500, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10_000, 11_000, 12_000]],
+                start: [0xFFFF_F000, 500])
+            b.steps = [700, 0]
+            b.failing = [1: [4, 5]]
+            return b
+        }
+        let direct = try await run(backend(), batching: .zero, wakes: 25)
+        let batched = try await run(backend(), batching: .seconds(1), wakes: 25)
+        #expect(direct.windows.count == 26)
+        #expect(batched.windows.count == direct.windows.count)
+        for (a, b) in zip(direct.windows, batched.windows) {
+            #expect(a.energy == b.energy)
+            #expect(a.stuck == b.stuck)
+            #expect(a.readErrors == b.readErrors)
+            #expect(a.glitches == b.glitches)
+            #expect(a.startMicroseconds == b.startMicroseconds && a.endMicroseconds == b.endMicroseconds && a.duration == b.duration)
+            #expect(a.lateWindows == b.lateWindows && a.missedWindows == b.missedWindows)
+        }
+        // The script's glitch and failures show in both.
+        #expect(direct.windows.contains { $0.glitches[1] == 1 })
+        #expect(direct.windows.last?.readErrors[1] ?? 0 >= 1)
+        // Closing at once: each window is with the sink by the next wait. In batches: the first at once
+        // (a spool has a point to restart from), then ten at a time, once a second.
+        #expect(direct.seen == Array(0..<25))
+        #expect(batched.seen == (0..<25).map { k in k == 0 ? 0 : (k - 1) / 10 * 10 + 1 })
+    }
+}

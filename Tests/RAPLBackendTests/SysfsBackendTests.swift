@@ -82,6 +82,19 @@ import Testing
         #expect(meter.totals == [900 + 100 + 400])
     }
 
+    /// The counter parser of the read's fast path: digits with at most a final newline, up to 2^64 − 1.
+    @Test func counterValuesParseExactlyAndAnythingElseIsRefused() {
+        func parse(_ text: String) -> UInt64? { Array(text.utf8).withUnsafeBytes { SysfsBackend.parseDecimal($0) } }
+        #expect(parse("0\n") == 0)
+        #expect(parse("262143328850\n") == 262_143_328_850)
+        #expect(parse("42") == 42)
+        #expect(parse("9999999999999999999\n") == 9_999_999_999_999_999_999)
+        #expect(parse("18446744073709551615\n") == UInt64.max)
+        for bad in ["", "\n", "18446744073709551616", "99999999999999999999", "123456789012345678901", "12\n3", "1 2", "-1", "+1", "1\n\n", "abc", "1x"] {
+            #expect(parse(bad) == nil, "\(bad.debugDescription)")
+        }
+    }
+
     @Test func badFilesAreSkippedWithTheirPathAndRetried() throws {
         let tree = FakeTree()
         tree.zone("intel-rapl:0", name: "package-0", energy: 10)

@@ -221,6 +221,9 @@ public final class ScriptedBackend: EnergyBackend, @unchecked Sendable {
     /// Added to the value before each read (per counter, wrapping at the modulus).
     public var steps: [UInt64]
     public var modulus: UInt128
+    /// Per counter, the reads (1 for its first) that fail instead.
+    public var failing: [Int: Set<Int>] = [:]
+    private var readsOf: [Int: Int] = [:]
     private let readCount = Mutex(0)
 
     public init(_ counters: [CounterSpec], modulus: UInt128, queued: [[UInt64]]? = nil, steps: [UInt64]? = nil, start: [UInt64]? = nil) {
@@ -236,6 +239,8 @@ public final class ScriptedBackend: EnergyBackend, @unchecked Sendable {
 
     public func read(_ index: Int) throws(CounterReadError) -> RawCount {
         readCount.withLock { $0 += 1 }
+        readsOf[index, default: 0] += 1
+        if failing[index]?.contains(readsOf[index]!) == true { throw CounterReadError("scripted failure") }
         if !queued[index].isEmpty { return RawCount(value: queued[index].removeFirst(), modulus: modulus) }
         if steps[index] != 0, case .success(let v) = values[index] {
             values[index] = .success(UInt64((UInt128(v) + UInt128(steps[index])) % modulus))
