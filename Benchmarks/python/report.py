@@ -198,9 +198,10 @@ pushing; on this VM most of it is the timer wake-up itself (see the floor rows).
   `futex(FUTEX_WAIT_BITSET)` on `CLOCK_MONOTONIC` through the C shim (`stop()` changes the word and wakes
   it at shutdown; `pthread_cond_timedwait` took two syscalls per window, its mutex being re-taken as
   contended so that the unlock woke), with its timer slack set to 0.1 % of the interval (1 µs at 1 kHz;
-  the kernel's default 50 µs made most 1 kHz wake-ups "late"). Each window is the meter read, a few stores
-  into reused arrays, one locked append of its samples to the remote writer's intake and, once a second,
-  one `pwrite` of the heartbeat file — no async job, no actor hop, no allocation. The previous design
+  the kernel's default 50 µs made most 1 kHz wake-ups "late"). At each deadline it reads the counters
+  (queued raw); then, at once or once per batch (below), each window is the queued read applied, a few
+  stores into reused arrays, one locked append of its samples to the remote writer's intake and, once a
+  second, one `pwrite` of the heartbeat file — no async job, no actor hop, no allocation. The previous design
   (`Task.sleep` on Swift concurrency's timers, an actor hop and arrays per window) cost 10–13 % of a core
   at 1 kHz with p99 169–1150 µs and hundreds of missed windows per minute.
 - **The sampling thread's own cost** (callgrind over a 20 s run at 10 Hz, 4 sysfs domains, pushing, per
@@ -270,6 +271,26 @@ pushing; on this VM most of it is the timer wake-up itself (see the floor rows).
   code cannot be moved) — the sampling thread's CPU was 5 % lower over seven side-by-side 30 s rounds,
   inside the rounds' spread (±15 %), for a build that must track symbol names. What is left at 10 Hz is
   the window's code itself: fewer distinct lines executed per window, not fewer instructions in a loop.
+- **So the sampling thread does at each deadline only what must happen then: the reads.** The meter
+  queues the raw values (`EnergyMeter.readCounters`), and the rest of a window — the deltas, wraps, glitch
+  and stuck checks, building the window, the writer's append, the health record — runs for a second's
+  windows back to back (`applyNextRead`, the `Sampler`'s batch), on code that is then in the caches: the
+  first window of a batch pays for the cold lines, the other nine (at 10 Hz) do not. The windows are the
+  same (`SamplerBatchingTests`); they reach the writer up to a second later, which a push every 4 s does not
+  notice (docs/reliability.md#windows-handed-over-in-batches). With `--listen` or stdout output every window
+  is closed at its deadline, as before (the row "while scraped" measures that mode). Found side by side
+  (one daemon per build beside the C loop, 60 s, three rounds, sampling thread µs per window at 10 Hz;
+  the floor 51–54 in those runs): 87 before; 70 for an experiment that only read at nine of ten deadlines and did
+  ten windows' work at the tenth; 72–80 as built. The reads themselves were made shorter too: the sysfs
+  read's common case is one `pread` from libc (not swift-system's closure and `Result`) and a digit loop
+  without overflow checks below 20 digits, and the timer is read and waited on in nanoseconds (no
+  `Duration` 128-bit arithmetic, out-of-line standard library code, per wake-up). Callgrind: a window
+  still costs about 6 400 instructions, of which about 2 200 now run at the deadline (the read per
+  counter from 328 to 287). At 1 kHz this brings the daemon to {khz_ratio:.2f}× the floor (it was 1.66×):
+  almost every window's work runs warm. At 10 Hz the cold reads remain — the {n_rounds} rounds above
+  range from {min(st / max(x['floor_cpu_s'] / S, 1e-9) for st, x in zip(round_steady, rounds)):.2f}× to {max(st / max(x['floor_cpu_s'] / S, 1e-9) for st, x in zip(round_steady, rounds)):.2f}× for the whole daemon — and what is
+  left there is the pages the wake-up's code and data touch (stack, meter, backend, the queues, the
+  timer, the runtime's helpers) rather than instructions.
 - **/metrics** (`--listen`): a scrape copies the latest window's figures under a lock the sampling thread
   only ever *tries* (it never waits), reads the process figures (`getrusage`, `/proc/self/statm`,
   `/proc/self/fd`) and formats the text on the event loop thread. node_exporter 1.5 (Debian bookworm's
@@ -288,7 +309,9 @@ pushing; on this VM most of it is the timer wake-up itself (see the floor rows).
   SwiftPM passes for executables: ~1 MB of dynamic symbols the loader touches) took it from 18.5 MB to
   15.8 MB; not linking swift-protobuf took the binary from 29 MB to 22 MB. The heap is under 2 MB; https
   adds about 1.8 MB (BoringSSL's pages; 15.2–15.5 MB over http vs 17.2 MB over https for a 5 s run pushing
-  every second, measured separately).
+  every second, measured separately). On 2026-12-03 the build before the batching measured 16.7–16.8 MB
+  beside this one's 16.2–16.4 MB (10 s runs, alternated): the 0.5× line sits within this machine's
+  run-to-run spread.
 """
 open(os.path.join(docs, "performance.md"), "w").write(text + r.get("notes", ""))
 print(open(os.path.join(docs, "performance.md")).read())
