@@ -279,7 +279,7 @@ pushing; on this VM most of it is the timer wake-up itself (see the floor rows).
   same (`SamplerBatchingTests`); they reach the writer up to a second later, which a push every 4 s does not
   notice (docs/reliability.md#windows-handed-over-in-batches). With `--listen` or stdout output every window
   is closed at its deadline, as before (the row "while scraped" measures that mode). Found side by side
-  (one daemon per build beside the C loop, 60 s, three rounds, sampling thread µs per window at 10 Hz;
+  (`Benchmarks/side-by-side`: one daemon per build beside the C loop, 60 s, three rounds, sampling thread µs per window at 10 Hz;
   the floor 51–54 in those runs): 87 before; 70 for an experiment that only read at nine of ten deadlines and did
   ten windows' work at the tenth; 72–80 as built. The reads themselves were made shorter too: the sysfs
   read's common case is one `pread` from libc (not swift-system's closure and `Result`) and a digit loop
