@@ -164,8 +164,8 @@ public actor RemoteWriter<C: Clock>: WindowSink, PowerLimitsSink, Service where 
             intake.nextSeq = spool.nextSeq
             intake.bootID = source.bootID
             if let anchor = spool.anchor {
-                intake.lastTimestamp = anchor.window.timestampMilliseconds
-                intake.lastSelfTimestamp = anchor.window.timestampMilliseconds
+                intake.windowStamps.last = anchor.window.timestampMilliseconds
+                intake.selfStamps.last = anchor.window.timestampMilliseconds
             }
             memoryFrom = spool.nextSeq
         }
@@ -242,7 +242,7 @@ public actor RemoteWriter<C: Clock>: WindowSink, PowerLimitsSink, Service where 
         to samples: inout [PendingSample], _ intake: inout WriterIntake, series s: SelfSeries, pendingBefore: Int, now: Int64,
         spool figures: SpoolFigures?
     ) {
-        let ts = intake.selfTimestamp(now)
+        let ts = intake.selfStamps.next(now)
         let stats = statistics
         func add(_ series: Int, _ value: Double) { samples.append(PendingSample(series: series, value: value, timestamp: ts)) }
         add(s.sent, Double(stats.sent))
@@ -735,6 +735,20 @@ private struct WriterDomainSeries {
     var stuck: Int
 }
 
+/// Strictly increasing ms timestamps: two windows closing within one millisecond (1 kHz sampling) must
+/// not produce two samples of a series with one timestamp, which receivers reject.
+struct IncreasingStamps {
+    /// The last timestamp given (ms); `.min` before the first.
+    var last: Int64 = .min
+
+    /// The timestamp for a sample taken at `microseconds`: its millisecond, or 1 ms past the last.
+    mutating func next(_ microseconds: Int64) -> Int64 {
+        let ms = microseconds / 1000
+        last = ms > last ? ms : last + 1
+        return last
+    }
+}
+
 /// What the sampling thread hands over, behind a lock: `accept` appends a window's samples here
 /// (no actor hop, no allocation once the arrays have grown), and each push interval `cutBatch`
 /// takes them. The series table lives here too, since new domains add series from `accept`.
@@ -746,9 +760,12 @@ private struct WriterIntake: ~Copyable {
     var series: [WriterDomainSeries] = []
     var totals: [UInt64] = []
     var pending: [PendingSample] = []
-    /// The last timestamp given to a window's samples, and to the self-metrics.
-    var lastTimestamp: Int64 = .min
-    var lastSelfTimestamp: Int64 = .min
+    /// The timestamps of the windows' samples, and apart from them those of the self-metrics, stamped
+    /// when a batch is cut: the sampler hands windows over up to a second after they close (`Sampler`'s
+    /// batching), so a cut's time can be later than windows still to come, which must not then look like
+    /// a step of the clock.
+    var windowStamps = IncreasingStamps()
+    var selfStamps = IncreasingStamps()
     /// The last window's figures, for the self-metrics.
     var windows = 0
     var lateWindows: UInt64 = 0
@@ -840,23 +857,6 @@ private struct WriterIntake: ~Copyable {
         return (samples, seqs, ends)
     }
 
-    /// A strictly increasing ms timestamp: two windows closing within one millisecond (1 kHz
-    /// sampling) must not produce two samples with one timestamp, which receivers reject.
-    mutating func timestamp(_ microseconds: Int64) -> Int64 {
-        let ms = microseconds / 1000
-        lastTimestamp = ms > lastTimestamp ? ms : lastTimestamp + 1
-        return lastTimestamp
-    }
-
-    /// The same for the self-metrics, stamped when a batch is cut. Kept apart from the windows' stamps:
-    /// the sampler hands windows over up to a second after they close (`Sampler`'s batching), so a cut's
-    /// time can be later than windows still to come, which must not then look like a step of the clock.
-    mutating func selfTimestamp(_ microseconds: Int64) -> Int64 {
-        let ms = microseconds / 1000
-        lastSelfTimestamp = ms > lastSelfTimestamp ? ms : lastSelfTimestamp + 1
-        return lastSelfTimestamp
-    }
-
     /// A window stamped this far (ms) or more behind the last timestamp is held back rather than
     /// pushed 1 ms past it: the wall clock stepped back, and stamping the windows of the next
     /// seconds 1 ms apart would crowd them into an instant.
@@ -899,13 +899,14 @@ private struct WriterIntake: ~Copyable {
             case nil: break
             }
         }
-        let behind = lastTimestamp == .min ? 0 : lastTimestamp &- window.endMicroseconds / 1000
+        let last = windowStamps.last
+        let behind = last == .min ? 0 : last &- window.endMicroseconds / 1000
         if behind >= Self.holdAfter, behind <= holdLimit {
             // The wall clock is behind what was sent: keep the energy (none is lost) and send it
             // with the first window stamped after the last timestamp.
             for i in domains.indices { if let energy = window.energy[i] { held[i] &+= energy } }
         } else {
-            let ts = timestamp(window.endMicroseconds)
+            let ts = windowStamps.next(window.endMicroseconds)
             if spooling { recordEnergy.removeAll(keepingCapacity: true) }
             for i in domains.indices {
                 guard var energy = window.energy[i] else {

@@ -68,11 +68,7 @@ public final class MonotonicTimer: SamplingTimer, @unchecked Sendable {
     deinit { word.deallocate() }
 
     /// `clock_gettime(CLOCK_MONOTONIC)`.
-    public func now() -> Duration {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Duration(secondsComponent: Int64(ts.tv_sec), attosecondsComponent: Int64(ts.tv_nsec) * 1_000_000_000)
-    }
+    public func now() -> Duration { Duration(wholeNanoseconds: nowNanoseconds()) }
 
     public func nowNanoseconds() -> Int64 {
         var ts = timespec()

@@ -110,27 +110,23 @@ public final class EnergyMeter {
     ///   stuck timing.
     public func read(now: Duration) {
         ledger.readCounters(backend, nanoseconds: now.wholeNanoseconds)
-        _ = ledger.applyNextRead(backend)
+        // Everything queued, this read last: with reads queued by readCounters the state is still this one's.
+        while ledger.applyNextRead(backend) {}
     }
 
-    /// The first half of ``read(now:)``: reads every counter now (the syscalls only) and queues the raw
+    /// The first half of ``read(now:)``, with the time in whole nanoseconds (the sampler's clock, made a
+    /// `Duration` only when the read is applied): reads every counter now (the syscalls only) and queues the raw
     /// values; ``applyNextRead()`` later turns the oldest queued read into totals and statuses, exactly
     /// as ``read(now:)`` would have. Split so that the sampling thread does only the reads at each
     /// deadline and the arithmetic for a second's windows back to back, while its code is in the
     /// CPU's caches (docs/performance.md). A counter waiting to retry is not read, as in ``read(now:)``;
     /// the wait is decided from the reads applied so far, and a read the applied state says should
     /// have waited is set aside when applied, so the outcome is the same.
-    public func readCounters(now: Duration) {
-        ledger.readCounters(backend, nanoseconds: now.wholeNanoseconds)
-    }
-
-    /// ``readCounters(now:)`` with the time in whole nanoseconds (the sampler's clock), converted to a
-    /// `Duration` only when the read is applied.
     public func readCounters(nowNanoseconds: Int64) {
         ledger.readCounters(backend, nanoseconds: nowNanoseconds)
     }
 
-    /// Applies the oldest read queued by ``readCounters(now:)``; false when none is queued.
+    /// Applies the oldest read queued by ``readCounters(nowNanoseconds:)``; false when none is queued.
     @discardableResult
     public func applyNextRead() -> Bool {
         ledger.applyNextRead(backend)
@@ -317,35 +313,33 @@ private struct Ledger {
             case .read:
                 break
             }
-            do {
-                let raw = RawCount(value: queued.value, modulus: queued.modulus)
-                if moduli[i] != raw.modulus { moduli[i] = raw.modulus }
-                if counters[i].primed {
-                    // Wrapping subtraction modulo the counter's range.
-                    if raw.value != counters[i].last {
-                        let last = UInt128(counters[i].last)
-                        let value = UInt128(raw.value)
-                        let delta = value >= last ? value - last : raw.modulus - last + value
-                        if isPlausible(i, delta: delta, modulus: raw.modulus, now: now) {
-                            counters[i].rawTotal &+= delta
-                            counters[i].microjoules = units[i].microjoules(counters[i].rawTotal)
-                            if episodeGlitches[i] > 0 { glitchEnded(i, backend) }
-                        } else {
-                            glitched(i, backend, from: counters[i].last, to: raw.value, delta: delta, now: now)
-                        }
-                        // The time of the last change, not of the last read: a counter the hardware
-                        // updates every few ms, read at 1 kHz, steps by what accumulated since it moved.
-                        readAt[i] = now
-                    } else if episodeGlitches[i] > 0 {
-                        glitchEnded(i, backend)
+            let raw = RawCount(value: queued.value, modulus: queued.modulus)
+            if moduli[i] != raw.modulus { moduli[i] = raw.modulus }
+            if counters[i].primed {
+                // Wrapping subtraction modulo the counter's range.
+                if raw.value != counters[i].last {
+                    let last = UInt128(counters[i].last)
+                    let value = UInt128(raw.value)
+                    let delta = value >= last ? value - last : raw.modulus - last + value
+                    if isPlausible(i, delta: delta, modulus: raw.modulus, now: now) {
+                        counters[i].rawTotal &+= delta
+                        counters[i].microjoules = units[i].microjoules(counters[i].rawTotal)
+                        if episodeGlitches[i] > 0 { glitchEnded(i, backend) }
+                    } else {
+                        glitched(i, backend, from: counters[i].last, to: raw.value, delta: delta, now: now)
                     }
-                } else {
-                    counters[i].primed = true
+                    // The time of the last change, not of the last read: a counter the hardware
+                    // updates every few ms, read at 1 kHz, steps by what accumulated since it moved.
                     readAt[i] = now
+                } else if episodeGlitches[i] > 0 {
+                    glitchEnded(i, backend)
                 }
-                counters[i].last = raw.value
-                if counters[i].failing != nil { recovered(i, backend) }
+            } else {
+                counters[i].primed = true
+                readAt[i] = now
             }
+            counters[i].last = raw.value
+            if counters[i].failing != nil { recovered(i, backend) }
         }
         if queue.applied == queue.rounds.count { queue.clear() }
         for d in scratch.indices { scratch[d] = 0 }

@@ -45,11 +45,11 @@ struct DescriptorTable: ~Copyable {
 
     var count: Int { fds.count }
 
-    /// The descriptor at `index`, opened with `open` first when there is none (on first use, or after a
-    /// failed read closed it).
     /// The descriptor at `index`, or -1 when it is closed.
     subscript(_ index: Int) -> CInt { fds[index] }
 
+    /// The descriptor at `index`, opened with `open` first when there is none (on first use, or after a
+    /// failed read closed it).
     mutating func descriptor(_ index: Int, open: () throws(KernelError) -> CInt) throws(KernelError) -> CInt {
         if fds[index] >= 0 { return fds[index] }
         let fd = try open()
