@@ -242,6 +242,19 @@ public final class Sampler: Service {
         }
     }
 
+    /// The longest ``batching`` the daemon uses: the heartbeat is written as a batch is handed over, and
+    /// this keeps it well inside the 10 s a health check allows before it calls sampling stuck.
+    public static let maximumBatching = Duration.seconds(5)
+
+    /// How far apart windows are handed over (see `sample(_:)`): zero (each at its deadline) when each
+    /// window must be seen as it closes or nothing is pushed; otherwise every push interval, since a push
+    /// sends nothing sooner, and at most ``maximumBatching``. Each batch wakes the code that closes
+    /// windows on a cold CPU, so the fewer batches the less a window costs (docs/performance.md).
+    public static func batching(pushInterval: Duration?, eachWindowAtOnce: Bool) -> Duration {
+        guard !eachWindowAtOnce, let pushInterval else { return .zero }
+        return min(pushInterval, maximumBatching)
+    }
+
     /// The raw counter values and boot time the spool records with each window.
     private func recordCounters(_ meter: EnergyMeter, into window: inout EnergyWindow, boot: Int64) {
         meter.copyCounterValues(into: &window.counterValues)

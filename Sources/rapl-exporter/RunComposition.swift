@@ -49,12 +49,10 @@ extension RunCommand {
             settings, web: web, meter: meter, limits: limits, transport: transport, spool: spool, bootID: facts.bootID, logger: logger)
     }
 
-    /// How far apart the sampler hands windows over (see `Sampler`): at once when a window must be seen
-    /// as it closes (a stdout line per window, /metrics serving the latest one); when only pushing, once
-    /// a second, or every push interval when that is shorter, since a push sends nothing sooner anyway.
+    /// How far apart the sampler hands windows over: `Sampler.batching`'s rule, with a window seen as it
+    /// closes for a stdout line per window and for /metrics serving the latest one.
     static func batching(_ settings: Settings, stdout: Bool) -> Duration {
-        guard !stdout, settings.listen == nil, let push = settings.remoteWrite?.pushInterval else { return .zero }
-        return min(push, .seconds(1))
+        Sampler.batching(pushInterval: settings.remoteWrite?.pushInterval, eachWindowAtOnce: stdout || settings.listen != nil)
     }
 
     /// The power-limit and throttle reader (its MSR devices opened now, while CAP_SYS_RAWIO is held),

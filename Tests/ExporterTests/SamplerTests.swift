@@ -336,4 +336,21 @@ final class FollowingWallClock: WallClock {
         #expect(direct.seen == Array(0..<25))
         #expect(batched.seen == (0..<25).map { k in k == 0 ? 0 : (k - 1) / 10 * 10 + 1 })
     }
+
+    /// Each window at once where it must be seen as it closes or nothing pushes; otherwise one batch per
+    /// push interval, at most `maximumBatching`, whose heartbeat a health check at 10 Hz still calls
+    /// healthy a second later.
+    @Test func batchingFollowsThePushIntervalUpToItsMaximum() {
+        #expect(Sampler.batching(pushInterval: .seconds(4), eachWindowAtOnce: false) == .seconds(4))
+        #expect(Sampler.batching(pushInterval: .milliseconds(500), eachWindowAtOnce: false) == .milliseconds(500))
+        #expect(Sampler.batching(pushInterval: .seconds(60), eachWindowAtOnce: false) == Sampler.maximumBatching)
+        #expect(Sampler.batching(pushInterval: .seconds(4), eachWindowAtOnce: true) == .zero)
+        #expect(Sampler.batching(pushInterval: nil, eachWindowAtOnce: false) == .zero)
+        var heartbeat = HealthFile.State()
+        heartbeat.pid = 1
+        heartbeat.scrapeInterval = 0.1
+        heartbeat.lastWindowMillis = 100_000
+        let oldest = heartbeat.lastWindowMillis + (Sampler.maximumBatching.components.seconds + 1) * 1000
+        #expect(heartbeat.problem(nowMillis: oldest, processAlive: true) == nil)
+    }
 }
