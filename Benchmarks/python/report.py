@@ -201,7 +201,7 @@ pushing; on this VM most of it is the timer wake-up itself (see the floor rows).
   the kernel's default 50 µs made most 1 kHz wake-ups "late"). At each deadline it reads the counters
   (queued raw); then, at once or once per batch (below), each window is the queued read applied, a few
   stores into reused arrays, one locked append of its samples to the remote writer's intake and, once a
-  second, one `pwrite` of the heartbeat file — no async job, no actor hop, no allocation. The previous design
+  second (once per batch), one `pwrite` of the heartbeat file — no async job, no actor hop, no allocation. The previous design
   (`Task.sleep` on Swift concurrency's timers, an actor hop and arrays per window) cost 10–13 % of a core
   at 1 kHz with p99 169–1150 µs and hundreds of missed windows per minute.
 - **The sampling thread's own cost** (callgrind over a 20 s run at 10 Hz, 4 sysfs domains, pushing, per
@@ -220,7 +220,7 @@ pushing; on this VM most of it is the timer wake-up itself (see the floor rows).
   concurrency's thread pool: each write woke the dispatch timer thread and several pool threads (strace:
   about five wake-ups per write), each costing tens of µs of CPU on this VM — 0.4–0.5 ms/s at 10 Hz,
   more than the write. It is now written by the sampling thread at the end of the first window of each
-  second: one `pwrite` of a fixed-length record into the open file (made atomically at start, made anew
+  second (when the daemon only pushes, once per batch of windows): one `pwrite` of a fixed-length record into the open file (made atomically at start, made anew
   when the path no longer names it), formatted into reused bytes (about 3 000 instructions a second).
 - **The meter** keeps all per-counter state in one value, unchecked for exclusive access (see above: a
   class's stored properties are otherwise checked at every access, several times per counter); error messages (with their paths) are built only when a read fails. That took the MSR reading from
@@ -273,11 +273,14 @@ pushing; on this VM most of it is the timer wake-up itself (see the floor rows).
   the window's code itself: fewer distinct lines executed per window, not fewer instructions in a loop.
 - **So the sampling thread does at each deadline only what must happen then: the reads.** The meter
   queues the raw values (`EnergyMeter.readCounters`), and the rest of a window — the deltas, wraps, glitch
-  and stuck checks, building the window, the writer's append, the health record — runs for a second's
-  windows back to back (`applyNextRead`, the `Sampler`'s batch), on code that is then in the caches: the
-  first window of a batch pays for the cold lines, the other nine (at 10 Hz) do not. The windows are the
-  same (`SamplerBatchingTests`); they reach the writer up to a second later, which a push every 4 s does not
-  notice (docs/reliability.md#windows-handed-over-in-batches). With `--listen` or stdout output every window
+  and stuck checks, building the window, the writer's append, the health record — runs for one push
+  interval's windows back to back, at most 5 s of them (`applyNextRead`, the `Sampler`'s batch), on code
+  that is then in the caches: the first window of a batch pays for the cold lines, the others (39 at 10 Hz
+  with the default 4 s push) do not. The windows are the same (`SamplerBatchingTests`); they reach the
+  writer up to a push interval later, so a push carries windows up to two push intervals old
+  (docs/reliability.md#windows-handed-over-in-batches). A batch once a second (the first version) left
+  nine warm windows per cold one: side by side at 10 Hz (one build with either, 40 s, four rounds) the
+  sampling thread used 74 µs per window with a batch a second and 65 with one per push interval. With `--listen` or stdout output every window
   is closed at its deadline, as before (the row "while scraped" measures that mode). Found side by side
   (`Benchmarks/side-by-side`: one daemon per build beside the C loop, 60 s, three rounds, sampling thread µs per window at 10 Hz;
   the floor 51–54 in those runs): 87 before; 70 for an experiment that only read at nine of ten deadlines and did
@@ -286,11 +289,27 @@ pushing; on this VM most of it is the timer wake-up itself (see the floor rows).
   without overflow checks below 20 digits, and the timer is read and waited on in nanoseconds (no
   `Duration` 128-bit arithmetic, out-of-line standard library code, per wake-up). Callgrind: a window
   still costs about 6 400 instructions, of which about 2 200 now run at the deadline (the read per
-  counter from 328 to 287). At 1 kHz this brings the daemon to {khz_ratio:.2f}× the floor (it was 1.66×):
-  almost every window's work runs warm. At 10 Hz the cold reads remain — the {n_rounds} rounds above
+  counter from 328 to 287). At 1 kHz this brings the daemon to {khz_ratio:.2f}× the floor (it was 1.66×;
+  1.14× in the run that introduced the batch, a second's windows at a time): almost every window's work
+  runs warm. At 1 kHz, one batch a second and one per push interval do the same (side by side, 30 s, three
+  rounds: 27.3 and 26.8 µs per window in the sampling thread, the floor 20–25). At 10 Hz the cold reads remain — the {n_rounds} rounds above
   range from {min(st / max(x['floor_cpu_s'] / S, 1e-9) for st, x in zip(round_steady, rounds)):.2f}× to {max(st / max(x['floor_cpu_s'] / S, 1e-9) for st, x in zip(round_steady, rounds)):.2f}× for the whole daemon — and what is
   left there is the pages the wake-up's code and data touch (stack, meter, backend, the queues, the
-  timer, the runtime's helpers) rather than instructions.
+  timer, the runtime's helpers) rather than instructions. Tried and not adopted: waiting with
+  `clock_nanosleep(TIMER_ABSTIME)` instead of the futex (it would need a signal to end the wait at
+  shutdown): two C loops, one each way, side by side (three runs: 30 s × 3, 40 s × 4 and 60 s × 3 rounds)
+  differed by −4 to +10 µs per wake-up, about +2 µs on average — inside the rounds' spread.
+- **The 10 Hz rounds are bimodal.** In the run above, rounds where the sampling thread used 63–67 µs per
+  window alternated with rounds at 95–99 µs (and one where the floor, not the daemon, paid about 20 µs
+  more per wake-up); the whole daemon follows. Not found: the cause. Not the start of a fresh build (a
+  discarded 1 s run now precedes the rounds), and not the floor's timer falling on the daemon's: with
+  the floor's deadlines placed on the daemon's own (`FLOOR_FIRST_DEADLINE_NS`, an experiment not kept)
+  the sampling thread used 52–62 µs per window, with them 50 ms away 71 µs — sharing a wake-up makes it
+  cheaper, so placing them would only choose the answer. Five rounds (three before) make one round's
+  phase move the mean less. Outside the sampling thread, the push costs the event loop thread about
+  11–16 µs per window (two wake-ups per push: its timer, then the answer; strace), about a quarter of the
+  floor: with the sampling thread at 1.3–1.4× in the quiet rounds, that is why the whole daemon stays
+  above 1.5× at 10 Hz.
 - **/metrics** (`--listen`): a scrape copies the latest window's figures under a lock the sampling thread
   only ever *tries* (it never waits), reads the process figures (`getrusage`, `/proc/self/statm`,
   `/proc/self/fd`) and formats the text on the event loop thread. node_exporter 1.5 (Debian bookworm's

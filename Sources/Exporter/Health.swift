@@ -4,13 +4,14 @@ import Support
 import Synchronization
 
 /// The daemon's heartbeat, for `rapl-exporter healthcheck` (the container's HEALTHCHECK): the sampler
-/// reports each closed window, the writer each push. Once a second, at the end of a window, the state is
-/// written in place into the file (one `pwrite(2)` of a fixed-length record: the same length every
-/// time, so a reader sees whole values; `check` reads twice to rule out a torn read). That one syscall
-/// on the sampling thread is far cheaper than a writer of its own: a timer on Swift concurrency's
-/// thread pool wakes several threads per write (docs/performance.md). The file is first made atomically
-/// (a new file renamed over the path) and made anew whenever the path no longer names it. As a
-/// `Service` it writes the final state once more at graceful shutdown.
+/// reports each closed window, the writer each push. Once a second, at the end of a window (or of a batch
+/// of windows, at most 5 s apart: `Sampler.batching`), the state is written in place into the file (one
+/// `pwrite(2)` of a fixed-length record: the same length every time, so a reader sees whole values;
+/// `check` reads twice to rule out a torn read). That one syscall on the sampling thread is far cheaper
+/// than a writer of its own: a timer on Swift concurrency's thread pool wakes several threads per write
+/// (docs/performance.md). The file is first made atomically (a new file renamed over the path) and made
+/// anew whenever the path no longer names it. As a `Service` it writes the final state once more at
+/// graceful shutdown.
 public final class HealthFile: Service, Sendable {
     public struct State: Sendable, Equatable {
         public var pid: Int32 = 0
@@ -31,7 +32,7 @@ public final class HealthFile: Service, Sendable {
 
         /// The lines that change, zero-padded to fixed widths (so every rewrite has the same length and
         /// overwrites the last one entirely), formatted straight into bytes: this runs on the sampling
-        /// thread once a second.
+        /// thread at most once a second.
         func appendVaryingLines(to out: inout [UInt8]) {
             func line(_ key: StaticString, _ value: Int64, width: Int) {
                 key.withUTF8Buffer { out.append(contentsOf: $0) }

@@ -7,9 +7,10 @@ struct HealthcheckCommand: ParsableCommand {
         commandName: "healthcheck",
         abstract: "Exit 0 if the running exporter closes windows and (when pushing) delivers them; 1 otherwise.",
         discussion: """
-            Reads the heartbeat file the daemon rewrites every second. Unhealthy when the daemon is gone, when no
-            window closed for max(10 s, 10 scrape intervals), or when pushes keep failing with none accepted for
-            max(300 s, 30 push intervals).
+            Reads the heartbeat file the daemon rewrites every second (when it only pushes, with each batch of
+            windows: at most 5 s apart). Unhealthy when the daemon is gone, when no window closed for max(10 s,
+            10 scrape intervals), or when pushes keep failing with none accepted for max(300 s, 30 push
+            intervals).
             """
     )
 
