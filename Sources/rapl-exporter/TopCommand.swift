@@ -57,6 +57,9 @@ struct TopCommand: ParsableCommand {
     }
 
     /// Refreshes until q, `--iterations`, a signal or a closed terminal; returns the exit status.
+    /// How long a status line stays on screen.
+    static let statusShownFor = Duration.seconds(3)
+
     func loop(
         _ view: inout LiveView, opened: [(BackendKind, any EnergyBackend)], limits: PowerLimitReader, terminal: Terminal, color: Bool
     ) -> Int32 {
@@ -70,6 +73,9 @@ struct TopCommand: ParsableCommand {
         let interval = Duration(secondsValue: refresh)
         var next = clock.now + interval
         var shown = 0
+        // A status (a switch, a key that cannot act) stays for a few refreshes: one 0.3 s frame is too
+        // short to read.
+        var statusSince: ContinuousClock.Instant?
         func draw() {
             if terminal.drawsScreens {
                 let size = terminal.size
@@ -85,10 +91,12 @@ struct TopCommand: ParsableCommand {
             case .key(let key) where key == UInt8(ascii: "b") || key == UInt8(ascii: "B"):
                 guard let kind = view.nextBackend else {
                     view.status = "only \(view.backend) works here"
+                    statusSince = clock.now
                     draw()
                     continue
                 }
                 view.switchTo(kind)
+                statusSince = clock.now
                 meter = EnergyMeter(backend: opened.first { $0.0 == kind }!.1, retryAfter: .zero)
                 meter.read(now: start.duration(to: clock.now))
                 last = (clock.now, meter.domains, meter.totals)
@@ -123,7 +131,10 @@ struct TopCommand: ParsableCommand {
             lastLimits = now
             last = (now, meter.domains, meter.totals)
             if terminal.drawsScreens { draw() } else { terminal.write(view.line() + "\n") }
-            view.status = nil
+            if let since = statusSince, since.duration(to: now) >= Self.statusShownFor {
+                view.status = nil
+                statusSince = nil
+            }
             shown += 1
             if let iterations, shown >= iterations { return 0 }
             while next <= clock.now { next += interval }
