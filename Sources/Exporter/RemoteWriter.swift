@@ -761,7 +761,7 @@ private struct WriterIntake: ~Copyable {
     var totals: [UInt64] = []
     var pending: [PendingSample] = []
     /// The timestamps of the windows' samples, and apart from them those of the self-metrics, stamped
-    /// when a batch is cut: the sampler hands windows over up to a second after they close (`Sampler`'s
+    /// when a batch is cut: the sampler hands windows over up to a push interval after they close (`Sampler`'s
     /// batching), so a cut's time can be later than windows still to come, which must not then look like
     /// a step of the clock.
     var windowStamps = IncreasingStamps()

@@ -118,7 +118,7 @@ public final class EnergyMeter {
     /// `Duration` only when the read is applied): reads every counter now (the syscalls only) and queues the raw
     /// values; ``applyNextRead()`` later turns the oldest queued read into totals and statuses, exactly
     /// as ``read(now:)`` would have. Split so that the sampling thread does only the reads at each
-    /// deadline and the arithmetic for a second's windows back to back, while its code is in the
+    /// deadline and the arithmetic for a batch's windows back to back, while its code is in the
     /// CPU's caches (docs/performance.md). A counter waiting to retry is not read, as in ``read(now:)``;
     /// the wait is decided from the reads applied so far, and a read the applied state says should
     /// have waited is set aside when applied, so the outcome is the same.

@@ -56,10 +56,10 @@ struct TopCommand: ParsableCommand {
         if status != 0 { throw ExitCode(status) }
     }
 
-    /// Refreshes until q, `--iterations`, a signal or a closed terminal; returns the exit status.
     /// How long a status line stays on screen.
     static let statusShownFor = Duration.seconds(3)
 
+    /// Refreshes until q, `--iterations`, a signal or a closed terminal; returns the exit status.
     func loop(
         _ view: inout LiveView, opened: [(BackendKind, any EnergyBackend)], limits: PowerLimitReader, terminal: Terminal, color: Bool
     ) -> Int32 {
@@ -89,14 +89,14 @@ struct TopCommand: ParsableCommand {
             case .key(let key) where key == UInt8(ascii: "q") || key == UInt8(ascii: "Q"):
                 return 0
             case .key(let key) where key == UInt8(ascii: "b") || key == UInt8(ascii: "B"):
+                // Either way the key leaves a status: the switch's, or why there is none.
+                statusSince = clock.now
                 guard let kind = view.nextBackend else {
                     view.status = "only \(view.backend) works here"
-                    statusSince = clock.now
                     draw()
                     continue
                 }
                 view.switchTo(kind)
-                statusSince = clock.now
                 meter = EnergyMeter(backend: opened.first { $0.0 == kind }!.1, retryAfter: .zero)
                 meter.read(now: start.duration(to: clock.now))
                 last = (clock.now, meter.domains, meter.totals)
