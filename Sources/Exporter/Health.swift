@@ -128,6 +128,8 @@ public final class HealthFile: Service, Sendable {
         /// The window time (ms) of the last write.
         var lastWrittenMillis: Int64 = .min
         var failedOnce = false
+        /// How many times the file was written (tests count the rewrites per batch by it).
+        var writes = 0
         /// `State.constantLines()`, formatted once, and the record's bytes, reused.
         var constantLines: [UInt8] = []
         var record: [UInt8] = []
@@ -155,6 +157,7 @@ public final class HealthFile: Service, Sendable {
     }
 
     public var current: State { state.withLock { $0.state } }
+    var writes: Int { state.withLock { $0.writer.writes } }
 
     /// A window closed at `microseconds` (wall clock), on the sampling thread: recorded, and written to
     /// the file when a second has passed since the last write (or the wall clock stepped back).
@@ -196,6 +199,7 @@ public final class HealthFile: Service, Sendable {
     /// stderr.
     private func write(_ s: inout (state: State, writer: Writer)) {
         s.writer.lastWrittenMillis = s.state.lastWindowMillis
+        s.writer.writes += 1
         s.writer.record.overwrite(with: s.writer.constantLines)
         s.state.appendVaryingLines(to: &s.writer.record)
         let bytes = s.writer.record

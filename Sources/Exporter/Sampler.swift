@@ -364,6 +364,9 @@ public final class Sampler: Service {
                 meter.applyNextRead()
                 closer.close(wake, sampler: self)
             }
+            // The heartbeat once per batch (its last window), not once per second of windows in it: a
+            // batch of four seconds rewrote the file four times in a row.
+            if let last = wakes.last { health?.windowClosed(atMicroseconds: last.wall) }
             wakes.removeAll(keepingCapacity: true)
             if final {
                 let e = schedule.lengthError
@@ -451,7 +454,6 @@ public final class Sampler: Service {
                 )
             }
             sampler.sink.accept(window)
-            sampler.health?.windowClosed(atMicroseconds: wake.wall)
             windows += 1
             if windows == 1 { cpuAfterFirstWindow = ThreadCPUTime.current() }
             windowStart = elapsed

@@ -279,12 +279,14 @@ final class FollowingWallClock: WallClock {
 @Suite struct SamplerBatchingTests {
     /// Runs a sampler over `backend` for `wakes` deadlines of 100 ms (the last one cut short by shutdown)
     /// and returns the windows its sink got, and when: the count it had before each wake-up.
-    func run(_ backend: ScriptedBackend, batching: Duration, wakes: Int) async throws -> (windows: [EnergyWindow], seen: [Int]) {
+    func run(_ backend: ScriptedBackend, batching: Duration, wakes: Int, health: HealthFile? = nil) async throws -> (
+        windows: [EnergyWindow], seen: [Int]
+    ) {
         let timer = ManualTimer()
         let sink = RecordingSink()
         let sampler = Sampler(
             meter: EnergyMeter(backend: backend), interval: .milliseconds(100), sink: sink, timer: timer, wallClock: FollowingWallClock(timer),
-            batching: batching)
+            health: health, batching: batching)
         let task = Task { try await sampler.run() }
         var seen: [Int] = []
         for _ in 0..<wakes {
@@ -335,6 +337,20 @@ final class FollowingWallClock: WallClock {
         // (a spool has a point to restart from), then ten at a time, once a second.
         #expect(direct.seen == Array(0..<25))
         #expect(batched.seen == (0..<25).map { k in k == 0 ? 0 : (k - 1) / 10 * 10 + 1 })
+    }
+
+    /// The heartbeat is written once per batch, with the batch's last window: not once per second of
+    /// windows in it (a four-second batch rewrote the file four times in a row).
+    @Test func theHeartbeatIsWrittenOncePerBatch() async throws {
+        let dir = TempDirectory()
+        let health = HealthFile(path: dir.path + "/health", scrapeInterval: .milliseconds(100), pushInterval: .seconds(4))
+        #expect(health.writes == 1)
+        let run = try await run(steppingBackend(step: 100), batching: .seconds(4), wakes: 95, health: health)
+        // The first window at once, then one batch per 4 s, and the last window at shutdown.
+        let batches = zip(run.seen, run.seen.dropFirst()).filter { $0 != $1 }.count + 1
+        #expect(batches == 4)
+        #expect(health.writes == 1 + batches)
+        #expect(health.current.lastWindowMillis == run.windows.last.map { $0.endMicroseconds / 1000 })
     }
 
     /// Each window at once where it must be seen as it closes or nothing pushes; otherwise one batch per
