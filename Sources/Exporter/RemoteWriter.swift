@@ -389,6 +389,13 @@ public actor RemoteWriter<C: Clock>: WindowSink, PowerLimitsSink, Service where 
     public func closeSpool() { spool?.close() }
 
     /// Cuts a batch every push interval and sends what is due, until cancelled.
+    ///
+    /// Specialized for the daemon's clock: the actor is generic over its clock (tests inject one) and is
+    /// instantiated in the executable, so its code ran unspecialized, looking up generic metadata
+    /// (`Optional<C.Instant>`, `Batch`, zip iterators) about 100 times per push. With the specialized
+    /// copy (the generic entry checks the type and calls it; what it calls is specialized with it) a
+    /// push runs 241 000 instructions instead of 287 000 (callgrind, 10 Hz, 4 domains, push 4 s).
+    @_specialize(where C == EventLoopClock)
     private func pushLoop() async {
         var nextPush = clock.now.advanced(by: settings.pushInterval)
         // What a previous run left in the spool goes out now, not at the first push.
