@@ -51,24 +51,18 @@ swift_steady_rounds = sum(round_steady) / n_rounds
 floor_steady = sum(x["floor_cpu_s"] for x in rounds) / n_rounds / S
 sampler_steady = sum(x["sampler_us_per_window"] for x in rounds) / n_rounds * 10 / 1e6
 round_ratios = ", ".join(f"{st / max(x['floor_cpu_s'] / S, 1e-9):.2f}×" for st, x in zip(round_steady, rounds))
-steady = all("steady_floor_ns" in x for x in rounds)
-if steady:
-    # The budget rows: both processes' schedstat over the same seconds of each round (10 s to S - 2 s),
-    # summed over the rounds; no start-up subtracted.
-    st_floor = sum(x["steady_floor_ns"] for x in rounds)
-    st_daemon = sum(x["steady_daemon_ns"] for x in rounds)
-    st_sampler = sum(x["steady_sampler_ns"] for x in rounds)
-    st_seconds = sum(x["steady_s"] for x in rounds)
-    st_ratios = [x["steady_daemon_ns"] / max(x["steady_floor_ns"], 1) for x in rounds]
-    st_round_text = ", ".join(f"{q:.2f}×" for q in st_ratios)
-    rows.append(f"| 10 Hz, steady span: daemon CPU per second ({n_rounds} rounds × {rounds[0]['steady_s']} s, same seconds) | {st_daemon / st_seconds / 1e6:.3f} ms/s | C loop {st_floor / st_seconds / 1e6:.3f} ms/s | {st_daemon / st_floor:.2f}× the floor (rounds: {st_round_text}) | ≤ 1.5× | {verdict(st_daemon <= 1.5 * st_floor)} |")
-    rows.append(f"| 10 Hz, steady span: the sampling thread's CPU per second | {st_sampler / st_seconds / 1e6:.3f} ms/s | C loop {st_floor / st_seconds / 1e6:.3f} ms/s | {st_sampler / st_floor:.2f}× the floor | ≤ 1.5× | {verdict(st_sampler <= 1.5 * st_floor)} |")
-    rows.append(f"| 10 Hz after start-up (whole runs less a 1 s run's start-up; {n_rounds} rounds) | {swift_steady_rounds * 1000:.3f} ms/s | C loop {floor_steady * 1000:.3f} ms/s | {swift_steady_rounds / max(floor_steady, 1e-9):.2f}× the floor (rounds: {round_ratios}) | — (reported) | — |")
-    steady_sentence = f"; over the steady span, the same seconds for both, {st_daemon / st_floor:.2f}× and {st_sampler / st_floor:.2f}×"
-else:
-    steady_sentence = ""
-    rows.append(f"| 10 Hz after start-up: daemon CPU per second ({n_rounds} rounds) | {swift_steady_rounds * 1000:.3f} ms/s | C loop {floor_steady * 1000:.3f} ms/s | {swift_steady_rounds / max(floor_steady, 1e-9):.2f}× the floor (rounds: {round_ratios}) | ≤ 1.5× | {verdict(swift_steady_rounds <= 1.5 * floor_steady)} |")
-    rows.append(f"| 10 Hz: the sampling thread's CPU per second ({n_rounds} rounds) | {sampler_steady * 1000:.3f} ms/s | C loop {floor_steady * 1000:.3f} ms/s | {sampler_steady / max(floor_steady, 1e-9):.2f}× the floor | ≤ 1.5× | {verdict(sampler_steady <= 1.5 * floor_steady)} |")
+# The budget rows: both processes' schedstat over the same seconds of each round (10 s to S - 2 s),
+# summed over the rounds; no start-up subtracted.
+st_floor = sum(x["steady_floor_ns"] for x in rounds)
+st_daemon = sum(x["steady_daemon_ns"] for x in rounds)
+st_sampler = sum(x["steady_sampler_ns"] for x in rounds)
+st_seconds = sum(x["steady_s"] for x in rounds)
+st_ratios = [x["steady_daemon_ns"] / max(x["steady_floor_ns"], 1) for x in rounds]
+st_round_text = ", ".join(f"{q:.2f}×" for q in st_ratios)
+rows.append(f"| 10 Hz, steady span: daemon CPU per second ({n_rounds} rounds × {rounds[0]['steady_s']} s, same seconds) | {st_daemon / st_seconds / 1e6:.3f} ms/s | C loop {st_floor / st_seconds / 1e6:.3f} ms/s | {st_daemon / st_floor:.2f}× the floor (rounds: {st_round_text}) | ≤ 1.5× | {verdict(st_daemon <= 1.5 * st_floor)} |")
+rows.append(f"| 10 Hz, steady span: the sampling thread's CPU per second | {st_sampler / st_seconds / 1e6:.3f} ms/s | C loop {st_floor / st_seconds / 1e6:.3f} ms/s | {st_sampler / st_floor:.2f}× the floor | ≤ 1.5× | {verdict(st_sampler <= 1.5 * st_floor)} |")
+rows.append(f"| 10 Hz after start-up (whole runs less a 1 s run's start-up; {n_rounds} rounds) | {swift_steady_rounds * 1000:.3f} ms/s | C loop {floor_steady * 1000:.3f} ms/s | {swift_steady_rounds / max(floor_steady, 1e-9):.2f}× the floor (rounds: {round_ratios}) | — (reported) | — |")
+steady_sentence = f"; over the steady span, the same seconds for both, {st_daemon / st_floor:.2f}× and {st_sampler / st_floor:.2f}×"
 rows.append(f"| daemon, {S} s: peak RSS | {d['swift']['rss_kb'] / 1024:.1f} MB | seed {d['python']['rss_kb'] / 1024:.1f} MB | {rss_ratio:.2f}× | ≤ 0.5× | {verdict(rss_ratio <= 0.5)} |")
 k = r["khz"]
 f = k["floor"]
