@@ -177,7 +177,7 @@ enum Protobuf {
 }
 
 /// Which remote-write message a request carries.
-public enum RemoteWriteWire: String, Sendable {
+public enum RemoteWriteWire: String, Sendable, CaseIterable {
     /// `prometheus.WriteRequest` (remote write 1.0, the seed's).
     case v1 = "1.0"
     /// `io.prometheus.write.v2.Request` (remote write 2.0, as Prometheus 3.5 decodes it).

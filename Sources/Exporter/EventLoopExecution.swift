@@ -29,8 +29,9 @@ public final class EventLoopTaskExecutor: TaskExecutor, @unchecked Sendable {
 
 /// A clock whose `sleep` is a timer of a NIO event loop: the sleeping task is resumed by the loop's
 /// thread when the timer fires (with `EventLoopTaskExecutor`'s preference, it then runs right there),
-/// not by libdispatch's timer thread. Instants are `ContinuousClock`'s.
-public struct EventLoopClock: Clock {
+/// not by libdispatch's timer thread. A ``Doorbell`` can end a sleep early (``DoorbellClock``).
+/// Instants are `ContinuousClock`'s.
+public struct EventLoopClock: DoorbellClock {
     public typealias Instant = ContinuousClock.Instant
     public typealias Duration = Swift.Duration
 
@@ -42,18 +43,28 @@ public struct EventLoopClock: Clock {
     public var minimumResolution: Duration { ContinuousClock().minimumResolution }
 
     public func sleep(until deadline: Instant, tolerance: Duration?) async throws {
+        _ = try await sleep(until: deadline, bell: nil)
+    }
+
+    public func sleep(until deadline: Instant, orUntilRung bell: Doorbell) async throws -> Bool {
+        try await sleep(until: deadline, bell: bell)
+    }
+
+    private func sleep(until deadline: Instant, bell: Doorbell?) async throws -> Bool {
         let wait = Instant.now.duration(to: deadline)
         guard wait > .zero else {
             try Task.checkCancellation()
-            return
+            return false
         }
-        // Resumed exactly once: by the timer, or by cancellation (which also cancels the timer).
+        // Resumed exactly once: by the timer (false), the bell (true) or cancellation (which also cancels
+        // the timer). A ring comes from another thread; the timer it leaves is cancelled here, back on
+        // the loop, rather than from that thread (which would be a second hand-over to the loop).
         let state = Mutex<SleepState>(.waiting)
         let loop = eventLoop
-        try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+        let (rang, timer) = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<(Bool, Scheduled<Void>?), any Error>) in
                 let scheduled = loop.scheduleTask(in: .nanoseconds(wait.wholeNanoseconds)) {
-                    if let continuation = state.withLock({ $0.take() }) { continuation.resume() }
+                    if let continuation = state.withLock({ $0.take() }) { continuation.resume(returning: (false, nil)) }
                 }
                 let cancelled = state.withLock { s -> Bool in
                     if case .cancelled = s { return true }
@@ -63,7 +74,17 @@ public struct EventLoopClock: Clock {
                 if cancelled {
                     scheduled.cancel()
                     continuation.resume(throwing: CancellationError())
+                    return
                 }
+                guard let bell else { return }
+                let armed = bell.arm {
+                    if let continuation = state.withLock({ $0.take() }) {
+                        continuation.resume(returning: (true, scheduled))
+                    } else {
+                        bell.ring()  // the timer (or cancellation) came first: the ring is for the next sleep
+                    }
+                }
+                if !armed, let continuation = state.withLock({ $0.take() }) { continuation.resume(returning: (true, scheduled)) }
             }
         } onCancel: {
             if let (continuation, timer) = state.withLock({ $0.cancel() }) {
@@ -71,24 +92,30 @@ public struct EventLoopClock: Clock {
                 continuation.resume(throwing: CancellationError())
             }
         }
+        if rang {
+            timer?.cancel()
+        } else {
+            bell?.disarm()
+        }
+        return rang
     }
 }
 
 private enum SleepState {
     case waiting
-    case sleeping(CheckedContinuation<Void, any Error>, Scheduled<Void>)
+    case sleeping(CheckedContinuation<(Bool, Scheduled<Void>?), any Error>, Scheduled<Void>)
     case cancelled
     case done
 
-    /// The timer fired: the continuation to resume, if nothing resumed it yet.
-    mutating func take() -> CheckedContinuation<Void, any Error>? {
+    /// The timer fired or the bell rang: the continuation to resume, if nothing resumed it yet.
+    mutating func take() -> CheckedContinuation<(Bool, Scheduled<Void>?), any Error>? {
         defer { self = .done }
         if case .sleeping(let c, _) = self { return c }
         return nil
     }
 
-    /// Cancellation: the continuation to resume and the timer to cancel, if the timer has not fired yet.
-    mutating func cancel() -> (CheckedContinuation<Void, any Error>, Scheduled<Void>)? {
+    /// Cancellation: the continuation to resume and the timer to cancel, if nothing resumed it yet.
+    mutating func cancel() -> (CheckedContinuation<(Bool, Scheduled<Void>?), any Error>, Scheduled<Void>)? {
         switch self {
         case .sleeping(let c, let s):
             self = .done

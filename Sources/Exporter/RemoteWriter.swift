@@ -24,8 +24,13 @@ import Synchronization
 ///   attempt, all within `shutdownTimeout` of the signal; what cannot be delivered is counted as
 ///   dropped and logged. ``abandon()`` (a second signal) counts what is left at once.
 ///
-/// Generic over `Clock` (push ticks, backoff) so tests drive it with a manual clock.
-public actor RemoteWriter<C: Clock>: WindowSink, PowerLimitsSink, Service where C.Duration == Duration {
+/// Pushes follow the sampler's batches when it hands windows over once per push interval
+/// (`pushesFollowBatches`): the sampling thread rings after each batch and the push starts then, with
+/// the push interval's timer standing in, half an interval late, only when no batch comes. Otherwise a
+/// batch is cut every push interval on the writer's own timer.
+///
+/// Generic over its clock (push ticks, backoff) so tests drive it with a manual clock.
+public actor RemoteWriter<C: DoorbellClock>: WindowSink, PowerLimitsSink, Service where C.Duration == Duration {
     public enum DropReason: String, Sendable, CaseIterable {
         /// The receiver answered a 4xx other than 429: retrying cannot help.
         case rejected
@@ -102,8 +107,8 @@ public actor RemoteWriter<C: Clock>: WindowSink, PowerLimitsSink, Service where 
     private let random: @Sendable () -> Double
     private let health: HealthFile?
     private let logger: Logger
-    /// Where the writer's own unstructured tasks (the request that may outlive a shutdown signal, the
-    /// flush) run: the event loop the daemon's async work prefers; nil, Swift concurrency's default.
+    /// Where the writer's own unstructured task (the shutdown flush) runs: the event loop the daemon's
+    /// async work prefers; nil, Swift concurrency's default.
     private let executor: (any TaskExecutor)?
     /// Where /metrics reads the writer's counters, when it is served.
     private let scrape: ScrapeState?
@@ -136,6 +141,11 @@ public actor RemoteWriter<C: Clock>: WindowSink, PowerLimitsSink, Service where 
     private var consecutiveFailures = 0
     /// Set by ``abandon()``: nothing more is sent.
     private var abandoned = false
+    /// Set at graceful shutdown: the push loop ends after the request in flight, if any.
+    private var stopping = false
+    /// Rung by the sampling thread after each batch (when pushes follow batches) and at shutdown.
+    private let doorbell = Doorbell()
+    private let pushesFollowBatches: Bool
     /// The protocol of the next request (see ``RemoteWriteProtocol``).
     public private(set) var wire: RemoteWriteWire
     /// `auto`: a 2.0 request was accepted with the Written headers, so the receiver speaks 2.0 and a
@@ -155,8 +165,10 @@ public actor RemoteWriter<C: Clock>: WindowSink, PowerLimitsSink, Service where 
         scrape: ScrapeState? = nil,
         spool: sending Spool? = nil,
         source: (bootID: String, backend: String) = ("", ""),
+        pushesFollowBatches: Bool = false,
         logger: Logger = Logger(label: "rapl-exporter.remote-write")
     ) {
+        self.pushesFollowBatches = pushesFollowBatches
         var intake = WriterIntake()
         intake.backend = source.backend
         if let spool {
@@ -196,6 +208,12 @@ public actor RemoteWriter<C: Clock>: WindowSink, PowerLimitsSink, Service where 
     /// Called on the sampling thread: appends the window's samples under the intake lock.
     public nonisolated func accept(_ window: borrowing EnergyWindow) {
         intake.withLock { $0.add(window, settings.series, holdLimit: holdLimit) }
+    }
+
+    /// Called on the sampling thread after each batch of windows: when pushes follow batches, the push
+    /// loop wakes and pushes now.
+    public nonisolated func batchHandedOver() {
+        if pushesFollowBatches { doorbell.ring() }
     }
 
     /// Called by `PowerLimitsService` (on the event loop, every `--power-limits-interval`): the read's
@@ -368,14 +386,19 @@ public actor RemoteWriter<C: Clock>: WindowSink, PowerLimitsSink, Service where 
     }
 
     public func run() async throws {
-        // As in the sampler: one wait for graceful shutdown, which cancels the push loop (a request in
-        // flight may finish, within the shutdown timeout), then the flush; all of it within the
-        // shutdown timeout of the signal.
+        // As in the sampler: one wait for graceful shutdown, which ends the push loop (a request in
+        // flight may finish, within the shutdown timeout: then it is cancelled), then the flush; all of it
+        // within the shutdown timeout of the signal.
         var deadline = clock.now
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.pushLoop() }
             do { try await gracefulShutdown() } catch {}
             deadline = clock.now.advanced(by: settings.shutdownTimeout)
+            stopping = true
+            doorbell.ring()
+            group.addTask { [clock, deadline] in try? await clock.sleep(until: deadline, tolerance: nil) }
+            // The loop's end or the deadline, whichever comes first; the other is cancelled.
+            await group.next()
             group.cancelAll()
         }
         // Not cancelled with this task (a test or an escalating service group cancels it): the flush
@@ -388,7 +411,8 @@ public actor RemoteWriter<C: Clock>: WindowSink, PowerLimitsSink, Service where 
     /// at once. After it, nothing more is spooled.
     public func closeSpool() { spool?.close() }
 
-    /// Cuts a batch every push interval and sends what is due, until cancelled.
+    /// Cuts a batch every push interval (or when the sampler rings after a batch, see the type's comment)
+    /// and sends what is due, until shutdown or cancellation.
     ///
     /// Specialized for the daemon's clock: the actor is generic over its clock (tests inject one) and is
     /// instantiated in the executable, so its code ran unspecialized, looking up generic metadata
@@ -397,21 +421,28 @@ public actor RemoteWriter<C: Clock>: WindowSink, PowerLimitsSink, Service where 
     /// push runs 241 000 instructions instead of 287 000 (callgrind, 10 Hz, 4 domains, push 4 s).
     @_specialize(where C == EventLoopClock)
     private func pushLoop() async {
+        // Following batches, the timer is late by half a push interval: a batch's ring comes first.
+        let grace = pushesFollowBatches ? settings.pushInterval / 2 : .zero
         var nextPush = clock.now.advanced(by: settings.pushInterval)
         // What a previous run left in the spool goes out now, not at the first push.
         if let spool, spool.acked &+ 1 < memoryFrom { await drain(until: nil) }
-        while !Task.isCancelled {
-            var wake = nextPush
+        while !stopping, !Task.isCancelled {
+            var wake = nextPush.advanced(by: grace)
             if let retryAt = batches.first?.retryAt, retryAt < wake { wake = retryAt }
+            let rang: Bool
             do {
-                try await clock.sleep(until: wake, tolerance: nil)
+                rang = try await clock.sleep(until: wake, orUntilRung: doorbell)
             } catch {
                 return
             }
+            if stopping { return }
             let now = clock.now
-            if now >= nextPush {
+            if rang && pushesFollowBatches {
                 await cutBatch()
-                while nextPush <= now { nextPush = nextPush.advanced(by: settings.pushInterval) }
+                nextPush = now.advanced(by: settings.pushInterval)
+            } else if now >= nextPush.advanced(by: grace) {
+                await cutBatch()
+                while nextPush.advanced(by: grace) <= now { nextPush = nextPush.advanced(by: settings.pushInterval) }
             }
             await drain(until: nil)
         }
@@ -468,7 +499,7 @@ public actor RemoteWriter<C: Clock>: WindowSink, PowerLimitsSink, Service where 
     /// deadline it returns when the head batch must wait for a retry; with one (shutdown) it waits for
     /// retries that fall before the deadline.
     func drain(until deadline: C.Instant?) async {
-        while !abandoned, !Task.isCancelled {
+        while !abandoned, !Task.isCancelled, deadline != nil || !stopping {
             loadBacklog()
             guard !batches.isEmpty else { return }
             let now = clock.now
@@ -503,10 +534,11 @@ public actor RemoteWriter<C: Clock>: WindowSink, PowerLimitsSink, Service where 
                 body = encoder.encode(batches[0].samples[from..<to], table: table, wire: sentWire)
             }
             let start = clock.now
-            let (result, cut) = await sendOutlivingShutdown(body, wire: sentWire, timeout: timeout)
+            let result = await transport.send(body, wire: sentWire, timeout: timeout)
             // Cut off at the shutdown deadline (the flush sends it again if time is left), or
-            // abandoned by a second signal: not a receiver failure.
-            if cut || abandoned { return }
+            // abandoned by a second signal: not a receiver failure. An answer that came is still taken.
+            if abandoned { return }
+            if case .failure = result, Task.isCancelled { return }
             if attempts > 0 { statistics.retried += count }
             statistics.lastPushDuration = start.duration(to: clock.now)
             statistics.requests += 1
@@ -643,29 +675,6 @@ public actor RemoteWriter<C: Clock>: WindowSink, PowerLimitsSink, Service where 
         case 400 where !confirmed: return .notSpoken("HTTP 400 to the first 2.0 request")
         default: return .other
         }
-    }
-
-    /// Sends a request that a graceful shutdown does not cut short: when the push loop is cancelled
-    /// (the signal) while it is in flight, it may still finish within `shutdownTimeout`, and only then is
-    /// it cancelled. True in `cut` when it was.
-    private func sendOutlivingShutdown(_ body: [UInt8], wire: RemoteWriteWire, timeout: Duration) async -> (TransportResult, cut: Bool) {
-        let transport = transport
-        let sending = Task(executorPreference: executor) { await transport.send(body, wire: wire, timeout: timeout) }
-        let watchdog = Mutex<Task<Void, Never>?>(nil)
-        let clock = clock
-        let limit = settings.shutdownTimeout
-        let result = await withTaskCancellationHandler {
-            await sending.value
-        } onCancel: {
-            watchdog.withLock {
-                $0 = Task(executorPreference: executor) {
-                    try? await clock.sleep(for: limit)
-                    sending.cancel()
-                }
-            }
-        }
-        watchdog.withLock { $0?.cancel() }
-        return (result, sending.isCancelled)
     }
 
     /// The counters for /metrics (when it is served).

@@ -50,6 +50,13 @@ public protocol WindowSink: Sendable {
     /// arrays for the next window: a sink that keeps them (rather than copying their elements) makes the
     /// next window allocate.
     func accept(_ window: borrowing EnergyWindow)
+    /// Called on the sampling thread after the last window of each batch, when the sampler hands windows
+    /// over in batches (see `Sampler.batching`): the remote writer pushes then. Does nothing by default.
+    func batchHandedOver()
+}
+
+extension WindowSink {
+    public func batchHandedOver() {}
 }
 
 /// Decides, from a wake-up time, how late a window is and which deadline comes next.
@@ -255,6 +262,16 @@ public final class Sampler: Service {
         return min(pushInterval, maximumBatching)
     }
 
+    /// Whether the remote writer pushes when a batch is handed over (``WindowSink/batchHandedOver()``)
+    /// rather than on a timer of its own: when each batch is one push interval's windows (a push interval
+    /// up to ``maximumBatching``) and a push interval holds at least two windows. The push then starts
+    /// while the batch is fresh, in the one wake-up the hand-over makes (docs/performance.md), and carries
+    /// windows at most one push interval old.
+    public static func pushesFollowBatches(batching: Duration, pushInterval: Duration?, scrapeInterval: Duration) -> Bool {
+        guard let pushInterval, batching > .zero else { return false }
+        return batching == pushInterval && scrapeInterval * 2 <= pushInterval
+    }
+
     /// The raw counter values and boot time the spool records with each window.
     private func recordCounters(_ meter: EnergyMeter, into window: inout EnergyWindow, boot: Int64) {
         meter.copyCounterValues(into: &window.counterValues)
@@ -346,8 +363,10 @@ public final class Sampler: Service {
         var wakes: [Wake] = []
         let batchingNs = batching.wholeNanoseconds
         // The first window is handed over at once (a spool then holds a point a restart can continue
-        // from as soon as the run samples), then one batch per `batching`.
-        var batchStart = -batchingNs
+        // from as soon as the run samples), then one batch per `batching`, on a grid from that first
+        // window: at the first deadline at or after each point of it, so that batches (and the pushes
+        // that follow them) keep their period when it is not a whole number of windows.
+        var nextBatch = Int64.min
         while true {
             let final = !timer.wait(untilNanoseconds: origin &+ schedule.nextDeadlineNanoseconds)
             let elapsed = timer.nowNanoseconds() &- origin
@@ -358,8 +377,14 @@ public final class Sampler: Service {
                 Wake(
                     elapsed: elapsed, wall: wall, boot: recordsCounters ? BootClock.nowMicroseconds() : 0, late: schedule.late,
                     missed: schedule.missed))
-            guard final || elapsed &- batchStart >= batchingNs else { continue }
-            batchStart = elapsed
+            guard final || elapsed >= nextBatch else { continue }
+            // The first window's hand-over starts the grid; it does not ring (the first push stays one push
+            // interval after the start, as with the writer's own timer).
+            let first = nextBatch == Int64.min
+            if batchingNs > 0 {
+                nextBatch = first ? elapsed &+ batchingNs : nextBatch &+ batchingNs
+                while nextBatch <= elapsed { nextBatch &+= batchingNs }
+            }
             for wake in wakes {
                 meter.applyNextRead()
                 closer.close(wake, sampler: self)
@@ -368,6 +393,7 @@ public final class Sampler: Service {
             // batch of four seconds rewrote the file four times in a row.
             if let last = wakes.last { health?.windowClosed(atMicroseconds: last.wall) }
             wakes.removeAll(keepingCapacity: true)
+            if batchingNs > 0, !first { sink.batchHandedOver() }
             if final {
                 let e = schedule.lengthError
                 // A notice: once per run, the figures an operator (and scripts/benchmark) compares runs by.

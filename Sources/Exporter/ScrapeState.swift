@@ -161,4 +161,8 @@ public struct WindowSinks: WindowSink {
     public func accept(_ window: borrowing EnergyWindow) {
         for sink in sinks { sink.accept(window) }
     }
+
+    public func batchHandedOver() {
+        for sink in sinks { sink.batchHandedOver() }
+    }
 }

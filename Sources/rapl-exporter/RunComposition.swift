@@ -174,10 +174,15 @@ extension RunCommand {
                 "spooling windows to \(spool.settings.directory) (at most \(spool.settings.maxBytes) bytes; \(spool.statistics.segments) segment(s), \(spool.statistics.bytes) bytes now)"
             )
         }
+        // A line per window on stdout when nothing is pushed (the printer below).
+        let printing = (settings.remoteWrite == nil || transport == nil) && settings.output == .stdout
+        let batching = Self.batching(settings, stdout: printing)
         if let remoteWrite = settings.remoteWrite, let transport {
             let remote = RemoteWriter(
                 settings: remoteWrite, transport: transport.running(on: loop), clock: EventLoopClock(loop), health: health,
-                executor: executor, scrape: scrape, spool: spool, source: (bootID ?? "", backendName))
+                executor: executor, scrape: scrape, spool: spool, source: (bootID ?? "", backendName),
+                pushesFollowBatches: Sampler.pushesFollowBatches(
+                    batching: batching, pushInterval: remoteWrite.pushInterval, scrapeInterval: settings.scrapeInterval))
             services.append(remote)
             sinks.append(remote)
             writer = remote
@@ -203,7 +208,7 @@ extension RunCommand {
         services.append(
             Sampler(
                 meter: meter, interval: settings.scrapeInterval, sink: sink, health: health, recordsCounters: spooling, restart: restart,
-                batching: Self.batching(settings, stdout: stdout != nil)))
+                batching: batching))
         // First, so it stops last: its final write sees the last window and push.
         if let health { services.insert(health, at: 0) }
         // Signals are handled in serve(): the first asks for a graceful shutdown, a second one stops now.

@@ -15,17 +15,23 @@ import Testing
     /// Runs `seconds` of sampling at 10 Hz with the receiver down during `outage` (clock offsets);
     /// then lets the writer recover and flushes. Returns the writer and its transport.
     func simulate(
-        seconds: Int, outage: Range<Duration>, maxQueuedBatches: Int = 5, log: LogCapture = LogCapture()
+        seconds: Int, outage: Range<Duration>, maxQueuedBatches: Int = 5, followingBatches: Bool = false, log: LogCapture = LogCapture()
     ) async throws -> (RemoteWriter<TestClock>, RecordingTransport) {
         let clock = TestClock()
         let transport = RecordingTransport(down: { outage.contains(clock.now.offset) })
         var settings = RemoteWriteSettings(endpoint: endpoint, pushInterval: .seconds(4))
         settings.maxQueuedBatches = maxQueuedBatches
-        let w = RemoteWriter(settings: settings, transport: transport, clock: clock, random: { 0.5 }, logger: log.logger)
+        let w = RemoteWriter(
+            settings: settings, transport: transport, clock: clock, random: { 0.5 }, pushesFollowBatches: followingBatches, logger: log.logger)
         let task = Task { try await w.run() }
         await clock.waitForSleepers()
         for step in 1...(seconds * 10) {
             w.accept(window([UInt64(step)], endMicros: Self.base + Int64(step) * 100_000))
+            if followingBatches && step % 40 == 1 && step > 1 {
+                // The sampler's batches: its first window at once, then one push interval's windows.
+                w.batchHandedOver()
+                await clock.waitForSleepers()
+            }
             clock.advance(by: .milliseconds(100))
             await clock.waitForSleepers()
         }
@@ -44,6 +50,17 @@ import Testing
         #expect(stats.totalDropped == 0)
         #expect(energy(transport.deliveredRequests).map(\.1) == (1...600).map(Double.init))
         if length >= 4 { #expect(stats.failed > 0) }  // it spans a push
+    }
+
+    /// The same sweep with pushes following the sampler's batches (a ring every 40 windows).
+    @Test(arguments: [8.0, 10.3, 11.95], [0.5, 3.9, 4.1, 8.1, 12.0, 16.5, 19.0, 19.9])
+    func anOutageShorterThanTheQueueLosesNothingWhenPushesFollowBatches(start: Double, length: Double) async throws {
+        let from = Duration(secondsValue: start)
+        let (w, transport) = try await simulate(seconds: 60, outage: from..<(from + Duration(secondsValue: length)), followingBatches: true)
+        let stats = await w.statistics
+        #expect(stats.totalDropped == 0)
+        #expect(energy(transport.deliveredRequests).map(\.1) == (1...600).map(Double.init))
+        if length >= 4 { #expect(stats.failed > 0) }
     }
 
     @Test func anOutageLongerThanTheQueueDropsOnlyTheOldestAndCountsThem() async throws {

@@ -1,5 +1,6 @@
 import Foundation
 import RAPLBackend
+import ServiceLifecycle
 import Support
 import TestSupport
 import Testing
@@ -81,11 +82,14 @@ import Testing
         clock: TestClock = TestClock(),
         wall: TestWallClock = TestWallClock(),
         logger: LogCapture = LogCapture(),
+        followingBatches: Bool = false,
         configure: (inout RemoteWriteSettings) -> Void = { _ in }
     ) -> RemoteWriter<TestClock> {
         var settings = RemoteWriteSettings(endpoint: endpoint, pushInterval: .seconds(4))
         configure(&settings)
-        return RemoteWriter(settings: settings, transport: transport, clock: clock, wallClock: wall, random: { 0.5 }, logger: logger.logger)
+        return RemoteWriter(
+            settings: settings, transport: transport, clock: clock, wallClock: wall, random: { 0.5 }, pushesFollowBatches: followingBatches,
+            logger: logger.logger)
     }
 
     @Test func oneBatchCarriesEveryWindowInOrderWithSortedLabels() async throws {
@@ -363,6 +367,75 @@ import Testing
         task.cancel()
         try await task.value
         #expect(energy(transport.requests).map(\.1) == [1, 2])
+    }
+
+    /// Following the sampler's batches, the hand-over's ring is the push: at once, with no time passing
+    /// on the clock. Without a ring the push interval's timer still pushes, half an interval late; a ring
+    /// then pushes again at once. A writer that does not follow batches ignores rings.
+    @Test func pushesFollowTheBatchesAndTheTimerStandsIn() async throws {
+        let transport = RecordingTransport()
+        let clock = TestClock()
+        let w = writer(transport, clock: clock, followingBatches: true)
+        let task = Task { try await w.run() }
+        await clock.waitForSleepers()
+        w.accept(window([1], endMicros: 1_800_000_000_000_000))
+        w.batchHandedOver()
+        await clock.waitForSleepers()
+        #expect(energy(transport.requests).map(\.1) == [1])
+        // No batch for a push interval: nothing yet; half an interval later the timer pushes.
+        w.accept(window([2], endMicros: 1_800_000_000_100_000))
+        clock.advance(by: .seconds(4))
+        #expect(transport.requests.count == 1)
+        clock.advance(by: .seconds(2))
+        await clock.waitForSleepers()
+        #expect(energy(transport.requests).map(\.1) == [1, 2])
+        w.accept(window([3], endMicros: 1_800_000_000_200_000))
+        w.batchHandedOver()
+        await clock.waitForSleepers()
+        #expect(energy(transport.requests).map(\.1) == [1, 2, 3])
+        task.cancel()
+        try await task.value
+
+        let timed = RecordingTransport()
+        let timedClock = TestClock()
+        let t = writer(timed, clock: timedClock)
+        let timedTask = Task { try await t.run() }
+        await timedClock.waitForSleepers()
+        t.accept(window([1], endMicros: 1_800_000_000_000_000))
+        t.batchHandedOver()
+        await Task.yield()
+        #expect(timed.requests.isEmpty)
+        timedClock.advance(by: .seconds(4))
+        await timedClock.waitForSleepers()
+        #expect(energy(timed.requests).map(\.1) == [1])
+        timedTask.cancel()
+        try await timedTask.value
+    }
+
+    /// A request in flight when graceful shutdown begins may finish: its answer, coming within the
+    /// shutdown timeout, is taken (the samples are not sent twice, nothing is dropped), and the flush
+    /// then sends the rest.
+    @Test func aRequestInFlightAtShutdownFinishesAndItsAnswerCounts() async throws {
+        let transport = GatedTransport()
+        let clock = TestClock()
+        let w = RemoteWriter(
+            settings: RemoteWriteSettings(endpoint: endpoint, pushInterval: .seconds(4)), transport: transport, clock: clock,
+            wallClock: TestWallClock(), random: { 0.5 }, pushesFollowBatches: true, logger: LogCapture().logger)
+        let group = ServiceGroup(services: [w], logger: LogCapture().logger)
+        let running = Task { try await group.run() }
+        await clock.waitForSleepers()
+        w.accept(window([1], endMicros: 1_800_000_000_000_000))
+        w.batchHandedOver()
+        await transport.waitForRequests(1)
+        w.accept(window([2], endMicros: 1_800_000_000_100_000))
+        await group.triggerGracefulShutdown()
+        // Shutdown is waiting for the request (and sleeps until its deadline meanwhile).
+        await clock.waitForSleepers()
+        transport.answerFirst()
+        try await running.value
+        #expect(energy(transport.delivered).map(\.1) == [1, 2])
+        let stats = await w.statistics
+        #expect(stats.totalDropped == 0 && stats.failed == 0)
     }
 
     @Test func cumulativeCounterInJoules() async {

@@ -21,11 +21,16 @@ func steppingBackend(step: UInt64) -> ScriptedBackend {
 }
 
 final class RecordingSink: WindowSink {
-    private let recorded = Mutex<[EnergyWindow]>([])
-    var windows: [EnergyWindow] { recorded.withLock { $0 } }
+    private let recorded = Mutex<(windows: [EnergyWindow], batchEnds: [Int])>(([], []))
+    var windows: [EnergyWindow] { recorded.withLock { $0.windows } }
+    /// For each `batchHandedOver()`, how many windows the sink had then.
+    var batchEnds: [Int] { recorded.withLock { $0.batchEnds } }
     func accept(_ window: borrowing EnergyWindow) {
         let copy = copy window
-        recorded.withLock { $0.append(copy) }
+        recorded.withLock { $0.windows.append(copy) }
+    }
+    func batchHandedOver() {
+        recorded.withLock { $0.batchEnds.append($0.windows.count) }
     }
 }
 
@@ -279,26 +284,26 @@ final class FollowingWallClock: WallClock {
 @Suite struct SamplerBatchingTests {
     /// Runs a sampler over `backend` for `wakes` deadlines of 100 ms (the last one cut short by shutdown)
     /// and returns the windows its sink got, and when: the count it had before each wake-up.
-    func run(_ backend: ScriptedBackend, batching: Duration, wakes: Int, health: HealthFile? = nil) async throws -> (
-        windows: [EnergyWindow], seen: [Int]
-    ) {
+    func run(
+        _ backend: ScriptedBackend, batching: Duration, wakes: Int, health: HealthFile? = nil, interval: Duration = .milliseconds(100)
+    ) async throws -> (windows: [EnergyWindow], seen: [Int], batchEnds: [Int]) {
         let timer = ManualTimer()
         let sink = RecordingSink()
         let sampler = Sampler(
-            meter: EnergyMeter(backend: backend), interval: .milliseconds(100), sink: sink, timer: timer, wallClock: FollowingWallClock(timer),
+            meter: EnergyMeter(backend: backend), interval: interval, sink: sink, timer: timer, wallClock: FollowingWallClock(timer),
             health: health, batching: batching)
         let task = Task { try await sampler.run() }
         var seen: [Int] = []
         for _ in 0..<wakes {
             #expect(await timer.nextWait() != nil)
             seen.append(sink.windows.count)
-            timer.advance(by: .milliseconds(100))
+            timer.advance(by: interval)
         }
         #expect(await timer.nextWait() != nil)
-        timer.advance(by: .milliseconds(40))
+        timer.advance(by: interval * 0.4)
         task.cancel()
         try await task.value
-        return (sink.windows, seen)
+        return (sink.windows, seen, sink.batchEnds)
     }
 
     /// Closing windows in batches changes when they reach the sink, nothing else: the same windows, in
@@ -339,6 +344,27 @@ final class FollowingWallClock: WallClock {
         #expect(batched.seen == (0..<25).map { k in k == 0 ? 0 : (k - 1) / 10 * 10 + 1 })
     }
 
+    /// Each batch after the first window's ends with one `batchHandedOver()` (the remote writer pushes
+    /// then); the first window's hand-over does not ring, so the first push stays a push interval after
+    /// the start. None when every window is handed over at its deadline.
+    @Test func eachBatchButTheFirstWindowsRingsOnce() async throws {
+        let batched = try await run(steppingBackend(step: 100), batching: .seconds(1), wakes: 25)
+        // Windows 1 (at once), 2–11, 12–21, then 22–26 at shutdown.
+        #expect(batched.batchEnds == [11, 21, 26])
+        let direct = try await run(steppingBackend(step: 100), batching: .zero, wakes: 25)
+        #expect(direct.batchEnds.isEmpty)
+    }
+
+    /// Batches keep their period when it is not a whole number of windows: each comes at the first
+    /// deadline at or after a point of a grid from the first window (4 s of 300 ms windows: 4.2 s after
+    /// it, then 8.1 s, 12 s — not every 4.2 s, which would make pushes drift later and later).
+    @Test func batchesStayOnTheirGridWhenWindowsDoNotDivideIt() async throws {
+        let run = try await run(steppingBackend(step: 100), batching: .seconds(4), wakes: 45, interval: .milliseconds(300))
+        // Window k ends at 0.3 k s; the first at 0.3 s starts the grid (4.3, 8.3, 12.3 s): windows 15 (4.5 s),
+        // 28 (8.4 s) and 41 (12.3 s) end the batches, then the shutdown's.
+        #expect(run.batchEnds == [15, 28, 41, 46])
+    }
+
     /// The heartbeat is written once per batch, with the batch's last window: not once per second of
     /// windows in it (a four-second batch rewrote the file four times in a row).
     @Test func theHeartbeatIsWrittenOncePerBatch() async throws {
@@ -356,6 +382,18 @@ final class FollowingWallClock: WallClock {
     /// Each window at once where it must be seen as it closes or nothing pushes; otherwise one batch per
     /// push interval, at most `maximumBatching`, whose heartbeat a health check at 10 Hz still calls
     /// healthy a second later.
+    /// Pushes follow batches when a batch is one push interval's windows and holds at least two of them;
+    /// otherwise the writer keeps its own timer.
+    @Test func pushesFollowBatchesOnlyWhenABatchIsAPushInterval() {
+        #expect(Sampler.pushesFollowBatches(batching: .seconds(4), pushInterval: .seconds(4), scrapeInterval: .milliseconds(100)))
+        #expect(Sampler.pushesFollowBatches(batching: .seconds(2), pushInterval: .seconds(2), scrapeInterval: .seconds(1)))
+        // Batches of 5 s for a 60 s push, each window at once, a window as long as a push, or no push.
+        #expect(!Sampler.pushesFollowBatches(batching: .seconds(5), pushInterval: .seconds(60), scrapeInterval: .milliseconds(100)))
+        #expect(!Sampler.pushesFollowBatches(batching: .zero, pushInterval: .seconds(4), scrapeInterval: .milliseconds(100)))
+        #expect(!Sampler.pushesFollowBatches(batching: .seconds(4), pushInterval: .seconds(4), scrapeInterval: .seconds(3)))
+        #expect(!Sampler.pushesFollowBatches(batching: .seconds(4), pushInterval: nil, scrapeInterval: .milliseconds(100)))
+    }
+
     @Test func batchingFollowsThePushIntervalUpToItsMaximum() {
         #expect(Sampler.batching(pushInterval: .seconds(4), eachWindowAtOnce: false) == .seconds(4))
         #expect(Sampler.batching(pushInterval: .milliseconds(500), eachWindowAtOnce: false) == .milliseconds(500))

@@ -7,8 +7,9 @@ import Synchronization
 
 @testable import Exporter
 
-/// A manual clock: time moves only when a test advances it. `sleep` suspends until then.
-final class TestClock: Clock, Sendable {
+/// A manual clock: time moves only when a test advances it. `sleep` suspends until then, or (with a
+/// doorbell) until the bell rings.
+final class TestClock: DoorbellClock, Sendable {
     struct Instant: InstantProtocol {
         var offset: Duration
         func advanced(by d: Duration) -> Instant { Instant(offset: offset + d) }
@@ -19,7 +20,7 @@ final class TestClock: Clock, Sendable {
     private struct Sleeper {
         var id: Int
         var deadline: Instant
-        var continuation: CheckedContinuation<Void, any Error>
+        var continuation: CheckedContinuation<Bool, any Error>
     }
 
     private struct State {
@@ -34,28 +35,48 @@ final class TestClock: Clock, Sendable {
     var minimumResolution: Duration { .zero }
 
     func sleep(until deadline: Instant, tolerance: Duration?) async throws {
+        _ = try await sleep(until: deadline, bell: nil)
+    }
+
+    func sleep(until deadline: Instant, orUntilRung bell: Doorbell) async throws -> Bool {
+        try await sleep(until: deadline, bell: bell)
+    }
+
+    /// The sleeper `id`, taken out: nil when something else woke it already.
+    private func take(_ id: Int) -> Sleeper? {
+        state.withLock { s in
+            guard let i = s.sleepers.firstIndex(where: { $0.id == id }) else { return nil }
+            return s.sleepers.remove(at: i)
+        }
+    }
+
+    private func sleep(until deadline: Instant, bell: Doorbell?) async throws -> Bool {
         let id = state.withLock { s -> Int in
             s.nextID += 1
             return s.nextID
         }
-        try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+        let rang = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Bool, any Error>) in
                 let resumeNow = state.withLock { s -> Bool in
                     if deadline <= s.now || Task.isCancelled { return true }
                     s.sleepers.append(Sleeper(id: id, deadline: deadline, continuation: continuation))
                     return false
                 }
                 if resumeNow {
-                    if Task.isCancelled { continuation.resume(throwing: CancellationError()) } else { continuation.resume() }
+                    if Task.isCancelled { continuation.resume(throwing: CancellationError()) } else { continuation.resume(returning: false) }
+                    return
                 }
+                guard let bell else { return }
+                let armed = bell.arm {
+                    if let sleeper = self.take(id) { sleeper.continuation.resume(returning: true) } else { bell.ring() }
+                }
+                if !armed { self.take(id)?.continuation.resume(returning: true) }
             }
         } onCancel: {
-            let sleeper = state.withLock { s -> Sleeper? in
-                guard let i = s.sleepers.firstIndex(where: { $0.id == id }) else { return nil }
-                return s.sleepers.remove(at: i)
-            }
-            sleeper?.continuation.resume(throwing: CancellationError())
+            take(id)?.continuation.resume(throwing: CancellationError())
         }
+        if !rang { bell?.disarm() }
+        return rang
     }
 
     /// Moves time forward and wakes every sleeper whose deadline has come.
@@ -67,7 +88,7 @@ final class TestClock: Clock, Sendable {
             s.sleepers.removeAll { $0.deadline <= now }
             return due
         }
-        for sleeper in due { sleeper.continuation.resume() }
+        for sleeper in due { sleeper.continuation.resume(returning: false) }
     }
 
     var sleeperCount: Int { state.withLock { $0.sleepers.count } }
@@ -87,6 +108,47 @@ final class TestWallClock: WallClock {
     init(_ start: Int64 = 1_800_000_000_000_000) { micros = Mutex(start) }
     func nowMicroseconds() -> Int64 { micros.withLock { $0 } }
     func advance(by d: Duration) { micros.withLock { $0 += Int64(d.seconds * 1e6) } }
+}
+
+/// Holds the first request until the test answers it (204); answers every later one at once (204).
+final class GatedTransport: RemoteWriteTransport {
+    private let state = Mutex<(bodies: [[UInt8]], delivered: [[UInt8]], gate: CheckedContinuation<Void, Never>?, open: Bool)>(([], [], nil, false))
+
+    func send(_ body: [UInt8], wire: RemoteWriteWire, timeout: Duration) async -> TransportResult {
+        let first = state.withLock { s -> Bool in
+            s.bodies.append(body)
+            return s.bodies.count == 1
+        }
+        if first {
+            await withCheckedContinuation { (gate: CheckedContinuation<Void, Never>) in
+                let openNow = state.withLock { s -> Bool in
+                    if s.open { return true }
+                    s.gate = gate
+                    return false
+                }
+                if openNow { gate.resume() }
+            }
+        }
+        state.withLock { $0.delivered.append(body) }
+        return .response(status: 204, headers: [], body: [])
+    }
+
+    /// Answers the first request.
+    func answerFirst() {
+        let gate = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            s.open = true
+            defer { s.gate = nil }
+            return s.gate
+        }
+        gate?.resume()
+    }
+
+    func waitForRequests(_ count: Int) async {
+        while state.withLock({ $0.bodies.count }) < count { await Task.yield() }
+    }
+
+    /// The requests answered.
+    var delivered: [Prometheus_WriteRequest] { state.withLock { $0.delivered }.map(RecordingTransport.decode) }
 }
 
 /// Records every request and answers from a script (then 204 forever); while `down()` is true every
