@@ -128,7 +128,8 @@ text = f"""# Performance
 
 Measured by `scripts/benchmark` (about {r['total_minutes']:.0f} minutes) on {m['cpu']}, {m['cores']} cores,
 Linux {m['kernel']}, {r['date']}. Release build as the image ships it (`scripts/build-release`: static
-Swift standard library, lld with packed relocations, no exported symbols). The seed pipeline is rebuilt
+Swift standard library, lld with packed relocations, no exported symbols, the steady state's functions
+placed together). The seed pipeline is rebuilt
 from PyPI (pyjoules 0.5.1, protobuf {m['protobuf']}, python-snappy, requests; Python {m['python']}).
 
 | measurement | rapl-exporter | reference | ratio | budget | |
@@ -272,18 +273,35 @@ pushing; on this VM most of it is the timer wake-up itself (see the floor rows).
   pool thread exists) woke the process every second. Side by side at 10 Hz (per-thread schedstat, 30 s,
   push every 4 s): the threads other than the sampler went from 0.36 to 0.15 ms/s. A test
   (`pushesRunOnTheEventLoopOverOneConnection`) checks that no pool thread exists while the daemon pushes.
-  What a push still costs (2026-12-04, side by side, steady span, 10 Hz, push 4 s): about 12 µs per window
-  on that thread — about 480 µs per push for its two wake-ups (the timer, the answer), each about five
-  floor wake-ups, for about 241 000 instructions (callgrind: libsnappy a quarter, with its 16 KB hash table
-  cleared per request; the encoder 16 000; NIO's HTTP/1 pipeline; retain/release) and the loopback TCP
-  exchange, whose receiving side the kernel runs in the sender's context. Tried: the push loop specialized
-  for its clock (`@_specialize`; the generic actor looked up generic metadata about 100 times per push):
-  287 000 → 241 000 instructions per push, the thread's CPU per window the same within the noise (13.1
-  against 12.4 µs, 40 s × 4 rounds) — kept, it costs nothing. A doorbell (the sampling thread starts the
-  push right after each batch instead of the push timer firing on its own): 1.5 µs less per window
-  (9.8–11.0 against 11.2–12.0 µs, 40 s × 4 rounds; the loop's thread wakes while the batch is still in
-  the caches), about 2 % of the daemon — not adopted: it changes when pushes happen and needs a retry path
-  of its own, for less than the rounds' spread.
+  **What a push costs is the code it brings back into a cold CPU.** On 2026-12-04 (side by side, steady
+  span, 10 Hz, push 4 s) the event loop thread used about 12 µs per window — about 480 µs per push — for
+  about 241 000 instructions. A C loop doing only a push on a kept loopback connection (`writev` of a
+  request of the same size, then a blocking `read` of the answer) costs about 190 µs per push here: the
+  two wake-ups (the push's tick, the answer) and the TCP exchange, whose receiving side the kernel runs in
+  the sender's context. The rest is not instructions but lines of code: callgrind (`--dump-instr=yes`)
+  counted about 2 700 distinct 64-byte lines of code over 320 pages executed per push — NIO's channel
+  pipeline, selector and HTTP/1 codec about 1 300, the Swift concurrency runtime about 550, the writer
+  about 600, libsnappy 46 — each fetched from memory after four seconds away (`wake_footprint.c` below:
+  about 0.15 µs per cold line). So a push got cheaper by running less distinct code, and by starting
+  where the CPU is already awake and the batch in its caches (2026-12-08):
+  - **the push follows the sampler's batch**: when a batch is one push interval's windows (the default),
+    the sampling thread rings the writer after handing it over (`Doorbell`: it ends the event loop clock's
+    sleep, with no task per wait) and the push starts then, instead of on a timer of its own a phase
+    away; the timer stands in, half an interval late, only when no batch comes. It also makes the data
+    fresher: a push carries windows at most one push interval old (two before);
+  - **no task per request**: the request ran in a task of its own so that a graceful shutdown would not
+    cut it short; the push loop is now told to stop instead, and the request runs in its own task;
+  - **the request head built once per protocol**, NIO's outbound header validation off (every value is
+    checked before: the URL and extra headers at start, the credential files at each read; the validator
+    walked every header of every push), no redaction work for an empty answer.
+  Callgrind: 220 000 → 194 000 instructions and 2 666 → 2 375 distinct lines of code per push; side by side
+  (40 s, the three rounds the machine was quiet) the threads other than the sampler went from 13.7–14.6 to
+  10.1–10.6 µs per window. What is left is mostly NIO's pipeline and HTTP/1 codec and the concurrency
+  runtime; an HTTP/1.1 client written for the one request (no pipeline, one buffer each way) would remove
+  about half of it — not done: a parser of our own for every receiver's answers, against the standard
+  parts, for about 2 µs per window. Earlier: the push loop specialized for its clock (`@_specialize`; the
+  generic actor looked up generic metadata about 100 times per push): 287 000 → 241 000 instructions per
+  push, kept.
 - **What a wake-up costs here is mostly coming back to a cold CPU.** The floor loop's few hundred
   instructions cost 25–60 µs per wake-up at 10 Hz, and 80–100 µs when nothing else keeps the vCPUs busy
   (the tree's 1 kHz writer stopped): between wake-ups the vCPU halts and its caches and TLB are lost to
@@ -293,11 +311,27 @@ pushing; on this VM most of it is the timer wake-up itself (see the floor rows).
   sampling thread's distance from the floor is the size of the window's code and data, not its
   instruction count; two copies of the same C loop also differ by up to 30 % depending on where their
   wake-ups fall against the machine's other timers, which is why the budget rows are the mean of fresh-start
-  rounds. Tried and not adopted: ordering the window's functions together at link time (`-function-sections`
-  and lld's `--symbol-ordering-file`: their entry points from 40 pages to 15; the standard library's own
-  code cannot be moved) — the sampling thread's CPU was 5 % lower over seven side-by-side 30 s rounds,
-  inside the rounds' spread (±15 %), for a build that must track symbol names. What is left at 10 Hz is
-  the window's code itself: fewer distinct lines executed per window, not fewer instructions in a loop.
+  rounds. What is left at 10 Hz is the window's code itself: fewer distinct lines and pages executed per
+  window, not fewer instructions in a loop — and the data a deadline touches: a queued read is 16 bytes
+  per counter (its modulus queued only when it changes, not with every value), no counter's state is
+  looked at while none is waiting to retry, the sysfs backend's moduli sit in an array of their own (not
+  in each zone's record with its paths), and the window-length histogram (40 KB) is filled when a batch
+  is closed, not at each deadline (2026-12-08).
+- **The steady state's functions are placed together** (2026-12-08). `scripts/build-release` compiles
+  every function into a section of its own (`-function-sections`) and hands lld a list of the functions
+  the daemon runs in its steady state (`--symbol-ordering-file=scripts/hot-functions.txt`), which lld
+  places side by side at the start of the code. The list is made by `scripts/order-functions`: the
+  release binary at the defaults under callgrind, the functions the sampling thread and the event loop
+  ran over 24 s after start-up, less those of the static standard library that share a section with
+  others (placing one would drag 1.6 MB along). 673 functions, spread over about 300 pages before, fill
+  63. Callgrind over steady pushes: the pages of code a push runs went from 311 to 150 (its distinct lines
+  from 2 375 to 2 134: functions now share lines); a sampling thread's window from 41 to 24 pages. Side by
+  side (30 s × 9 fresh-start rounds, the same build ordered and not): all threads 75.6 → 70.5 µs per
+  window, the push's thread 9.6 → 7.7 (lower in 8 of 9 rounds), the sampling thread 66.1 → 62.7 (inside
+  the rounds' spread). A list that no longer names the binary's functions orders nothing, silently: the
+  build says how many of its functions it found and fails below half (run `scripts/order-functions` again
+  after changing what a window or a push runs). Tried on 2026-12-03 for the sampling thread alone (its
+  entry points from 40 pages to 15): 5 % lower, inside the spread, and not adopted then.
 - **So the sampling thread does at each deadline only what must happen then: the reads.** The meter
   queues the raw values (`EnergyMeter.readCounters`), and the rest of a window — the deltas, wraps, glitch
   and stuck checks, building the window, the writer's append, the health record — runs for one push
@@ -336,10 +370,9 @@ pushing; on this VM most of it is the timer wake-up itself (see the floor rows).
   the floor's deadlines placed on the daemon's own (`FLOOR_FIRST_DEADLINE_NS`, an experiment not kept)
   the sampling thread used 52–62 µs per window, with them 50 ms away 71 µs — sharing a wake-up makes it
   cheaper, so placing them would only choose the answer. Five rounds (three before) make one round's
-  phase move the mean less. Outside the sampling thread, the push costs the event loop thread about
+  phase move the mean less. Outside the sampling thread, the push cost the event loop thread about
   11–16 µs per window (two wake-ups per push: its timer, then the answer; strace), about a quarter of the
-  floor: with the sampling thread at 1.3–1.4× in the quiet rounds, that is why the whole daemon stays
-  above 1.5× at 10 Hz.
+  floor, before it followed the batches (above: about 10 µs).
 - **/metrics** (`--listen`): a scrape copies the latest window's figures under a lock the sampling thread
   only ever *tries* (it never waits), reads the process figures (`getrusage`, `/proc/self/statm`,
   `/proc/self/fd`) and formats the text on the event loop thread. node_exporter 1.5 (Debian bookworm's

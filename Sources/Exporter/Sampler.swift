@@ -95,10 +95,22 @@ public struct WindowSchedule: Sendable, Equatable {
 
     /// ``wokeUp(at:)`` in nanoseconds since the origin.
     mutating func wokeUp(atNanoseconds now: Int64) {
+        recordLength(endingAtNanoseconds: now)
+        advance(atNanoseconds: now)
+    }
+
+    /// The window that ended at `now` (nanoseconds since the origin) into ``lengthError``. The sampling
+    /// thread records a batch's windows when it closes them, not at each deadline: the histogram's
+    /// lines are then touched on a warm CPU (docs/performance.md).
+    mutating func recordLength(endingAtNanoseconds now: Int64) {
         let length = now &- previousWakeNs
         previousWakeNs = now
         let error = length > intervalNs ? length &- intervalNs : intervalNs &- length
         lengthError.record(microseconds: Int(error / 1000))
+    }
+
+    /// The deadline part of ``wokeUp(at:)``: lateness, missed deadlines and the next deadline.
+    mutating func advance(atNanoseconds now: Int64) {
         let lateness = now &- intervalNs &* next
         if lateness > lateThresholdNs { late += 1 }
         if lateness > maxLatenessNs { maxLatenessNs = lateness }
@@ -372,7 +384,7 @@ public final class Sampler: Service {
             let elapsed = timer.nowNanoseconds() &- origin
             let wall = wallClock.nowMicroseconds()
             meter.readCounters(nowNanoseconds: elapsed)
-            if !final { schedule.wokeUp(atNanoseconds: elapsed) }
+            if !final { schedule.advance(atNanoseconds: elapsed) }
             wakes.append(
                 Wake(
                     elapsed: elapsed, wall: wall, boot: recordsCounters ? BootClock.nowMicroseconds() : 0, late: schedule.late,
@@ -385,9 +397,11 @@ public final class Sampler: Service {
                 nextBatch = first ? elapsed &+ batchingNs : nextBatch &+ batchingNs
                 while nextBatch <= elapsed { nextBatch &+= batchingNs }
             }
-            for wake in wakes {
+            for (k, wake) in wakes.enumerated() {
                 meter.applyNextRead()
                 closer.close(wake, sampler: self)
+                // Not the final window, cut short by shutdown.
+                if !final || k < wakes.count - 1 { schedule.recordLength(endingAtNanoseconds: wake.elapsed) }
             }
             // The heartbeat once per batch (its last window), not once per second of windows in it: a
             // batch of four seconds rewrote the file four times in a row.

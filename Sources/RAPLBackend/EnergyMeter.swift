@@ -140,9 +140,10 @@ private struct ReadQueue {
         case read, failed, waiting
     }
 
+    /// 16 bytes: a read of four counters is one cache line. A counter's modulus is queued only when it
+    /// differs from the one queued before (`moduli`), which is rare (a sysfs range re-read).
     struct Entry {
         var value: UInt64
-        var modulus: UInt128
         var outcome: Outcome
     }
 
@@ -158,12 +159,15 @@ private struct ReadQueue {
     var entries: [Entry] = []
     /// The error of each failed entry, by entry index (failures only: the common read adds nothing).
     var errors: [Int: CounterReadError] = [:]
+    /// The modulus of each entry whose counter's modulus differs from the one queued before it.
+    var moduli: [Int: UInt128] = [:]
     var applied = 0
 
     mutating func clear() {
         rounds.removeAll(keepingCapacity: true)
         entries.removeAll(keepingCapacity: true)
         if !errors.isEmpty { errors.removeAll() }
+        if !moduli.isEmpty { moduli.removeAll() }
         applied = 0
     }
 }
@@ -201,6 +205,11 @@ private struct Ledger {
     var units: [EnergyUnit] = []
     /// The modulus of each counter, from its reads (0 until the first).
     var moduli: [UInt128] = []
+    /// The modulus of each counter as last queued by `readCounters` (ahead of `moduli` while reads wait).
+    var queuedModuli: [UInt128] = []
+    /// How many counters have a `retryAt` (failed, not read again successfully): while none has, a read
+    /// checks no counter's state (a deadline touches as little memory as it can, docs/performance.md).
+    var retrying = 0
     /// Per counter: the most raw counts per second its domain can plausibly advance by.
     var countsPerSecond: [Double] = []
     /// Per counter: the monotonic time its value last changed (a step's energy was used since then).
@@ -255,6 +264,7 @@ private struct Ledger {
             counters.append(CounterState(domainIndex: sorted.firstIndex(of: spec.domain)!))
             units.append(spec.unit)
             moduli.append(0)
+            queuedModuli.append(0)
             countsPerSecond.append(maximumPowerWatts * 1e6 / spec.unit.microjoulesPerCount)
             readAt.append(.zero)
             episodeGlitches.append(0)
@@ -265,16 +275,20 @@ private struct Ledger {
     mutating func readCounters(_ backend: any EnergyBackend, nanoseconds: Int64) {
         queue.rounds.append(ReadQueue.Round(now: nanoseconds, start: queue.entries.count, count: counters.count))
         for i in counters.indices {
-            if let retryAt = counters[i].retryAt, Duration(wholeNanoseconds: nanoseconds) < retryAt {
-                queue.entries.append(ReadQueue.Entry(value: 0, modulus: 0, outcome: .waiting))
+            if retrying > 0, let retryAt = counters[i].retryAt, Duration(wholeNanoseconds: nanoseconds) < retryAt {
+                queue.entries.append(ReadQueue.Entry(value: 0, outcome: .waiting))
                 continue
             }
             do {
                 let raw = try backend.read(i)
-                queue.entries.append(ReadQueue.Entry(value: raw.value, modulus: raw.modulus, outcome: .read))
+                if raw.modulus != queuedModuli[i] {
+                    queuedModuli[i] = raw.modulus
+                    queue.moduli[queue.entries.count] = raw.modulus
+                }
+                queue.entries.append(ReadQueue.Entry(value: raw.value, outcome: .read))
             } catch {
                 queue.errors[queue.entries.count] = error
-                queue.entries.append(ReadQueue.Entry(value: 0, modulus: 0, outcome: .failed))
+                queue.entries.append(ReadQueue.Entry(value: 0, outcome: .failed))
             }
         }
     }
@@ -313,8 +327,8 @@ private struct Ledger {
             case .read:
                 break
             }
-            let raw = RawCount(value: queued.value, modulus: queued.modulus)
-            if moduli[i] != raw.modulus { moduli[i] = raw.modulus }
+            if !queue.moduli.isEmpty, let modulus = queue.moduli[entry] { moduli[i] = modulus }
+            let raw = RawCount(value: queued.value, modulus: moduli[i])
             if counters[i].primed {
                 // Wrapping subtraction modulo the counter's range.
                 if raw.value != counters[i].last {
@@ -430,6 +444,7 @@ private struct Ledger {
     private mutating func recovered(_ i: Int, _ backend: any EnergyBackend) {
         logger.notice("\(backend.counters[i].source): readable again after \(counters[i].failures) failed reads (\(counters[i].failing ?? ""))")
         counters[i].failing = nil
+        if counters[i].retryAt != nil { retrying -= 1 }
         counters[i].retryAt = nil
         counters[i].consecutiveFailures = 0
     }
@@ -446,6 +461,7 @@ private struct Ledger {
         }
         counters[i].failing = error.description
         counters[i].consecutiveFailures += 1
+        if counters[i].retryAt == nil { retrying += 1 }
         counters[i].retryAt = now + retryDelay(afterFailures: counters[i].consecutiveFailures)
         domainFailure[d] = error.description
     }
