@@ -199,7 +199,11 @@ pushing; on this VM most of it is the timer wake-up itself (see the floor rows).
   encoder and `Spool.append`, 40 windows per append (10 Hz, push every 4 s) with the `fdatasync` each append
   does, on the build folder's disk (ext4 here), and reports CPU and wall time per window and bytes per
   window. The daemon with and without a spool runs side by side (both at 10 Hz, pushing to the same
-  Prometheus, same tree) in fresh-start rounds; CPU from `wait4`. Replay: `rapl-bench spool-fill` writes
+  Prometheus, same tree) in fresh-start rounds; CPU from `wait4`. Three runs of a third of the run each,
+  start-up included: the row moves with the machine (+5.2 % on 2026-12-04, +18.1 % on 2026-12-08, a run in
+  which the floor itself cost 46 % more than on 2026-12-04; the same two builds checked right after, each
+  with and without a spool, all four side by side, 30 s × 3: +2.6 % for the build of 2026-12-04 and −1 %
+  for that of 2026-12-08). Replay: `rapl-bench spool-fill` writes
   an hour of 10 Hz windows ending now into a spool; the daemon started on it (`--max-sample-age 7200`)
   sends them to a fresh VictoriaMetrics 1.79 (Prometheus refuses samples more than about an hour older
   than its newest) and logs the time from its first replayed request to the backlog's end.
