@@ -390,8 +390,9 @@ public final class Sampler: Service {
                     elapsed: elapsed, wall: wall, boot: recordsCounters ? BootClock.nowMicroseconds() : 0, late: schedule.late,
                     missed: schedule.missed))
             guard final || elapsed >= nextBatch else { continue }
-            // The first window's hand-over starts the grid; it does not ring (the first push stays one push
-            // interval after the start, as with the writer's own timer).
+            // The first window's hand-over starts the grid. It rings too: when pushes follow batches, the first
+            // push then comes at once, and with it a spool's first record (a point the next start continues
+            // from, however soon this run is killed).
             let first = nextBatch == Int64.min
             if batchingNs > 0 {
                 nextBatch = first ? elapsed &+ batchingNs : nextBatch &+ batchingNs
@@ -407,7 +408,7 @@ public final class Sampler: Service {
             // batch of four seconds rewrote the file four times in a row.
             if let last = wakes.last { health?.windowClosed(atMicroseconds: last.wall) }
             wakes.removeAll(keepingCapacity: true)
-            if batchingNs > 0, !first { sink.batchHandedOver() }
+            if batchingNs > 0 { sink.batchHandedOver() }
             if final {
                 let e = schedule.lengthError
                 // A notice: once per run, the figures an operator (and scripts/benchmark) compares runs by.

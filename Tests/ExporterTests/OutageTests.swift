@@ -27,7 +27,7 @@ import Testing
         await clock.waitForSleepers()
         for step in 1...(seconds * 10) {
             w.accept(window([UInt64(step)], endMicros: Self.base + Int64(step) * 100_000))
-            if followingBatches && step % 40 == 1 && step > 1 {
+            if followingBatches && step % 40 == 1 {
                 // The sampler's batches: its first window at once, then one push interval's windows.
                 w.batchHandedOver()
                 await clock.waitForSleepers()

@@ -344,13 +344,13 @@ final class FollowingWallClock: WallClock {
         #expect(batched.seen == (0..<25).map { k in k == 0 ? 0 : (k - 1) / 10 * 10 + 1 })
     }
 
-    /// Each batch after the first window's ends with one `batchHandedOver()` (the remote writer pushes
-    /// then); the first window's hand-over does not ring, so the first push stays a push interval after
-    /// the start. None when every window is handed over at its deadline.
-    @Test func eachBatchButTheFirstWindowsRingsOnce() async throws {
+    /// Each batch ends with one `batchHandedOver()` (the remote writer pushes then), the first window's
+    /// too (a spool's first record then comes at once). None when every window is handed over at its
+    /// deadline.
+    @Test func eachBatchRingsOnce() async throws {
         let batched = try await run(steppingBackend(step: 100), batching: .seconds(1), wakes: 25)
         // Windows 1 (at once), 2–11, 12–21, then 22–26 at shutdown.
-        #expect(batched.batchEnds == [11, 21, 26])
+        #expect(batched.batchEnds == [1, 11, 21, 26])
         let direct = try await run(steppingBackend(step: 100), batching: .zero, wakes: 25)
         #expect(direct.batchEnds.isEmpty)
     }
@@ -362,7 +362,7 @@ final class FollowingWallClock: WallClock {
         let run = try await run(steppingBackend(step: 100), batching: .seconds(4), wakes: 45, interval: .milliseconds(300))
         // Window k ends at 0.3 k s; the first at 0.3 s starts the grid (4.3, 8.3, 12.3 s): windows 15 (4.5 s),
         // 28 (8.4 s) and 41 (12.3 s) end the batches, then the shutdown's.
-        #expect(run.batchEnds == [15, 28, 41, 46])
+        #expect(run.batchEnds == [1, 15, 28, 41, 46])
     }
 
     /// The heartbeat is written once per batch, with the batch's last window: not once per second of
